@@ -1,0 +1,60 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each does its own set-up.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STUMPCAST := $(VENV)/bin/stumpcast
+PYTEST_ARGS ?=
+SYSTEM_PACKAGES := redis-server ffmpeg
+
+.PHONY: setup system-deps venv demo test test-unit lint stack-up stack-down clean
+
+setup: system-deps venv
+
+# Debian packages the stack needs: Redis and ffmpeg. Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The main job. Starts the stack, then runs the demo.
+demo: setup
+	$(STUMPCAST) stack up
+	$(STUMPCAST) smoke
+
+# Installs everything, starts the stack, runs the whole suite, stops what it started.
+test: setup
+	@started=0; \
+	if ! $(STUMPCAST) stack status --quiet; then started=1; fi; \
+	trap 'if [ $$started = 1 ]; then $(STUMPCAST) stack down; fi' EXIT; \
+	$(STUMPCAST) stack up && $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m "not stack and not media" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check schemas streams gateway media stumpcast tests
+	$(VENV)/bin/mypy schemas streams gateway media stumpcast
+
+stack-up: setup
+	$(STUMPCAST) stack up
+
+stack-down:
+	$(STUMPCAST) stack down
+
+clean:
+	rm -rf $(VENV) .run build *.egg-info

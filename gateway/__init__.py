@@ -1,0 +1,1 @@
+"""The viewer-facing WebSocket fanout gateway and its HTTP API."""

@@ -1,0 +1,217 @@
+"""One settings object, read from documented ``STUMPCAST_*`` environment variables.
+
+Nothing here runs at import: ``Settings.from_env()`` is called by the CLI's ``main`` and the
+result is passed down. The same object points stumpcast at the local stack (the defaults) or at
+real clusters (several Kafka bootstrap servers, several Cassandra contact points, a replication
+map, any Redis URL). Every variable is declared once in ``SETTINGS`` with its meaning, so the
+docs, the Compose file test and the error messages all read the same table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A ``STUMPCAST_*`` variable has a value stumpcast cannot use. The message names it."""
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("a TCP port must be between 1 and 65535")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _host_ports(raw: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not items:
+        raise ValueError("give at least one host:port, comma separated")
+    for item in items:
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{item!r} is not host:port")
+        _port(port)
+    return items
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not items:
+        raise ValueError("give at least one host, comma separated")
+    return items
+
+
+def _redis_url(raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _replication(raw: str) -> dict[str, Any]:
+    """``SimpleStrategy:1`` or ``NetworkTopologyStrategy:dc1=3,dc2=3``."""
+    strategy, sep, rest = raw.partition(":")
+    if not sep or not rest:
+        raise ValueError("use SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=N")
+    if strategy == "SimpleStrategy":
+        return {"class": "SimpleStrategy", "replication_factor": _positive_int(rest)}
+    if strategy == "NetworkTopologyStrategy":
+        out: dict[str, Any] = {"class": "NetworkTopologyStrategy"}
+        for pair in rest.split(","):
+            dc, eq, n = pair.partition("=")
+            if not eq or not dc.strip():
+                raise ValueError(f"{pair!r} is not dc=N")
+            out[dc.strip()] = _positive_int(n)
+        return out
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _env(name: str, default: str | None, parse: Callable[[str], Any], doc: str) -> Any:
+    """Declare a dataclass field bound to one environment variable."""
+    return field(default=None, metadata={"env": name, "default": default, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- where the pipeline's servers are (local stack by default, any cluster otherwise) --
+    kafka_bootstrap: tuple[str, ...] = _env(
+        "STUMPCAST_KAFKA_BOOTSTRAP", None, _host_ports,
+        "Kafka bootstrap servers, host:port, comma separated. "
+        "Default: the local stack's broker.")
+    kafka_replication_factor: int = _env(
+        "STUMPCAST_KAFKA_REPLICATION_FACTOR", "1", _positive_int,
+        "Replication factor for the topics stumpcast creates.")
+    redis_url: str = _env(
+        "STUMPCAST_REDIS_URL", None, _redis_url,
+        "Redis URL for the scorecard views. Default: the local stack's Redis.")
+    cassandra_hosts: tuple[str, ...] = _env(
+        "STUMPCAST_CASSANDRA_HOSTS", "127.0.0.1", _hosts,
+        "Cassandra contact points, comma separated.")
+    cassandra_port: int = _env(
+        "STUMPCAST_CASSANDRA_PORT", None, _port,
+        "Cassandra native (CQL) port. Default: the local stack's.")
+    cassandra_keyspace: str = _env(
+        "STUMPCAST_CASSANDRA_KEYSPACE", "stumpcast", str,
+        "Keyspace of the event store.")
+    cassandra_replication: dict[str, Any] = _env(
+        "STUMPCAST_CASSANDRA_REPLICATION", "SimpleStrategy:1", _replication,
+        "Keyspace replication: SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=N.")
+    # -- the local stack started by `stumpcast stack` --
+    run_dir: Path = _env(
+        "STUMPCAST_RUN_DIR", ".run", _path,
+        "Run folder of the local stack: data, logs and pids of every server.")
+    cache_dir: Path = _env(
+        "STUMPCAST_CACHE_DIR", "~/.cache/stumpcast", _path,
+        "Where Maven puts the Kafka and Cassandra jars (outside the repository).")
+    java_home: str = _env(
+        "STUMPCAST_JAVA_HOME", "", str,
+        "JDK 17 home for Kafka and Cassandra. Default: found on the machine.")
+    kafka_version: str = _env(
+        "STUMPCAST_KAFKA_VERSION", "4.3.1", str, "Apache Kafka version of the local stack.")
+    cassandra_version: str = _env(
+        "STUMPCAST_CASSANDRA_VERSION", "5.0.8", str,
+        "Apache Cassandra version of the local stack.")
+    stack_kafka_port: int = _env(
+        "STUMPCAST_STACK_KAFKA_PORT", "19092", _port, "Local Kafka broker port.")
+    stack_kafka_controller_port: int = _env(
+        "STUMPCAST_STACK_KAFKA_CONTROLLER_PORT", "19093", _port, "Local KRaft controller port.")
+    stack_cassandra_port: int = _env(
+        "STUMPCAST_STACK_CASSANDRA_PORT", "19042", _port, "Local Cassandra CQL port.")
+    stack_cassandra_storage_port: int = _env(
+        "STUMPCAST_STACK_CASSANDRA_STORAGE_PORT", "17000", _port,
+        "Local Cassandra inter-node storage port (bound to loopback).")
+    stack_redis_port: int = _env(
+        "STUMPCAST_STACK_REDIS_PORT", "16379", _port, "Local Redis port.")
+    stack_kafka_heap: str = _env(
+        "STUMPCAST_STACK_KAFKA_HEAP", "768m", str, "Kafka JVM heap (-Xmx).")
+    stack_cassandra_heap: str = _env(
+        "STUMPCAST_STACK_CASSANDRA_HEAP", "1024m", str, "Cassandra JVM heap (-Xmx).")
+    stack_start_timeout: float = _env(
+        "STUMPCAST_STACK_START_TIMEOUT", "180", _positive_float,
+        "Seconds `stack up` waits for each server to become healthy.")
+    # -- services --
+    gateway_host: str = _env(
+        "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")
+    gateway_port: int = _env(
+        "STUMPCAST_GATEWAY_PORT", "18080", _port, "Gateway WebSocket and HTTP port.")
+    streams_metrics_port: int = _env(
+        "STUMPCAST_STREAMS_METRICS_PORT", "18090", _port,
+        "Streams worker /metrics, /healthz and /readyz port.")
+    media_http_port: int = _env(
+        "STUMPCAST_MEDIA_HTTP_PORT", "18081", _port,
+        "Media worker origin: HLS, /metrics, /healthz and /readyz.")
+    log_level: str = _env(
+        "STUMPCAST_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+        "Log level.")
+    log_format: str = _env(
+        "STUMPCAST_LOG_FORMAT", "json", _choice("json", "text"),
+        "Structured JSON lines, or text for a terminal.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            raw = env.get(meta["env"], meta["default"])
+            if raw is None:
+                values[f.name] = None
+                continue
+            try:
+                values[f.name] = meta["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{meta['env']}={raw!r}: {exc}") from None
+        # Defaults that follow the local stack's ports.
+        if values["kafka_bootstrap"] is None:
+            values["kafka_bootstrap"] = (f"127.0.0.1:{values['stack_kafka_port']}",)
+        if values["redis_url"] is None:
+            values["redis_url"] = f"redis://127.0.0.1:{values['stack_redis_port']}/0"
+        if values["cassandra_port"] is None:
+            values["cassandra_port"] = values["stack_cassandra_port"]
+        return cls(**values)
+
+    @property
+    def kafka_bootstrap_str(self) -> str:
+        return ",".join(self.kafka_bootstrap)
+
+
+def documented() -> list[tuple[str, str | None, str]]:
+    """(variable, default, meaning) for every setting, in declaration order."""
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(Settings)]
+
+
+def variable_names() -> frozenset[str]:
+    return frozenset(f.metadata["env"] for f in fields(Settings))

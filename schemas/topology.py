@@ -1,0 +1,127 @@
+"""Where data lives: Kafka topics, the Cassandra keyspace and tables, and the Redis key layout.
+
+Defined once here and never built inline elsewhere (STYLE.md, principle 5). ``stumpcast stack
+init`` creates exactly what this module lists, and the services read their names from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    doc: str
+    compacted: bool = False
+    retention_ms: int | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+    def kafka_config(self) -> dict[str, str]:
+        out = dict(self.config)
+        if self.compacted:
+            out["cleanup.policy"] = "compact"
+        if self.retention_ms is not None:
+            out["retention.ms"] = str(self.retention_ms)
+        return out
+
+
+_DAY_MS = 24 * 3600 * 1000
+
+# Ball-by-ball input. Keyed by match_id, so one match is one partition and stays in order.
+MATCH_EVENTS = Topic("match.events", 8, "Validated-on-read match events from scorers and feeds.",
+                     retention_ms=7 * _DAY_MS)
+MATCH_EVENTS_DLQ = Topic("match.events.dlq", 2, "Rejected events with the reason they failed.",
+                         retention_ms=30 * _DAY_MS)
+NOTIFICATIONS = Topic("match.notifications", 8, "Milestones derived from the fold, and retractions.",
+                      retention_ms=7 * _DAY_MS)
+SCORECARDS = Topic("match.scorecards", 8, "Latest scorecard per match, for analysts.",
+                   compacted=True)
+VIEWER_HEARTBEATS = Topic("viewer.heartbeats", 8, "Player heartbeats: session, CDN, bitrate.",
+                          retention_ms=1 * _DAY_MS)
+ANALYTICS_CONCURRENCY = Topic("analytics.concurrency", 4,
+                              "Concurrent viewers and quality per match, region and CDN.",
+                              compacted=True)
+MEDIA_SEGMENTS = Topic("media.segments", 2, "One record per published HLS segment.",
+                       retention_ms=1 * _DAY_MS)
+SMOKE = Topic("stumpcast.smoke", 1, "Round trips of `make demo`'s smoke run and stack tests.",
+              retention_ms=3600 * 1000)
+
+TOPICS: tuple[Topic, ...] = (
+    MATCH_EVENTS, MATCH_EVENTS_DLQ, NOTIFICATIONS, SCORECARDS, VIEWER_HEARTBEATS,
+    ANALYTICS_CONCURRENCY, MEDIA_SEGMENTS, SMOKE,
+)
+
+# Consumer groups, one per service role.
+GROUP_STREAMS = "stumpcast-streams"
+GROUP_MEDIA_MARKERS = "stumpcast-media-markers"
+GROUP_NOTIFIER = "stumpcast-notifier"
+
+
+# -- Cassandra: the event store -------------------------------------------------------------
+
+EVENTS_TABLE = "match_events"
+
+
+def keyspace_cql(keyspace: str, replication: dict[str, Any]) -> str:
+    def literal(v: Any) -> str:
+        return f"'{v}'"
+
+    body = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in replication.items())
+    return f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{{body}}}"
+
+
+def tables_cql(keyspace: str) -> list[str]:
+    """One partition per match, clustered by seq: a match's log reads back in order."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {keyspace}.{EVENTS_TABLE} (
+            match_id text,
+            seq bigint,
+            event_id text,
+            type text,
+            ts timestamp,
+            body blob,
+            PRIMARY KEY ((match_id), seq)
+        ) WITH CLUSTERING ORDER BY (seq ASC)""",
+    ]
+
+
+# -- Redis key layout ---------------------------------------------------------------------
+
+REDIS_PREFIX = "stumpcast:"
+
+
+class RedisKeys:
+    """Every Redis key stumpcast uses. Methods, not f-strings at call sites."""
+
+    prefix = REDIS_PREFIX
+
+    @staticmethod
+    def card(match_id: str) -> str:
+        """The scorecard document (JSON bytes)."""
+        return f"{REDIS_PREFIX}card:{match_id}"
+
+    @staticmethod
+    def position(match_id: str) -> str:
+        """Hash {epoch, seq}: the position of the view. Moves with the card, atomically."""
+        return f"{REDIS_PREFIX}pos:{match_id}"
+
+    @staticmethod
+    def history(match_id: str) -> str:
+        """Stream of updates (what changed) for clients that resume by position."""
+        return f"{REDIS_PREFIX}hist:{match_id}"
+
+    @staticmethod
+    def updates_channel(match_id: str) -> str:
+        """Pub/sub channel announcing a committed update."""
+        return f"{REDIS_PREFIX}updates:{match_id}"
+
+    @staticmethod
+    def health(service: str) -> str:
+        """A heartbeat key with an expiry, one per service instance."""
+        return f"{REDIS_PREFIX}health:{service}"
+
+    live_matches = f"{REDIS_PREFIX}live"
+    smoke = f"{REDIS_PREFIX}smoke"

@@ -1,0 +1,1 @@
+"""The ``stumpcast`` command line, the local stack launcher and benchmark plumbing."""

@@ -1,0 +1,3 @@
+from stumpcast.cli import main
+
+raise SystemExit(main())
