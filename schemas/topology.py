@@ -114,9 +114,9 @@ class RedisKeys:
         return f"{REDIS_PREFIX}hist:{match_id}"
 
     @staticmethod
-    def updates_channel(match_id: str) -> str:
-        """Pub/sub channel announcing a committed update."""
-        return f"{REDIS_PREFIX}updates:{match_id}"
+    def notifications(match_id: str) -> str:
+        """Stream of notification messages for the match's notifications channel."""
+        return f"{REDIS_PREFIX}notes:{match_id}"
 
     @staticmethod
     def health(service: str) -> str:

@@ -1,0 +1,47 @@
+"""The patch format: apply(old, diff(old, new)) == new, and apply never mutates its input."""
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import patch
+
+json_scalars = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=5)
+json_docs = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400)
+@given(json_docs, json_docs)
+def test_apply_of_diff_reproduces_new(old, new):
+    before = copy.deepcopy(old)
+    assert patch.apply(old, patch.diff(old, new)) == new
+    assert old == before
+
+
+def test_ball_sized_change_is_small():
+    old = {"innings": [{"runs": 10, "batting": [{"name": "A", "runs": 4}, {"name": "B", "runs": 6}]}]}
+    new = {"innings": [{"runs": 14, "batting": [{"name": "A", "runs": 8}, {"name": "B", "runs": 6}]}]}
+    assert patch.diff(old, new) == [
+        ["s", ["innings", 0, "runs"], 14],
+        ["s", ["innings", 0, "batting", 0, "runs"], 8],
+    ]
+
+
+def test_growth_is_an_append_and_shrink_a_truncate():
+    assert patch.diff({"x": [1, 2]}, {"x": [1, 2, 3]}) == [["a", ["x"], [3]]]
+    assert patch.diff({"x": [1, 2, 3]}, {"x": [1]}) == [["t", ["x"], 1]]
+
+
+@pytest.mark.parametrize("bad", [
+    ["x"], [["q", []]], [["s", "innings", 1]], [["d", []]], [["a", [], [1]]], [["s", ["nope", "deeper"], 1]],
+    [["a", ["runs"], [1]]], [["t", ["list"], 9]], [["d", ["list", 0]]],
+])
+def test_bad_patches_raise_patch_error(bad):
+    with pytest.raises(patch.PatchError):
+        patch.apply({"runs": 1, "list": [1, 2]}, bad)
