@@ -175,7 +175,7 @@ class Settings:
         "Media worker origin: HLS, /metrics, /healthz and /readyz.")
     log_level: str = _env(
         "STUMPCAST_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-        "Log level.")
+        "Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _env(
         "STUMPCAST_LOG_FORMAT", "json", _choice("json", "text"),
         "Structured JSON lines, or text for a terminal.")

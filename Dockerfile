@@ -1,0 +1,12 @@
+# Image for the stumpcast services in compose/ (not used on the development machines).
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY streams streams
+COPY gateway gateway
+COPY media media
+COPY stumpcast stumpcast
+RUN pip install --no-cache-dir .
+USER nobody

@@ -1,0 +1,67 @@
+"""The Compose file names only real settings, and its ports agree with them."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas.settings import Settings, variable_names
+
+COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
+PROMETHEUS = COMPOSE.with_name("prometheus.yml")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _services_env(compose: dict):
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        yield name, {k: str(v) for k, v in env.items()}
+
+
+def test_every_stumpcast_variable_is_a_setting(compose):
+    known = variable_names()
+    named = {k for _, env in _services_env(compose) for k in env if k.startswith("STUMPCAST_")}
+    assert named, "the compose file should configure stumpcast through STUMPCAST_* settings"
+    assert named <= known, f"unknown settings in compose: {sorted(named - known)}"
+
+
+def test_every_service_environment_parses(compose):
+    for name, env in _services_env(compose):
+        if any(k.startswith("STUMPCAST_") for k in env):
+            Settings.from_env(env)  # raises SettingsError naming the variable
+
+
+def test_published_ports_agree_with_settings(compose):
+    for name, env in _services_env(compose):
+        settings = Settings.from_env(env)
+        published = {int(p.split(":")[1]) for p in compose["services"][name].get("ports", [])}
+        for var, attr in [("STUMPCAST_GATEWAY_PORT", "gateway_port"),
+                          ("STUMPCAST_MEDIA_HTTP_PORT", "media_http_port"),
+                          ("STUMPCAST_STREAMS_METRICS_PORT", "streams_metrics_port")]:
+            if var in env:
+                assert getattr(settings, attr) in published, f"{name}: {var} not published"
+
+
+def test_clients_point_at_the_servers_internal_ports(compose):
+    services = compose["services"]
+    env = dict(_services_env(compose))["gateway"]
+    settings = Settings.from_env(env)
+    kafka_port = int(settings.kafka_bootstrap[0].rsplit(":", 1)[1])
+    assert f"PLAINTEXT://:{kafka_port}" in services["kafka"]["environment"]["KAFKA_LISTENERS"]
+    assert settings.redis_url.endswith(":6379/0")
+    assert settings.cassandra_port == 9042
+
+
+def test_prometheus_scrapes_the_metrics_ports(compose):
+    scrape = yaml.safe_load(PROMETHEUS.read_text())
+    targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"]
+               for t in sc["targets"]}
+    for name, env in _services_env(compose):
+        for var in ("STUMPCAST_GATEWAY_PORT", "STUMPCAST_MEDIA_HTTP_PORT",
+                    "STUMPCAST_STREAMS_METRICS_PORT"):
+            if var in env:
+                assert f"{name}:{env[var]}" in targets
