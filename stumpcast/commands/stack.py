@@ -1,0 +1,217 @@
+"""`stumpcast stack up|down|status|logs|init` and `stumpcast bench stack`.
+
+Thin: parse arguments, call ``stumpcast.stack``, print. Every ``StackError`` is printed as a
+plain message (no traceback) with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schemas.settings import Settings
+
+SERVER_NAMES = ("kafka", "cassandra", "redis")  # same order as stumpcast.stack.control
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Print a StackError as the user's next step, not as a traceback."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from stumpcast.stack.errors import StackError
+
+        try:
+            return handler(args, settings)
+        except StackError as exc:
+            print(f"stumpcast stack: error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _only(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if n not in SERVER_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma separated subset of {','.join(SERVER_NAMES)}")
+    return names
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack import control
+
+    console = _console()
+    say = console.print
+    started = time.monotonic()
+    results = control.up(settings, args.only, say=say)
+    for r in results:
+        if r.action != "started":
+            say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
+    chosen = {r.server for r in results}
+    if not args.no_init and chosen & {"kafka", "cassandra"}:
+        _init(control.local_settings(settings), chosen, say)
+    say(f"stack up: {', '.join(sorted(chosen))} healthy in {time.monotonic() - started:.1f} s "
+        f"(run folder {settings.run_dir})")
+    return 0
+
+
+def _init(settings: Settings, which: set[str], say: Callable[[str], None]) -> None:
+    from stumpcast.stack import provision
+
+    if "kafka" in which:
+        provision.init_kafka(settings, say)
+    if "cassandra" in which:
+        provision.init_cassandra(settings, say)
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    which = set(args.only or ("kafka", "cassandra"))
+    _init(settings, which, _console().print)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack import control
+
+    console = _console()
+    for r in control.down(settings, args.only):
+        pid = f" (pid {r.pid})" if r.pid else ""
+        console.print(f"{r.server}: {r.outcome}{pid}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.table import Table
+
+    from stumpcast.stack import control
+
+    rows = control.status(settings, args.only)
+    ok = all(r.healthy for r in rows)
+    if args.quiet:
+        return 0 if ok else 1
+    table = Table(title=f"stumpcast stack ({settings.run_dir})")
+    for column in ("server", "port", "pid", "health", "log"):
+        table.add_column(column)
+    colour = {"healthy": "green", "starting": "yellow", "stopped": "dim"}
+    for r in rows:
+        style = colour.get(r.health, "red" if not r.healthy else "green")
+        table.add_row(r.server, ", ".join(map(str, r.ports)), str(r.pid or "-"),
+                      f"[{style}]{r.health}[/]", str(r.log))
+    _console().print(table)
+    return 0 if ok else 1
+
+
+def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack.layout import RunLayout
+    from stumpcast.stack.procs import tail
+
+    layout = RunLayout.at(settings.run_dir)
+    names = [args.server] if args.server else list(SERVER_NAMES)
+    paths = [layout.log(n) for n in names]
+    for name, path in zip(names, paths, strict=True):
+        if not path.exists():
+            print(f"==> {name}: no log yet ({path})")
+            continue
+        if len(names) > 1:
+            print(f"==> {name} ({path}) <==")
+        print("\n".join(tail(path, args.lines)))
+    if args.follow:
+        _follow([p for p in paths if p.exists()], prefix=len(names) > 1)
+    return 0
+
+
+def _follow(paths: list[Any], prefix: bool) -> None:
+    """Print lines appended to ``paths`` until Ctrl-C (like tail -f)."""
+    handles = []
+    for path in paths:
+        fh = path.open("r", errors="replace")
+        fh.seek(0, 2)
+        handles.append((path.stem, fh))
+    try:
+        while True:
+            quiet = True
+            for name, fh in handles:
+                for line in fh.readlines():
+                    quiet = False
+                    print(f"{name}: {line}" if prefix else line, end="", flush=True)
+            if quiet:
+                time.sleep(0.3)
+    except KeyboardInterrupt:
+        return
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack.bench import run_bench
+
+    return run_bench(settings, skip_cold=args.skip_cold, idle=args.idle,
+                     record=not args.no_record, say=_console().print)
+
+
+def register(sub: Any, bench: Any) -> None:
+    stack = sub.add_parser(
+        "stack", help="the local Kafka + Cassandra + Redis stack",
+        description="Real Kafka (KRaft), Cassandra and Redis as local processes, with data, "
+        "logs and pids in STUMPCAST_RUN_DIR. Jars come from Maven Central into "
+        "STUMPCAST_CACHE_DIR on first use.")
+    cmds = stack.add_subparsers(dest="stack_command", metavar="ACTION")
+    cmds.required = True
+    only = {"type": _only, "metavar": "SERVERS",
+            "help": f"comma separated subset of {','.join(SERVER_NAMES)} (default: all)"}
+
+    p = cmds.add_parser("up", help="start what is not healthy, wait until ready, create topics "
+                        "and tables", description="Start every server that is not already "
+                        "healthy (Kafka and Cassandra concurrently), wait until each answers a "
+                        "real request, then create the topics, keyspace and tables.")
+    p.add_argument("--only", **only)
+    p.add_argument("--no-init", action="store_true", help="skip creating topics and tables")
+    p.set_defaults(func=_guarded(cmd_up))
+
+    p = cmds.add_parser("down", help="stop the servers this stack started",
+                        description="SIGTERM each recorded process group (after checking it "
+                        "is still ours), SIGKILL after a grace period. Data is kept.")
+    p.add_argument("--only", **only)
+    p.set_defaults(func=_guarded(cmd_down))
+
+    p = cmds.add_parser("status", help="port, pid and health of each server",
+                        description="Probe each server with a real request. Exit code 0 only "
+                        "if all are healthy.")
+    p.add_argument("--only", **only)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing; exit 0 only if every server is healthy")
+    p.set_defaults(func=_guarded(cmd_status))
+
+    p = cmds.add_parser("logs", help="show a server's log", description="Show the last lines "
+                        "of one server's log (or of all), optionally following it.")
+    p.add_argument("server", nargs="?", choices=SERVER_NAMES, help="default: all")
+    p.add_argument("-n", "--lines", type=int, default=40, help="lines to show (default 40)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.set_defaults(func=_guarded(cmd_logs))
+
+    p = cmds.add_parser("init", help="create topics, keyspace and tables (idempotent)",
+                        description="Create the Kafka topics of schemas.topology and the "
+                        "Cassandra keyspace and tables on the servers the settings point at "
+                        "(STUMPCAST_KAFKA_BOOTSTRAP, STUMPCAST_CASSANDRA_HOSTS, ...), which "
+                        "may be real clusters.")
+    p.add_argument("--only", type=lambda v: [x for x in _only(v) if x != "redis"],
+                   metavar="SERVERS", help="kafka, cassandra or both (default both)")
+    p.set_defaults(func=_guarded(cmd_init))
+
+    b = bench.add_parser("stack", help="time from `stack up` to healthy, cold and warm; RSS",
+                         description="Start a second stack on shifted ports in a temporary run "
+                         "folder: cold (empty jar cache and Maven repository: downloads) and "
+                         "warm, and measure each server's resident memory once idle.")
+    b.add_argument("--skip-cold", action="store_true", help="only the warm start")
+    b.add_argument("--idle", type=float, default=15.0,
+                   help="seconds to wait after healthy before reading RSS (default 15)")
+    b.set_defaults(func=_guarded(cmd_bench))

@@ -1,0 +1,133 @@
+"""Config files of the three servers, rendered as text. Pure functions, tested without servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: Path) -> str:
+    """Single-node KRaft, broker and controller in one process (infra.md §1.5).
+
+    Static voters, so storage is formatted without --standalone (infra.md §1.3). The small
+    dedupe buffer and internal-topic partition counts keep heap and first-group-join time low.
+    """
+    return f"""\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={log_dir}
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+# default 50 partitions: fewer make the first consumer-group join faster
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# default 3000 ms: a single-node test broker has nobody to wait for
+group.initial.rebalance.delay.ms=0
+# default 128 MiB, allocated on heap at startup (infra.md §1.5)
+log.cleaner.dedupe.buffer.size=16777216
+num.network.threads=2
+num.io.threads=2
+"""
+
+
+# Console only: the launcher sends stdout to logs/kafka.log (infra.md §1.6, no YAML needed).
+KAFKA_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.req.name = kafka.request.logger
+logger.req.level = WARN
+"""
+
+
+def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path) -> str:
+    """Minimal single-node cassandra.yaml with 5.0 key names (infra.md §2.5).
+
+    The loader rejects unknown keys, so nothing optional is added. Caches are sized for a
+    1 GiB heap instead of the heap/4 defaults.
+    """
+    return f"""\
+cluster_name: 'stumpcast local'
+num_tokens: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+data_file_directories: [{data_dir}/data]
+commitlog_directory: {data_dir}/commitlog
+saved_caches_directory: {data_dir}/saved_caches
+hints_directory: {data_dir}/hints
+cdc_raw_directory: {data_dir}/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+commitlog_disk_access_mode: legacy
+commitlog_total_space: 512MiB
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:{storage_port}"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: {storage_port}
+native_transport_port: {native_port}
+start_native_transport: true
+endpoint_snitch: SimpleSnitch
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+role_manager: CassandraRoleManager
+network_authorizer: AllowAllNetworkAuthorizer
+memtable_heap_space: 128MiB
+memtable_offheap_space: 128MiB
+key_cache_size: 16MiB
+row_cache_size: 0MiB
+counter_cache_size: 0MiB
+file_cache_size: 64MiB
+networking_cache_size: 32MiB
+concurrent_compactors: 1
+auto_snapshot: false
+incremental_backups: false
+storage_compatibility_mode: NONE
+"""
+
+
+# Without a config logback defaults to DEBUG on the console (infra.md §2.6).
+CASSANDRA_LOGBACK = """\
+<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+"""
+
+
+def redis_conf(*, port: int, data_dir: Path) -> str:
+    """Loopback only, in the foreground, logging to stdout, data in the run folder.
+
+    ``set-proc-title no`` keeps the command line as we launched it (with the config path), so
+    ``stack down`` can recognise the process before signalling it.
+    """
+    return f"""\
+port {port}
+bind 127.0.0.1
+protected-mode yes
+daemonize no
+supervised no
+set-proc-title no
+logfile ""
+dir {data_dir}
+dbfilename dump.rdb
+appendonly no
+save 3600 1 300 100 60 10000
+"""

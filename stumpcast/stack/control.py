@@ -1,0 +1,215 @@
+"""`stack up`, `down` and `status`: start what is not healthy, stop only what we started.
+
+The imperative shell around the server descriptions: it owns the run folder's pid records and
+the waiting. Kafka and Cassandra start concurrently (each in a thread that mostly sleeps) since
+together they take most of the start time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.settings import Settings
+from stumpcast.stack import ports as portcheck
+from stumpcast.stack.cassandra_server import CassandraServer
+from stumpcast.stack.errors import PortInUse, ServerDied, StackError, StartTimeout
+from stumpcast.stack.kafka_server import KafkaServer
+from stumpcast.stack.layout import RunLayout
+from stumpcast.stack.procs import ProcRecord, is_ours, launch, stop, tail
+from stumpcast.stack.redis_server import RedisServer
+from stumpcast.stack.server import Server, StartContext
+
+SERVER_TYPES: dict[str, type[Server]] = {
+    "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
+}
+SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
+LOG_TAIL = 20
+
+
+def servers(settings: Settings, only: Iterable[str] | None = None) -> list[Server]:
+    layout = RunLayout.at(settings.run_dir)
+    chosen = list(only) if only else list(SERVER_NAMES)
+    unknown = [n for n in chosen if n not in SERVER_TYPES]
+    if unknown:
+        raise StackError(f"unknown server {', '.join(unknown)}; "
+                         f"choose from {', '.join(SERVER_NAMES)}")
+    return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
+
+
+def our_record(server: Server) -> ProcRecord | None:
+    """The pid record of ``server`` if that process is still ours; stale records are removed."""
+    path = server.layout.pid_record(server.name)
+    record = ProcRecord.load(path)
+    if record is None:
+        return None
+    if is_ours(record):
+        return record
+    path.unlink(missing_ok=True)
+    return None
+
+
+@dataclass(frozen=True)
+class UpResult:
+    server: str
+    action: str            # "started" or "already healthy" or "was starting"
+    pid: int | None
+    seconds: float
+
+
+def up(settings: Settings, only: Iterable[str] | None = None,
+       say: Callable[[str], None] = print, maven_repo: Path | None = None,
+       chosen: Sequence[Server] | None = None) -> list[UpResult]:
+    """Bring every chosen server to healthy; raise StackError naming each one that failed."""
+    todo = list(chosen) if chosen is not None else servers(settings, only)
+    ctx = StartContext(settings, say, maven_repo)
+    if any(s.needs_java() and not s.probe(1.0) for s in todo):
+        ctx.java()  # fail fast, before any download, if there is no JDK 17
+    with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
+        futures = [pool.submit(_bring_up, s, ctx) for s in todo]
+    results: list[UpResult] = []
+    errors: list[StackError] = []
+    for future in futures:
+        exc = future.exception()
+        if exc is None:
+            results.append(future.result())
+        elif isinstance(exc, StackError):
+            errors.append(exc)
+        else:
+            raise exc
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise StackError("\n\n".join(str(e) for e in errors))
+    return results
+
+
+def _bring_up(server: Server, ctx: StartContext) -> UpResult:
+    started = time.monotonic()
+    server.layout.prepare(server.name)
+    record = our_record(server)
+    if server.probe(2.0):
+        return UpResult(server.name, "already healthy", record.pid if record else None, 0.0)
+    action = "was starting"
+    if record is None:
+        check_ports(server)
+        argv = server.prepare(ctx)
+        ctx.say(f"starting {server.name} (log: {server.log_path})")
+        record, exit_code = launch(argv, server.log_path, server.marker, server.layout.root)
+        record.save(server.layout.pid_record(server.name))
+        action = "started"
+    else:
+        exit_code = None
+        ctx.say(f"{server.name}: pid {record.pid} is already starting; waiting for it")
+    wait_healthy(server, record, ctx.settings.stack_start_timeout, exit_code)
+    seconds = time.monotonic() - started
+    ctx.say(f"{server.name} healthy on port {server.ports()[0].number} "
+            f"(pid {record.pid}, {seconds:.1f} s)")
+    return UpResult(server.name, action, record.pid, seconds)
+
+
+def check_ports(server: Server) -> None:
+    for port in server.ports():
+        if not portcheck.is_free(port.number):
+            raise PortInUse(server.name, port.number, port.setting,
+                            portcheck.holder(port.number))
+
+
+def wait_healthy(server: Server, record: ProcRecord, timeout: float,
+                 exit_code: Callable[[], int | None] | None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = exit_code() if exit_code else None
+        if code is not None or not is_ours(record):
+            server.layout.pid_record(server.name).unlink(missing_ok=True)
+            how = f"exited with code {code}" if code is not None else "exited"
+            raise ServerDied(server.name, f"{how} while starting", server.log_path,
+                             tail(server.log_path, LOG_TAIL))
+        if server.probe(3.0):
+            return
+        if time.monotonic() > deadline:
+            raise StartTimeout(
+                server.name, f"was not healthy after {timeout:.0f} s (still running as pid "
+                f"{record.pid}; raise STUMPCAST_STACK_START_TIMEOUT or run `stumpcast stack "
+                "down`)", server.log_path, tail(server.log_path, LOG_TAIL))
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class DownResult:
+    server: str
+    outcome: str
+    pid: int | None
+
+
+def down(settings: Settings, only: Iterable[str] | None = None) -> list[DownResult]:
+    """Stop the processes this run folder recorded, and nothing else."""
+    chosen = servers(settings, only)
+    with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
+        return list(pool.map(_take_down, chosen))
+
+
+def _take_down(server: Server) -> DownResult:
+    path = server.layout.pid_record(server.name)
+    record = ProcRecord.load(path)
+    if record is None:
+        return DownResult(server.name, "not started by this stack", None)
+    outcome = stop(record, server.stop_grace)
+    path.unlink(missing_ok=True)
+    return DownResult(server.name, outcome, record.pid)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    server: str
+    ports: list[int]
+    pid: int | None
+    health: str           # "healthy", "starting", "stopped", "not ours", "port taken"
+    log: Path
+
+    @property
+    def healthy(self) -> bool:
+        return self.health in ("healthy", "healthy (not ours)")
+
+
+def status(settings: Settings, only: Iterable[str] | None = None) -> list[ServerStatus]:
+    chosen = servers(settings, only)
+    with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
+        return list(pool.map(_inspect, chosen))
+
+
+def _inspect(server: Server) -> ServerStatus:
+    record = our_record(server)
+    numbers = [p.number for p in server.ports()]
+    if server.probe(2.0):
+        health = "healthy" if record else "healthy (not ours)"
+    elif record:
+        health = "starting"
+    elif all(portcheck.is_free(n) for n in numbers):
+        health = "stopped"
+    else:
+        health = "port taken"
+    return ServerStatus(server.name, numbers, record.pid if record else None, health,
+                        server.log_path)
+
+
+def local_settings(settings: Settings) -> Settings:
+    """``settings`` pointed at the local stack's ports, with single-node replication.
+
+    `stack up` initialises the stack it started, whatever STUMPCAST_KAFKA_BOOTSTRAP etc. say;
+    `stack init` on its own uses the settings as given (real clusters included).
+    """
+    import dataclasses
+
+    return dataclasses.replace(
+        settings,
+        kafka_bootstrap=(f"127.0.0.1:{settings.stack_kafka_port}",),
+        kafka_replication_factor=1,
+        cassandra_hosts=("127.0.0.1",),
+        cassandra_port=settings.stack_cassandra_port,
+        cassandra_replication={"class": "SimpleStrategy", "replication_factor": 1},
+        redis_url=f"redis://127.0.0.1:{settings.stack_redis_port}/0",
+    )
