@@ -170,6 +170,18 @@ class Settings:
     streams_metrics_port: int = _env(
         "STUMPCAST_STREAMS_METRICS_PORT", "18090", _port,
         "Streams worker /metrics, /healthz and /readyz port.")
+    streams_allowed_sources: tuple[str, ...] = _env(
+        "STUMPCAST_STREAMS_ALLOWED_SOURCES", "cricsheet,scorer:*", _hosts,
+        "Event sources the streams worker accepts, comma separated; '*' is a wildcard "
+        "(fnmatch). Others go to the dead-letter topic.")
+    streams_gap_timeout: float = _env(
+        "STUMPCAST_STREAMS_GAP_TIMEOUT", "5", _positive_float,
+        "Seconds the streams worker holds events after a sequence gap before reporting them "
+        "to the dead-letter topic.")
+    streams_store_backlog: int = _env(
+        "STUMPCAST_STREAMS_STORE_BACKLOG", "20000", _positive_int,
+        "Events the streams worker keeps in memory while the event store (Cassandra) is "
+        "down; when full, consumption pauses until the store catches up.")
     media_http_port: int = _env(
         "STUMPCAST_MEDIA_HTTP_PORT", "18081", _port,
         "Media worker origin: HLS, /metrics, /healthz and /readyz.")
