@@ -1,0 +1,79 @@
+"""Shared fixtures: the settings, and the real stack for tests marked ``stack``.
+
+* ``settings``        Settings.from_env(), no check.
+* ``stack``           the same settings, after checking that Kafka, Cassandra and Redis (where
+                      the settings point: the local stack by default) answer a real request.
+* ``kafka_stack``, ``cassandra_stack``, ``redis_stack``: the same check for one server.
+
+When a server is not reachable the test is skipped with the reason and the command to run, except
+under CI (``CI=true``), where it fails: in CI the real run is never optional (STYLE.md, 11).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from schemas.settings import Settings
+
+_checked: dict[str, str | None] = {}   # server -> None if reachable, else why not
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _probe(settings: Settings, server: str) -> str | None:
+    from stumpcast.stack import probes
+
+    checks: dict[str, Callable[[], bool]] = {
+        "kafka": lambda: probes.kafka_ready(settings.kafka_bootstrap, 5.0),
+        "cassandra": lambda: probes.cassandra_ready(settings.cassandra_hosts,
+                                                    settings.cassandra_port, 5.0),
+        "redis": lambda: probes.redis_ready(settings.redis_url, 2.0),
+    }
+    where = {"kafka": settings.kafka_bootstrap_str,
+             "cassandra": f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}",
+             "redis": settings.redis_url}[server]
+    return None if checks[server]() else f"{server} not reachable at {where}"
+
+
+def require(settings: Settings, *servers: str) -> Settings:
+    """Skip (or fail under CI) unless every one of ``servers`` answers."""
+    for server in servers:
+        if server not in _checked:
+            _checked[server] = _probe(settings, server)
+    missing = [why for s in servers if (why := _checked[s])]
+    if missing:
+        reason = "; ".join(missing) + " (start it with `stumpcast stack up`)"
+        if _in_ci():
+            pytest.fail(f"CI=true and the stack is not reachable: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture
+def stack(settings: Settings) -> Settings:
+    return require(settings, "kafka", "cassandra", "redis")
+
+
+@pytest.fixture
+def kafka_stack(settings: Settings) -> Settings:
+    return require(settings, "kafka")
+
+
+@pytest.fixture
+def cassandra_stack(settings: Settings) -> Settings:
+    return require(settings, "cassandra")
+
+
+@pytest.fixture
+def redis_stack(settings: Settings) -> Settings:
+    return require(settings, "redis")

@@ -1,0 +1,129 @@
+"""Config rendering and command building, without any server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas.settings import Settings
+from stumpcast.stack import configs, jars, java
+from stumpcast.stack.cassandra_server import CassandraServer, jpms_flags
+from stumpcast.stack.errors import PortInUse, ServerDied, ToolMissing
+from stumpcast.stack.kafka_server import KafkaServer, cluster_id
+from stumpcast.stack.layout import RunLayout
+
+
+def _props(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines()
+             if line and not line.startswith("#"))
+    return {k: v for k, v in pairs}
+
+
+def test_server_properties_single_node_kraft() -> None:
+    props = _props(configs.kafka_server_properties(
+        broker_port=29092, controller_port=29093, log_dir=Path("/r/data/kafka")))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092"
+    assert props["log.dirs"] == "/r/data/kafka"
+    assert props["log.cleaner.dedupe.buffer.size"] == str(16 * 2**20)
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert int(props["offsets.topic.num.partitions"]) <= 4
+    assert props["transaction.state.log.replication.factor"] == "1"
+    # static voters: --standalone must not be used when formatting (infra.md §1.3)
+    assert "controller.quorum.bootstrap.servers" not in props
+
+
+def test_cassandra_yaml_ports_and_dirs() -> None:
+    doc = yaml.safe_load(configs.cassandra_yaml(native_port=29042, storage_port=27000,
+                                                data_dir=Path("/r/data/cassandra")))
+    assert doc["native_transport_port"] == 29042
+    assert doc["storage_port"] == 27000
+    assert doc["seed_provider"][0]["parameters"][0]["seeds"] == "127.0.0.1:27000"
+    assert doc["listen_address"] == doc["rpc_address"] == "127.0.0.1"
+    assert doc["data_file_directories"] == ["/r/data/cassandra/data"]
+    assert doc["commitlog_directory"] == "/r/data/cassandra/commitlog"
+    assert doc["row_cache_size"] == "0MiB"
+
+
+def test_redis_conf_loopback_foreground() -> None:
+    lines = configs.redis_conf(port=26379, data_dir=Path("/r/data/redis")).splitlines()
+    assert "port 26379" in lines
+    assert "bind 127.0.0.1" in lines
+    assert "daemonize no" in lines
+    assert "dir /r/data/redis" in lines
+    assert "set-proc-title no" in lines  # keeps our marker in the command line
+
+
+def test_cluster_id_is_22_url_safe_chars() -> None:
+    for _ in range(200):
+        value = cluster_id()
+        assert len(value) == 22 and not value.startswith("-")
+
+
+def test_jpms_block_and_cassandra_command(tmp_path: Path) -> None:
+    flags = jpms_flags()
+    assert flags.count("--add-exports") == 8 and flags.count("--add-opens") >= 14
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "jamm-0.4.0.jar").touch()
+    settings = Settings.from_env({"STUMPCAST_RUN_DIR": str(tmp_path / "run")})
+    server = CassandraServer(settings, RunLayout.at(settings.run_dir))
+    cmd = server.command(Path("/jdk/bin/java"), lib, tmp_path / "conf")
+    assert cmd[0] == "/jdk/bin/java"
+    assert f"-javaagent:{lib}/jamm-0.4.0.jar" in cmd
+    assert "-Dcassandra-foreground=yes" in cmd
+    assert f"-Dcassandra.config=file://{tmp_path}/conf/cassandra.yaml" in cmd
+    assert "-Xmx1024m" in cmd
+    assert cmd[-1] == "org.apache.cassandra.service.CassandraDaemon"
+
+
+def test_kafka_command_marker_and_heap(tmp_path: Path) -> None:
+    settings = Settings.from_env({"STUMPCAST_RUN_DIR": str(tmp_path / "run"),
+                                  "STUMPCAST_STACK_KAFKA_HEAP": "512m"})
+    server = KafkaServer(settings, RunLayout.at(settings.run_dir))
+    server.layout.prepare("kafka")
+    props, log4j = server.write_config()
+    args = server.java_args(Path("/jdk/bin/java"), tmp_path / "libs", log4j, "512m")
+    assert "-Xmx512m" in args and f"{tmp_path}/libs/*" in args
+    assert f"-Dlog4j2.configurationFile={log4j}" in args
+    assert server.marker in str(props)  # the marker is in every command line we start
+
+
+def test_wrapper_poms_and_pinned_plugin(tmp_path: Path) -> None:
+    kafka = jars.kafka_jars("4.3.1")
+    pom = kafka.pom()
+    assert "<artifactId>kafka_2.13</artifactId><version>4.3.1</version>" in pom
+    assert "log4j-slf4j-impl" in pom  # without the binding the broker is silent
+    assert kafka.lib_dir(tmp_path) == tmp_path / "kafka-4.3.1" / "libs"
+    cass = jars.cassandra_jars("5.0.8")
+    assert cass.lib_dir(tmp_path) == tmp_path / "cassandra-5.0.8" / "lib"
+    cmd = jars.mvn_command(kafka, tmp_path / "pom.xml", tmp_path / "out", tmp_path / "m2")
+    assert "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies" in cmd
+    assert f"-Dmaven.repo.local={tmp_path / 'm2'}" in cmd
+
+
+def test_cached_jars_are_reused_without_maven(tmp_path: Path) -> None:
+    kafka = jars.kafka_jars("4.3.1")
+    kafka.lib_dir(tmp_path).mkdir(parents=True)
+    (kafka.home(tmp_path) / jars.MARKER).write_text("done")
+    said: list[str] = []
+    assert jars.ensure_jars(kafka, tmp_path, said.append) == kafka.lib_dir(tmp_path)
+    assert said == []
+
+
+def test_no_java_found_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(java, "_candidates", lambda: [])
+    with pytest.raises(ToolMissing, match="openjdk-17-jre-headless"):
+        java.find_java("")
+
+
+def test_error_messages_say_what_to_do(tmp_path: Path) -> None:
+    taken = str(PortInUse("redis", 16379, "STUMPCAST_STACK_REDIS_PORT", "pid 42 (nc -l)"))
+    assert "16379" in taken and "STUMPCAST_STACK_REDIS_PORT" in taken and "pid 42" in taken
+    died = str(ServerDied("kafka", "exited with code 1 while starting", tmp_path / "k.log",
+                          ["boom"]))
+    assert str(tmp_path / "k.log") in died and "| boom" in died
