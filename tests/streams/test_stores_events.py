@@ -68,8 +68,8 @@ class TestInMemoryEventStore(EventStoreContract):
 @pytest.mark.stack
 class TestCassandraEventStore(EventStoreContract):
     @pytest.fixture
-    async def store(self, cassandra: Settings) -> AsyncIterator[EventStore]:
-        s = cassandra
+    async def store(self, cassandra_stack: Settings) -> AsyncIterator[EventStore]:
+        s = cassandra_stack
         store = await asyncio.to_thread(CassandraEventStore.connect, s.cassandra_hosts,
                                         s.cassandra_port, s.cassandra_keyspace)
         yield store
