@@ -43,6 +43,9 @@ ADD_OPENS = [
 ]
 
 
+INITIAL_HEAP = "256m"
+
+
 def jpms_flags() -> list[str]:
     out: list[str] = []
     for item in ADD_EXPORTS:
@@ -91,7 +94,11 @@ class CassandraServer(Server):
         heap = self.settings.stack_cassandra_heap
         data, logs = self.layout.data(self.name), self.log_path.parent
         return [
-            str(java), f"-Xms{heap}", f"-Xmx{heap}", *JVM_OPTIONS, *jpms_flags(),
+            # A small initial heap: as root Cassandra's mlockall (MCL_CURRENT) succeeds and pins
+            # every page committed at that moment, so -Xms=-Xmx would make the whole heap
+            # resident at once ("JNA mlockall successful" in the log). Growth after that is
+            # ordinary, unpinned memory.
+            str(java), f"-Xms{INITIAL_HEAP}", f"-Xmx{heap}", *JVM_OPTIONS, *jpms_flags(),
             f"-javaagent:{jamm[-1]}",
             f"-Djava.io.tmpdir={self.layout.tmp}", f"-Djna.tmpdir={self.layout.tmp}",
             f"-Dcassandra.config=file://{conf}/cassandra.yaml",
