@@ -1,0 +1,270 @@
+"""The imperative shell around ``streams.pipeline``: recovery, view commits, outputs, acks.
+
+Independent of faust, so it runs against the in-memory stores in tests and is driven by the
+faust agent (``streams.app``) in the worker. Order of effects for an accepted event:
+
+1. notifications to Kafka, acknowledged (only for events past the view's seq at recovery, so a
+   redelivery after a restart does not send them twice);
+2. the view commit (card, position, history, notifications in Redis, one Lua script);
+3. the latest card to the compacted scorecards topic;
+4. the event into the store backlog; the Kafka message is acked only once it is in Cassandra,
+   so the committed consumer offset never passes an event the store does not hold.
+
+A commit conflict means the view moved under us: flushed or restarted older (re-seeded from
+this state under a new epoch), rebuilt under a new epoch (adopted), or advanced by another
+worker after a rebalance (state recovered from the event store again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from schemas import codec
+from schemas.notifications import Notification
+from schemas.view import ViewUpdate, make_update
+from streams.eventstore import EventStore, EventStoreError, StoreBacklog, StoredEvent
+from streams.metrics import Metrics
+from streams.pipeline import (
+    MATCH_CREATED,
+    Accepted,
+    Duplicate,
+    Folder,
+    MatchProcessor,
+    MatchState,
+    Outcome,
+    Reason,
+    Rejected,
+    all_notes,
+    classify,
+    reject,
+    replay_state,
+)
+from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch, note_id
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[], Any] | None
+
+
+class Outputs(Protocol):
+    async def notifications(self, match_id: str, notes: Sequence[Notification]) -> None: ...
+
+    async def scorecard(self, match_id: str, card: bytes) -> None: ...
+
+    async def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    allowed_sources: Sequence[str]
+    gap_timeout: float
+
+
+def dlq_record(r: Rejected) -> bytes:
+    try:
+        event: Any = orjson.loads(r.raw)
+    except orjson.JSONDecodeError:
+        event = r.raw.decode("utf-8", "replace")
+    return orjson.dumps({"reason": r.reason.value, "detail": r.detail, "match_id": r.match_id,
+                         "seq": r.seq, "type": r.type, "event": event})
+
+
+def view_write(match_id: str, epoch: int, seq: int, prev: int, ts: str, before: Any,
+               after: dict[str, Any], notes: Sequence[Notification], now_ms: int,
+               full: bool = False) -> ViewWrite:
+    update: ViewUpdate = make_update(match_id, epoch, seq, prev, ts, None if full else before,
+                                     after)
+    ids = _note_ids(notes)
+    return ViewWrite(match_id, epoch, seq, prev, orjson.dumps(after), update.encode(),
+                     tuple((ids[i], n.encode()) for i, n in enumerate(notes)), now_ms)
+
+
+def _note_ids(notes: Sequence[Notification]) -> list[str]:
+    out, counts = [], {}  # type: ignore[var-annotated]
+    for n in notes:
+        counts[n.seq] = counts.get(n.seq, -1) + 1
+        out.append(note_id(n.seq, counts[n.seq]))
+    return out
+
+
+class Engine:
+    def __init__(self, folder: Folder, views: ViewStore, store: EventStore,
+                 backlog: StoreBacklog, outputs: Outputs, config: EngineConfig,
+                 metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.folder, self.views, self.store, self.backlog = folder, views, store, backlog
+        self.outputs, self.config, self.clock = outputs, config, clock
+        self.metrics = metrics or Metrics()
+        self.matches: dict[str, MatchProcessor] = {}
+
+    # -- entry points -----------------------------------------------------------------------
+
+    async def handle(self, raw: bytes, ack: Ack = None) -> None:
+        first = classify(raw, ack, self.config.allowed_sources)
+        if isinstance(first, Rejected):
+            self.metrics.events_in.labels("?").inc()
+            await self._run([first])
+            return
+        event = first
+        self.metrics.events_in.labels(event.payload.TYPE).inc()
+        proc = self.matches.get(event.match_id) or await self._recover(event.match_id, event)
+        if proc is None:
+            detail = "no match.created seen for this match"
+            await self._run([reject(event, raw, ack, Reason.UNKNOWN_MATCH, detail)])
+            return
+        self.matches[event.match_id] = proc
+        await self._run(proc.offer(event, raw, ack, self.clock()))
+
+    async def tick(self) -> None:
+        """Report gaps held for longer than the timeout (call about once a second)."""
+        now = self.clock()
+        for proc in list(self.matches.values()):
+            await self._run(proc.expire(now))
+        self.metrics.held.set(sum(len(p.held) for p in self.matches.values()))
+
+    def forget(self, match_ids: Sequence[str] | None = None) -> None:
+        """Drop in-memory state (e.g. partitions revoked); it is recovered on next sight."""
+        for m in list(self.matches) if match_ids is None else match_ids:
+            self.matches.pop(m, None)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def _run(self, outcomes: Sequence[Outcome]) -> None:
+        for i, o in enumerate(outcomes):
+            if isinstance(o, Accepted):
+                try:
+                    await self._accepted(o)
+                except ViewMovedError as exc:
+                    await self._after_move(exc.match_id, outcomes[i:])
+                    return
+            elif isinstance(o, Duplicate):
+                self.metrics.duplicates.inc()
+                await self.backlog.put(_stored(o.event, o.raw), _acker(o.token), if_absent=True)
+            elif isinstance(o, Rejected):
+                self.metrics.rejects.labels(o.reason.value).inc()
+                key = o.match_id.encode() if o.match_id else None
+                await self.outputs.dead_letter(key, dlq_record(o))
+                await _call(_acker(o.token))
+
+    async def _accepted(self, o: Accepted) -> None:
+        e = o.event
+        proc = self.matches[e.match_id]
+        if o.notes and e.seq > proc.view_seq:
+            await self.outputs.notifications(e.match_id, o.notes)
+            for n in o.notes:
+                self.metrics.notifications.labels(n.kind.value).inc()
+        await self._commit(proc, o)
+        await self.outputs.scorecard(e.match_id, orjson.dumps(o.after))
+        await self.backlog.put(_stored(e, o.raw), _acker(o.token))
+        self.metrics.events_out.labels(e.payload.TYPE).inc()
+        self.metrics.backlog.set(len(self.backlog))
+        self.metrics.store_up.set(1 if self.backlog.healthy else 0)
+
+    async def _commit(self, proc: MatchProcessor, o: Accepted) -> None:
+        e = o.event
+        ts = codec.format_ts(e.ts)
+        for _ in range(5):
+            w = view_write(e.match_id, proc.epoch, e.seq, o.prev_seq, ts, o.before, o.after,
+                           o.notes, _now_ms())
+            started = time.perf_counter()
+            result = await self.views.commit(w)
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            if result.status is not Status.CONFLICT:
+                return
+            stored = result.stored
+            if stored is not None and stored.seq == o.prev_seq:
+                proc.epoch = stored.epoch  # rebuilt under a new epoch: adopt it
+                continue
+            if stored is None or stored.seq < o.prev_seq:
+                await self._reseed(proc, stored)  # flushed, or restarted from an old snapshot
+                return
+            raise ViewMovedError(e.match_id, stored)  # another worker advanced it
+        raise ViewMovedError(e.match_id, None)
+
+    async def _reseed(self, proc: MatchProcessor, stored: Position | None) -> None:
+        s = proc.state
+        if s.doc is None:
+            return
+        proc.epoch = next_epoch(stored, _now_ms())
+        w = view_write(s.match_id, proc.epoch, s.seq, 0, _ts_of(s), None, s.doc,
+                       all_notes(s), _now_ms(), full=True)
+        await self.views.reset(w)
+        log.warning("view re-seeded", extra={"match_id": s.match_id, "epoch": proc.epoch,
+                                             "seq": s.seq})
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def _recover(self, match_id: str, event: Any) -> MatchProcessor | None:
+        """The match's state from the event store, its view position from Redis."""
+        events = [codec.decode(e.body) for e in await self._load(match_id)]
+        view = await self.views.read(match_id)
+        if not events and not (event.payload.TYPE == MATCH_CREATED and event.seq == 1):
+            return None
+        state = replay_state(match_id, events, self.folder)
+        pos = view.position
+        proc = MatchProcessor(state, self.folder, self.config.gap_timeout,
+                              epoch=pos.epoch if pos else next_epoch(None, _now_ms()),
+                              view_seq=pos.seq if pos else 0)
+        if state.seq > 0 and (pos is None or pos.seq < state.seq):
+            await self._reseed(proc, pos)
+            proc.view_seq = max(proc.view_seq, state.seq)
+        return proc
+
+    async def _load(self, match_id: str) -> list[StoredEvent]:
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.load(match_id)
+            except EventStoreError as exc:
+                log.warning("event store unreachable during recovery, retrying",
+                            extra={"match_id": match_id, "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _after_move(self, match_id: str, rest: Sequence[Outcome]) -> None:
+        """Another worker advanced the view: wait for our store writes, reload, offer again."""
+        log.warning("view moved under this worker; recovering", extra={"match_id": match_id})
+        await self.backlog.drain()
+        self.matches.pop(match_id, None)
+        for o in rest:
+            if isinstance(o, Accepted | Duplicate):
+                await self.handle(o.raw, o.token)
+            else:
+                await self._run([o])
+
+
+class ViewMovedError(RuntimeError):
+    def __init__(self, match_id: str, stored: Position | None) -> None:
+        super().__init__(f"view of {match_id} moved to {stored}")
+        self.match_id = match_id
+
+
+def _stored(event: Any, raw: bytes) -> StoredEvent:
+    return StoredEvent(event.match_id, event.seq, event.event_id, event.payload.TYPE, event.ts,
+                       codec.encode(event))
+
+
+def _acker(token: Any) -> Callable[[], Any] | None:
+    return token if callable(token) else None
+
+
+async def _call(fn: Callable[[], Any] | None) -> None:
+    if fn is not None:
+        result = fn()
+        if isinstance(result, Awaitable):
+            await result
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ts_of(state: MatchState) -> str:
+    return state.ts or "1970-01-01T00:00:00.000Z"

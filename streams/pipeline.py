@@ -1,0 +1,203 @@
+"""The path of one event, without I/O: validate, check the sequence, hold gaps, fold, derive.
+
+``classify`` turns wire bytes into an event or a typed rejection. A ``MatchProcessor`` owns one
+match's state and returns outcomes for the shell (``streams.engine``) to carry out:
+
+* ``Accepted``: folded; the shell commits the view, emits the notifications, stores the event;
+* ``Duplicate``: ``seq`` already folded; absorbed (counted, stored again only if absent);
+* ``Held``: ``seq`` ahead of the next expected one; kept until the gap fills (then it comes
+  back as ``Accepted``) or ``gap_timeout`` passes (then it comes back ``Rejected``);
+* ``Rejected``: goes to the dead-letter topic with its ``Reason``.
+
+Every outcome carries the caller's opaque ``token`` (the Kafka message to ack) so nothing is
+acknowledged before the shell has done what the outcome asks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from schemas import codec
+from schemas.events import Event, EventValidationError
+from streams.notify import NotifyState, derive
+
+MATCH_CREATED = "match.created"
+
+
+class Reason(StrEnum):
+    INVALID = "invalid"
+    UNAUTHORISED = "unauthorised_source"
+    UNKNOWN_MATCH = "unknown_match"
+    SEQUENCE_GAP = "sequence_gap"
+    FOLD_REJECTED = "fold_rejected"
+
+
+class Folder(Protocol):
+    """The scorecard fold as the pipeline needs it (bound to ``streams.fold``)."""
+
+    def initial(self, match_id: str) -> Any: ...
+
+    def apply(self, card: Any, event: Event) -> Any: ...
+
+    def doc(self, card: Any) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: Event
+    raw: bytes
+    token: Any
+    prev_seq: int
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+    notes: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    event: Event
+    raw: bytes
+    token: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    event: Event
+    token: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    raw: bytes
+    token: Any
+    reason: Reason
+    detail: str
+    match_id: str | None = None
+    seq: int | None = None
+    type: str | None = None
+
+
+Outcome = Accepted | Duplicate | Held | Rejected
+
+
+def source_allowed(source: str, allowed: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(source, pattern) for pattern in allowed)
+
+
+def classify(raw: bytes, token: Any, allowed: Sequence[str]) -> Event | Rejected:
+    try:
+        event = codec.decode(raw)
+    except EventValidationError as exc:
+        return Rejected(raw, token, Reason.INVALID, str(exc))
+    if not source_allowed(event.source, allowed):
+        return Rejected(raw, token, Reason.UNAUTHORISED, f"source {event.source!r} not allowed",
+                        event.match_id, event.seq, event.payload.TYPE)
+    return event
+
+
+def reject(event: Event, raw: bytes, token: Any, reason: Reason, detail: str) -> Rejected:
+    return Rejected(raw, token, reason, detail, event.match_id, event.seq, event.payload.TYPE)
+
+
+@dataclass
+class MatchState:
+    match_id: str
+    seq: int = 0
+    card: Any = None
+    doc: dict[str, Any] | None = None
+    notify: NotifyState = field(default_factory=NotifyState)
+    ts: str = ""  # the last event's instant, for the view update that re-seeds a view
+
+
+class MatchProcessor:
+    """One match's sequence discipline and fold. ``epoch`` and ``view_seq`` are the shell's
+    bookkeeping of the Redis view (its epoch; the seq it had when this state was recovered)."""
+
+    def __init__(self, state: MatchState, folder: Folder, gap_timeout: float,
+                 epoch: int = 0, view_seq: int = 0) -> None:
+        self.state = state
+        self.folder = folder
+        self.gap_timeout = gap_timeout
+        self.epoch = epoch
+        self.view_seq = view_seq
+        self.held: dict[int, tuple[Event, bytes, Any]] = {}
+        self.gap_since: float | None = None
+
+    def offer(self, event: Event, raw: bytes, token: Any, now: float) -> list[Outcome]:
+        if event.seq <= self.state.seq:
+            return [Duplicate(event, raw, token)]
+        if event.seq > self.state.seq + 1:
+            if event.seq in self.held:
+                return [Duplicate(event, raw, token)]
+            self.held[event.seq] = (event, raw, token)
+            if self.gap_since is None:
+                self.gap_since = now
+            return [Held(event, token)]
+        out = [self._apply(event, raw, token)]
+        while self.state.seq + 1 in self.held:
+            out.append(self._apply(*self.held.pop(self.state.seq + 1)))
+        if not self.held:
+            self.gap_since = None
+        return out
+
+    def expire(self, now: float) -> list[Outcome]:
+        """Report held events once the gap has been open for ``gap_timeout`` seconds."""
+        if self.gap_since is None or now - self.gap_since < self.gap_timeout:
+            return []
+        first = min(self.held)
+        detail = f"missing seq {self.state.seq + 1}..{first - 1} for {self.gap_timeout:g}s"
+        out: list[Outcome] = [reject(e, raw, token, Reason.SEQUENCE_GAP, detail)
+                              for _, (e, raw, token) in sorted(self.held.items())]
+        self.held.clear()
+        self.gap_since = None
+        return out
+
+    def _apply(self, event: Event, raw: bytes, token: Any) -> Outcome:
+        s = self.state
+        try:
+            card = self.folder.apply(s.card, event)
+            doc = self.folder.doc(card)
+            notify, notes = derive(s.notify, s.doc, doc, event)
+        except Exception as exc:  # a fold refusal must not wedge the partition
+            return reject(event, raw, token, Reason.FOLD_REJECTED, f"{type(exc).__name__}: {exc}")
+        before, prev = s.doc, s.seq
+        self.state = MatchState(s.match_id, event.seq, card, doc, notify, codec.format_ts(event.ts))
+        return Accepted(event, raw, token, prev, before, doc, tuple(notes))
+
+
+def replay_state(match_id: str, events: Iterable[Event], folder: Folder) -> MatchState:
+    """The state after folding a stored log: its contiguous prefix from seq 1."""
+    proc = MatchProcessor(MatchState(match_id, card=folder.initial(match_id)), folder, 0.0)
+    for event in events:
+        if event.seq != proc.state.seq + 1:
+            break
+        if not isinstance(proc._apply(event, b"", None), Accepted):
+            break
+    return proc.state
+
+
+def all_notes(state: MatchState) -> list[Any]:
+    """Every notification the state's events caused, in seq order."""
+    return [n for seq in sorted(state.notify.caused) for n in state.notify.caused[seq]]
+
+
+class ScorecardFolder:
+    """``Folder`` bound to ``streams.fold``: cards are fold ``Card``s, documents the
+    ``schemas.scorecard`` JSON."""
+
+    def initial(self, match_id: str) -> Any:
+        from streams.fold import Card
+
+        return Card.empty(match_id)
+
+    def apply(self, card: Any, event: Event) -> Any:
+        from streams.fold import apply
+
+        return apply(card, event)
+
+    def doc(self, card: Any) -> dict[str, Any]:
+        return dict(card.scorecard().to_json())

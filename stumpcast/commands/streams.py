@@ -1,0 +1,150 @@
+"""``stumpcast replay | produce | streams worker | rebuild | tail | bench streams``.
+
+Handlers are thin: they parse, build what they need from ``Settings`` and call into
+``streams``. Heavy imports happen inside the handlers, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from schemas.settings import Settings
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from streams import cricsheet
+    from streams.producer import EventProducer, Ticker, pace
+
+    path = Path(args.match)
+    match_id = args.match_id or f"{path.stem}"
+    events = cricsheet.import_match(cricsheet.load(path), match_id, seed=args.seed)
+    producer = EventProducer(settings.kafka_bootstrap_str)
+    ticker = Ticker()
+    columns = (TextColumn(f"[bold]{match_id}[/]"), BarColumn(), TextColumn("{task.description}"),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, disable=args.quiet) as bar:
+        task = bar.add_task("", total=len(events))
+        started = time.monotonic()
+        for due, event in pace(events, args.speed):
+            wait = due - (time.monotonic() - started)
+            if wait > 0:
+                time.sleep(wait)
+            producer.send(event)
+            ticker.see(event)
+            bar.update(task, advance=1, description=ticker.text())
+        left = producer.flush()
+    if left or producer.failed:
+        print(f"replay: {left} unsent, {len(producer.failed)} failed: {producer.failed[:3]}",
+              file=sys.stderr)
+        return 1
+    print(f"replay: {match_id}: {producer.delivered} events, {ticker.text()}")
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.producer import EventProducer, parse_lines
+
+    producer = EventProducer(settings.kafka_bootstrap_str)
+    bad = 0
+    for result in parse_lines(sys.stdin.buffer):
+        if result.event is None:
+            bad += 1
+            print(f"produce: line {result.lineno}: {result.error}", file=sys.stderr)
+            continue
+        producer.send(result.event)
+    left = producer.flush()
+    print(f"produce: {producer.delivered} delivered, {bad} rejected, "
+          f"{left + len(producer.failed)} failed", file=sys.stderr)
+    return 1 if bad or left or producer.failed else 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.app import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from streams.rebuild import rebuild
+
+    report = asyncio.run(rebuild(settings, args.match_id))
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.tail import tail
+
+    return tail(settings, args.topic, from_beginning=args.from_beginning, limit=args.limit,
+                idle=args.idle)
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.bench import run_bench
+
+    return run_bench(settings, args)
+
+
+def register(sub: Any, bench: Any) -> None:
+    p = sub.add_parser("replay", help="play a Cricsheet match into match.events",
+                       description="Import a Cricsheet JSON match as events and produce them "
+                       "(idempotent producer, acks=all, keyed by match) in real time or N times "
+                       "faster. Several replays may run at once.")
+    p.add_argument("match", help="path to a Cricsheet JSON file")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="N times real time (default 1); 0 = as fast as possible")
+    p.add_argument("--match-id", help="match id to use (default: the file's name)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ball timestamps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("produce", help="produce JSON-line events from stdin",
+                       description="Read one event per line on stdin, validate each (a bad "
+                       "line is reported with its number and skipped), produce the rest, "
+                       "flush. Exit 1 if any line was rejected or not delivered.")
+    p.set_defaults(func=cmd_produce)
+
+    streams = sub.add_parser("streams", help="the streams worker",
+                             description="Kafka match events → Redis views, notifications, "
+                             "the compacted scorecards topic and the Cassandra event store.")
+    scmds = streams.add_subparsers(dest="streams_command", metavar="ACTION")
+    scmds.required = True
+    p = scmds.add_parser("worker", help="run one worker of the consumer group",
+                         description="A faust worker (aiokafka transport) in the "
+                         "stumpcast-streams group; /metrics, /healthz, /readyz on "
+                         "STUMPCAST_STREAMS_METRICS_PORT. Several may run at once.")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("rebuild", help="rebuild a match's Redis view from the event store",
+                       description="Fold the match's events from Cassandra, compare with the "
+                       "live view, and write the result under a new epoch (clients take a "
+                       "fresh snapshot). Exit 1 if the live view differed.")
+    p.add_argument("match_id")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("tail", help="print a topic's messages as JSON lines",
+                       description="Consume a topic (no consumer group) and print each message "
+                       "as one JSON object: partition, offset, key and the decoded value.")
+    p.add_argument("topic")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest offset")
+    p.add_argument("--limit", type=int, default=0, help="stop after N messages (0 = never)")
+    p.add_argument("--idle", type=float, default=0.0,
+                   help="stop after N seconds without a message (0 = never)")
+    p.set_defaults(func=cmd_tail)
+
+    p = bench.add_parser("streams", help="worker throughput and produce→Redis latency",
+                         description="Runs a worker in-process against the stack; measures "
+                         "events/s at --speed 0 and produce→Redis-commit latency at 10 matches "
+                         "x 1 event/s and 100 events/s, with a plain confluent-kafka → Redis "
+                         "loop as the baseline. Run under `flock /tmp/stumpcast-heavy.lock`.")
+    p.add_argument("--events", type=int, default=6000, help="events for the throughput run")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each latency run")
+    p.set_defaults(func=cmd_bench)
