@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -105,9 +105,11 @@ class _Tally:
     legal: int = 0
     umpire_overs: int = 0
     retired_not_out: int = 0
+    last_ball_runs: int = 0
 
 
 Timed = tuple[dt.datetime, Payload]
+InningsReason = Literal["all_out", "overs_complete", "target_reached", "stopped"]
 
 
 def _payloads(doc: dict[str, Any], clock: _Clock) -> Iterator[Timed]:
@@ -208,14 +210,13 @@ def _stopped(inn: dict[str, Any], tally: _Tally, revised: TargetRevised, super_o
         for ball in ov["deliveries"]:
             _count(probe, ball)
     _close_overs(probe, inn.get("overs", []), bpo)
-    limit = rules.wickets_limit(super_over)
-    return (probe.runs + tally.runs < revised.runs and probe.wickets < limit
-            and probe.legal < revised.balls and probe.umpire_overs * bpo < revised.balls)
+    return _reason(probe, tally.runs, revised.runs, revised.balls, super_over, bpo) == "stopped"
 
 
 def _count(tally: _Tally, ball: dict[str, Any]) -> None:
     extras = ball.get("extras", {})
     tally.runs += ball["runs"]["total"]
+    tally.last_ball_runs = ball["runs"]["total"]
     if not ("wides" in extras or "noballs" in extras):
         tally.legal += 1
     for w in ball.get("wickets", []):
@@ -275,14 +276,22 @@ def _replacements(raw: dict[str, list[dict[str, Any]]]) -> tuple[Replacement, ..
 
 
 def _end_reason(info: dict[str, Any], inn: dict[str, Any], tallies: list[_Tally],
-                super_over: bool, bpo: int) -> str:
+                super_over: bool, bpo: int) -> InningsReason:
     """Why the innings closed, judged from the balls as the scorers would see it."""
-    tally = tallies[-1]
     target = inn.get("target")
     allotted = (_overs_to_balls(target["overs"], bpo) if target
                 else bpo if super_over else int(info["overs"]) * bpo)
-    if target and tally.runs >= int(target["runs"]):
-        return "target_reached"
+    return _reason(tallies[-1], 0, int(target["runs"]) if target else None, allotted,
+                   super_over, bpo)
+
+
+def _reason(tally: _Tally, extra_runs: int, target: int | None, allotted: int,
+            super_over: bool, bpo: int) -> InningsReason:
+    runs = tally.runs + extra_runs
+    if target is not None and runs >= target:
+        # Reached on the last ball: a chase won in play. Already past it before the last ball:
+        # the target is a par set after play stopped (DLS), so the innings was stopped.
+        return "target_reached" if runs - tally.last_ball_runs < target else "stopped"
     if tally.wickets >= rules.wickets_limit(super_over):
         return "all_out"
     if tally.legal >= allotted or tally.umpire_overs * bpo >= allotted:

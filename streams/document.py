@@ -37,7 +37,7 @@ def target(state: _State, index: int) -> Target | None:
     inn = state.innings[index]
     revised = state.targets.get(inn.number)
     if revised is not None:
-        return revised.runs, revised.balls, True
+        return revised[0].runs, revised[0].balls, True
     same_kind = [i for i in state.innings[: index + 1] if i.super_over == inn.super_over]
     if len(same_kind) % 2 == 1:
         return None  # the first innings of a pair sets the target
@@ -47,9 +47,13 @@ def target(state: _State, index: int) -> Target | None:
 
 def _facts(state: _State, inn: Innings) -> rules.InningsFacts:
     t = target(state, state.innings.index(inn))
+    revised = state.targets.get(inn.number)
+    # A par set when play stopped with the chasers already past it was never "reached".
+    reached_in_play = revised is None or revised[1] < revised[0].runs
     return rules.InningsFacts(
         inn.batting, inn.bowling, inn.super_over, inn.runs, inn.wickets, inn.legal, inn.ended,
-        inn.end_reason, t[0] if t else None, t[1] if t else None, t[2] if t else False)
+        inn.end_reason, t[0] if t else None, t[1] if t else None, t[2] if t else False,
+        reached_in_play)
 
 
 def result(state: _State) -> Result | None:

@@ -29,9 +29,10 @@ the accepted log. An event at or below ``card.seq`` is a duplicate (absorbed) if
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.events import (
     Delivery,
@@ -112,7 +113,8 @@ class _State:
         self.decided: MatchDecided | None = None
         self.overrides: dict[int, Delivery | None] = {}
         self.pending_penalties: dict[int, int] = {}
-        self.targets: dict[int, TargetRevised] = {}
+        # innings -> (revision, the innings' runs when it was made)
+        self.targets: dict[int, tuple[TargetRevised, int]] = {}
 
     @classmethod
     def from_log(cls, match_id: str | None, events: Iterable[Event]) -> _State:
@@ -231,7 +233,7 @@ def _check_correction(state: _State, p: DeliveryVoided | DeliveryCorrected) -> s
     return None
 
 
-_CHECKS = {
+_CHECKS: dict[type, Callable[[_State, Any], str | None]] = {
     MatchCreated: _check_created, InningsStarted: _check_innings_started,
     InningsEnded: _check_innings_ended, TargetRevised: _check_target,
     PenaltyAwarded: _check_penalty, MatchDecided: _check_decided,
@@ -265,7 +267,8 @@ def _on_innings_ended(state: _State, event: Event) -> None:
 
 def _on_target(state: _State, event: Event) -> None:
     p: TargetRevised = event.payload  # type: ignore[assignment]
-    state.targets[p.innings] = p
+    runs = state.innings[p.innings - 1].runs if p.innings <= len(state.innings) else 0
+    state.targets[p.innings] = (p, runs)
 
 
 def _on_penalty(state: _State, event: Event) -> None:
@@ -284,7 +287,7 @@ def _on_correction(state: _State, event: Event) -> None:
     state.rederive()
 
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[[_State, Event], None]] = {
     MatchCreated: _on_created, Toss: _on_toss, InningsStarted: _on_innings_started,
     InningsEnded: _on_innings_ended, TargetRevised: _on_target, PenaltyAwarded: _on_penalty,
     MatchDecided: _on_decided, DeliveryVoided: _on_correction, DeliveryCorrected: _on_correction,

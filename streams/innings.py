@@ -41,16 +41,20 @@ class Batter:
 
 
 class Bowler:
-    __slots__ = ("name", "legal", "runs", "wickets", "wides", "noballs", "maidens", "overs")
+    __slots__ = ("name", "legal", "runs", "wickets", "wides", "noballs", "maidens", "overs",
+                 "in_over", "loose")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.legal = self.runs = self.wickets = self.wides = self.noballs = 0
-        self.maidens = self.overs = 0  # overs: whole overs bowled alone, as the umpire called
+        self.maidens = 0
+        self.overs = 0  # whole overs bowled alone, as the umpire called them (Law 17.5)
+        self.in_over = 0  # legal balls in the over now being bowled
+        self.loose = 0  # legal balls of overs shared with another bowler (Law 17.8)
 
     def line(self, bpo: int) -> BowlingLine:
         eco = round(self.runs * bpo / self.legal, 2) if self.legal else None
-        loose = max(self.legal - self.overs * bpo, 0)  # balls of shared or unfinished overs
+        loose = self.loose + self.in_over
         whole = self.overs + loose // bpo
         return BowlingLine(self.name, self.legal, rules.overs_text(whole, loose % bpo),
                            self.maidens, self.runs, self.wickets, self.wides, self.noballs, eco)
@@ -63,7 +67,7 @@ class Innings:
         "number", "batting", "bowling", "super_over", "bpo", "runs", "wickets", "legal",
         "wides", "noballs", "byes", "legbyes", "penalty", "batters", "bowlers", "fow",
         "part_runs", "part_balls", "striker", "non_striker", "bowler", "over_no", "over_legal",
-        "over_closed", "over_balls", "over_bowler", "over_runs", "over_shared", "over_maiden",
+        "over_closed", "over_balls", "over_bowlers", "over_runs", "over_maiden",
         "overs_done", "last", "ended", "end_reason", "target_runs", "target_balls",
     )
 
@@ -82,9 +86,9 @@ class Innings:
         self.over_legal = 0
         self.over_closed = True
         self.over_balls: list[Delivery] = []
-        self.over_bowler = ""
+        self.over_bowlers: list[Bowler] = []
         self.over_runs = 0
-        self.over_shared = self.over_maiden = False
+        self.over_maiden = False
         self.overs_done = 0
         self.last: deque[Delivery] = deque(maxlen=LAST_BALLS)
         self.ended = False
@@ -161,11 +165,13 @@ class Innings:
         bowl.runs += charged
         if legal:
             bowl.legal += 1
+            if not self.over_closed:
+                bowl.in_over += 1
         else:
             bowl.wides += d.extras.wides
             bowl.noballs += d.extras.noballs
-        if d.bowler != self.over_bowler:
-            self.over_shared = True  # Law 17.8: a bowler injured mid-over is replaced
+        if bowl not in self.over_bowlers:
+            self.over_bowlers.append(bowl)  # Law 17.8: a bowler unable to finish is replaced
         self.over_runs += charged
         if self.over_maiden and charged:
             self.over_maiden = False  # Law 17.5: a miscounted long over spoiled the maiden
@@ -188,20 +194,25 @@ class Innings:
     def _new_over(self, d: Delivery) -> None:
         if not self.over_closed:
             self._close_over()  # Law 17.5: the umpire called "over" early; the over stands
+        for bowl in self.over_bowlers:
+            bowl.in_over = 0  # balls past the umpire's "over" (Law 17.5) stay uncounted
         self.over_no, self.over_legal, self.over_closed = d.over, 0, False
         self.over_balls = []
-        self.over_bowler, self.over_runs = d.bowler, 0
-        self.over_shared = self.over_maiden = False
+        self.over_bowlers = []
+        self.over_runs = 0
+        self.over_maiden = False
 
     def _close_over(self) -> None:
         self.over_closed = True
         self.overs_done += 1
-        if self.over_shared:
+        if len(self.over_bowlers) != 1:
+            for bowl in self.over_bowlers:
+                bowl.loose += bowl.in_over
+                bowl.in_over = 0
             return
-        bowl = self.bowlers.get(self.over_bowler)
-        if bowl is None:
-            return
+        bowl = self.over_bowlers[0]
         bowl.overs += 1
+        bowl.in_over = 0
         if self.over_runs == 0:
             # Scoring convention (not a Law): a maiden is a whole over by one bowler with no
             # runs charged to him; byes and leg byes do not spoil it.

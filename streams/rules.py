@@ -152,6 +152,7 @@ class InningsFacts:
     target_runs: int | None  # for the second innings of a pair
     target_balls: int | None
     revised: bool  # the target was set by DLS (playing conditions), not by Law 16 alone
+    reached_in_play: bool  # False when a par was set after play stopped with the side past it
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,7 @@ def pair_result(second: InningsFacts) -> PairResult | None:
     target, dls = second.target_runs, second.revised
     if target is None:
         return None
-    if second.runs >= target:
+    if second.runs >= target and second.reached_in_play:
         # Law 16.7: the side batting last wins by the number of wickets still then to fall.
         left = (second.target_balls - second.legal_balls) if second.target_balls else None
         margin = wickets_limit(second.super_over) - second.wickets
@@ -176,8 +177,8 @@ def pair_result(second: InningsFacts) -> PairResult | None:
     if not second.ended:
         return None
     par = target - 1
-    if second.end_reason == "stopped" and second.runs > par:
-        # DLS playing conditions: play ended with the chasing side ahead of par.
+    if second.runs > par:
+        # DLS playing conditions: play stopped with the chasing side ahead of par.
         return PairResult(second.batting, "runs", second.runs - par, None, dls)
     if second.runs == par:
         # Law 16.5.1 (a tie); under DLS, level with par when play ended.
