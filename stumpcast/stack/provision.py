@@ -12,7 +12,7 @@ from collections.abc import Callable
 from schemas.settings import Settings
 from schemas.topology import TOPICS, keyspace_cql, tables_cql
 from stumpcast.stack.errors import StackError
-from stumpcast.stack.probes import cassandra_session, kafka_admin
+from stumpcast.stack.probes import any_open, cassandra_session, kafka_admin
 
 TIMEOUT = 30.0
 
@@ -22,13 +22,16 @@ def init_kafka(settings: Settings, say: Callable[[str], None]) -> dict[str, str]
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
+    unreachable = StackError(f"Kafka at {settings.kafka_bootstrap_str} did not answer. Is it "
+                             "running? (`stumpcast stack status`, or check "
+                             "STUMPCAST_KAFKA_BOOTSTRAP)")
+    if not any_open(settings.kafka_bootstrap):
+        raise unreachable
     admin = kafka_admin(settings.kafka_bootstrap, 10.0)
     try:
         existing = admin.list_topics(timeout=TIMEOUT).topics
-    except KafkaException as exc:
-        raise StackError(f"Kafka at {settings.kafka_bootstrap_str} did not answer ({exc}). "
-                         "Is it running? (`stumpcast stack status`, or check "
-                         "STUMPCAST_KAFKA_BOOTSTRAP)") from None
+    except KafkaException:
+        raise unreachable from None
     wanted = [NewTopic(t.name, num_partitions=t.partitions,
                        replication_factor=settings.kafka_replication_factor,
                        config=t.kafka_config())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from schemas.settings import Settings
 from stumpcast.stack import control
 from stumpcast.stack.errors import ServerDied
 from stumpcast.stack.layout import RunLayout
@@ -112,3 +113,23 @@ def test_server_dying_at_start_shows_log_tail(private_stack: PrivateStack,
     assert "no-such-directive" in message  # redis' own complaint, from the log tail
     assert private_stack.processes() == []
     assert not RunLayout.at(settings.run_dir).pid_record("redis").exists()
+
+
+def test_init_uses_the_configured_endpoints_not_the_stack_ports(
+        private_stack: PrivateStack) -> None:
+    dead = private_stack.env["STUMPCAST_STACK_REDIS_PORT"]  # free, nobody listens
+    out = private_stack.cli("stack", "init", "--only", "kafka",
+                            env={"STUMPCAST_KAFKA_BOOTSTRAP": f"127.0.0.1:{dead}"})
+    assert out.returncode == 1
+    assert f"Kafka at 127.0.0.1:{dead} did not answer" in out.stderr
+    assert "STUMPCAST_KAFKA_BOOTSTRAP" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_up_initialises_the_local_stack_whatever_the_endpoints_say(
+        private_stack: PrivateStack) -> None:
+    env = {**private_stack.env, "STUMPCAST_KAFKA_BOOTSTRAP": "prod-1:9092,prod-2:9092",
+           "STUMPCAST_CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1=3"}
+    local = control.local_settings(Settings.from_env(env))
+    assert local.kafka_bootstrap == (f"127.0.0.1:{env['STUMPCAST_STACK_KAFKA_PORT']}",)
+    assert local.cassandra_port == int(env["STUMPCAST_STACK_CASSANDRA_PORT"])
+    assert local.cassandra_replication == {"class": "SimpleStrategy", "replication_factor": 1}
