@@ -185,6 +185,26 @@ class Settings:
     media_http_port: int = _env(
         "STUMPCAST_MEDIA_HTTP_PORT", "18081", _port,
         "Media worker origin: HLS, /metrics, /healthz and /readyz.")
+    media_dir: Path = _env(
+        "STUMPCAST_MEDIA_DIR", ".run/media", _path,
+        "Media worker folder: origin/ (published HLS, state.json) and staging/ (ffmpeg output).")
+    media_ladder: str = _env(
+        "STUMPCAST_MEDIA_LADDER", "1080p,720p,480p,360p", str,
+        "ABR ladder rungs, comma separated, each optionally name:kbps (e.g. 720p:2000).")
+    media_preset: str = _env(
+        "STUMPCAST_MEDIA_PRESET", "veryfast", str, "x264 preset of the ladder's first launch.")
+    media_fps: int = _env(
+        "STUMPCAST_MEDIA_FPS", "25", _positive_int, "Ladder frame rate.")
+    media_segment_seconds: int = _env(
+        "STUMPCAST_MEDIA_SEGMENT_SECONDS", "2", _positive_int,
+        "Segment (and GOP) duration in seconds; also the playlists' target duration.")
+    media_window_segments: int = _env(
+        "STUMPCAST_MEDIA_WINDOW_SEGMENTS", "450", _positive_int,
+        "Segments kept in each live playlist (450 x 2 s = 15 min, Apple authoring 8.12).")
+    media_rtmp_port: int = _env(
+        "STUMPCAST_MEDIA_RTMP_PORT", "19350", _port, "RTMP ingest port (worker listens).")
+    media_srt_port: int = _env(
+        "STUMPCAST_MEDIA_SRT_PORT", "19351", _port, "SRT ingest port (worker listens).")
     log_level: str = _env(
         "STUMPCAST_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"),
         "Log level: DEBUG, INFO, WARNING or ERROR.")

@@ -1,0 +1,198 @@
+"""A playlist linter for the rules the worker promises. Pure: text in, problems out.
+
+Rules cite RFC 8216 (and draft-pantos-hls-rfc8216bis, "bis") and Apple's HLS Authoring
+Specification (numbered items). ``lint_media`` checks one media playlist, ``lint_master`` the
+multivariant playlist, ``lint_set`` the two together (identical DATERANGEs across renditions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)')
+PDT_TOLERANCE_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    rule: str
+    message: str
+
+
+@dataclass
+class _Segment:
+    duration: float
+    pdt: dt.datetime | None
+    discontinuity: bool
+    uri: str
+
+
+@dataclass
+class _Media:
+    tags: dict[str, str] = field(default_factory=dict)
+    segments: list[_Segment] = field(default_factory=list)
+    dateranges: list[dict[str, str]] = field(default_factory=list)
+    daterange_lines: list[str] = field(default_factory=list)
+
+
+def attributes(text: str) -> dict[str, str]:
+    return {k: v.strip('"') for k, v in _ATTR.findall(text)}
+
+
+def _parse_date(raw: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _parse_media(text: str) -> _Media:
+    media = _Media()
+    pending: dict[str, object] = {}
+    for line in text.splitlines():
+        tag, _, value = line.partition(":")
+        if tag == "#EXTINF":
+            pending["duration"] = float(value.split(",")[0])
+        elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+            pending["pdt"] = _parse_date(value) or "bad"
+        elif tag == "#EXT-X-DISCONTINUITY":
+            pending["discontinuity"] = True
+        elif tag == "#EXT-X-DATERANGE":
+            media.dateranges.append(attributes(value))
+            media.daterange_lines.append(line)
+        elif line.startswith("#EXT"):
+            media.tags.setdefault(tag, value)
+        elif line and not line.startswith("#"):
+            pdt = pending.get("pdt")
+            media.segments.append(_Segment(float(pending.get("duration", -1)),  # type: ignore[arg-type]
+                                           pdt if isinstance(pdt, dt.datetime) else None,
+                                           bool(pending.get("discontinuity")), line))
+            pending = {}
+    return media
+
+
+def _header(text: str, media: _Media) -> list[Problem]:
+    out: list[Problem] = []
+    if not text.startswith("#EXTM3U"):
+        out.append(Problem("RFC8216 4.3.1.1", "first line must be #EXTM3U"))
+    for tag in ("#EXT-X-TARGETDURATION", "#EXT-X-MEDIA-SEQUENCE"):
+        if tag not in media.tags:
+            out.append(Problem("RFC8216 4.3.3", f"{tag} missing"))
+    if not media.segments:
+        out.append(Problem("live", "no segments"))
+    return out
+
+
+def _timing(media: _Media) -> list[Problem]:
+    out: list[Problem] = []
+    target = int(media.tags.get("#EXT-X-TARGETDURATION", "0") or 0)
+    prev: _Segment | None = None
+    for seg in media.segments:
+        if seg.duration < 0 or round(seg.duration) > target:
+            out.append(Problem("RFC8216 4.3.3.1",
+                               f"{seg.uri}: EXTINF {seg.duration} exceeds target {target}"))
+        if seg.pdt is None:
+            out.append(Problem("Apple 8.4", f"{seg.uri}: no EXT-X-PROGRAM-DATE-TIME"))
+        elif prev is not None and prev.pdt is not None:
+            expected = prev.pdt + dt.timedelta(seconds=prev.duration)
+            drift = (seg.pdt - expected).total_seconds()
+            if drift < -PDT_TOLERANCE_S:
+                out.append(Problem("RFC8216 4.3.2.6", f"{seg.uri}: PDT goes back {drift:.3f}s"))
+            elif drift > PDT_TOLERANCE_S and not seg.discontinuity:
+                out.append(Problem("RFC8216 4.3.2.3",
+                                   f"{seg.uri}: {drift:.3f}s PDT jump without DISCONTINUITY"))
+        prev = seg
+    return out
+
+
+def _dateranges(media: _Media) -> list[Problem]:
+    out: list[Problem] = []
+    seen: dict[str, dict[str, str]] = {}
+    if media.dateranges and not any(s.pdt for s in media.segments):
+        out.append(Problem("bis 4.4.5.1", "DATERANGE without any PROGRAM-DATE-TIME"))
+    for attrs in media.dateranges:
+        ident = attrs.get("ID")
+        if not ident:
+            out.append(Problem("bis 4.4.5.1", "DATERANGE without ID"))
+            continue
+        earlier = seen.get(ident)
+        if earlier is not None and any(earlier.get(k, v) != v for k, v in attrs.items()):
+            out.append(Problem("bis 4.4.5.1", f"DATERANGE {ident}: attributes changed"))
+        seen.setdefault(ident, attrs)
+        if earlier is None and _parse_date(attrs.get("START-DATE", "")) is None:
+            out.append(Problem("bis 4.4.5.1", f"DATERANGE {ident}: no valid START-DATE"))
+        if float(attrs.get("DURATION", "0") or 0) < 0:
+            out.append(Problem("bis 4.4.5.1", f"DATERANGE {ident}: negative DURATION"))
+        if attrs.get("END-ON-NEXT") == "YES" and (
+                "CLASS" not in attrs or "DURATION" in attrs or "END-DATE" in attrs):
+            out.append(Problem("bis 4.4.5.1", f"DATERANGE {ident}: bad END-ON-NEXT"))
+    return out
+
+
+def lint_media(text: str) -> list[Problem]:
+    media = _parse_media(text)
+    return _header(text, media) + _timing(media) + _dateranges(media)
+
+
+def _variants(text: str) -> list[tuple[dict[str, str], str]]:
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            uri = lines[i + 1] if i + 1 < len(lines) else ""
+            out.append((attributes(line.partition(":")[2]), uri))
+    return out
+
+
+def lint_master(text: str) -> list[Problem]:
+    out: list[Problem] = []
+    if not text.startswith("#EXTM3U"):
+        out.append(Problem("RFC8216 4.3.1.1", "first line must be #EXTM3U"))
+    if "#EXT-X-INDEPENDENT-SEGMENTS" not in text.splitlines():
+        out.append(Problem("Apple 9.11", "EXT-X-INDEPENDENT-SEGMENTS missing"))
+    variants = _variants(text)
+    if not variants:
+        out.append(Problem("RFC8216 4.3.4.2", "no EXT-X-STREAM-INF"))
+    required = {"BANDWIDTH": "RFC8216 4.3.4.2", "AVERAGE-BANDWIDTH": "Apple 9.14",
+                "CODECS": "Apple 9.1", "RESOLUTION": "Apple 9.2", "FRAME-RATE": "Apple 9.15"}
+    for attrs, uri in variants:
+        for name, rule in required.items():
+            if name not in attrs:
+                out.append(Problem(rule, f"{uri}: {name} missing"))
+        if not uri or uri.startswith("#"):
+            out.append(Problem("RFC8216 4.3.4.2", "EXT-X-STREAM-INF without a URI line"))
+        if "avc1" not in attrs.get("CODECS", "avc1"):
+            out.append(Problem("Apple 9.20", f"{uri}: audio-only variant"))
+        if int(attrs.get("AVERAGE-BANDWIDTH", 0)) > int(attrs.get("BANDWIDTH", 0)):
+            out.append(Problem("RFC8216 4.3.4.2", f"{uri}: AVERAGE-BANDWIDTH > BANDWIDTH"))
+    return out
+
+
+def lint_set(master: str, media: Mapping[str, str],
+             sizes: Mapping[str, Mapping[str, int]] | None = None) -> list[Problem]:
+    """Master + every media playlist (keyed by the URI in the master).
+
+    ``sizes[uri][segment_uri]`` (optional): segment bytes, to check BANDWIDTH >= every
+    segment's bit rate (Apple 1.29 allows live peaks up to 125% of BANDWIDTH).
+    """
+    out = lint_master(master)
+    lines: set[tuple[str, ...]] = set()
+    for attrs, uri in _variants(master):
+        text = media.get(uri)
+        if text is None:
+            out.append(Problem("RFC8216 4.3.4.2", f"{uri}: media playlist missing"))
+            continue
+        out += [Problem(p.rule, f"{uri}: {p.message}") for p in lint_media(text)]
+        parsed = _parse_media(text)
+        lines.add(tuple(sorted(parsed.daterange_lines)))
+        for seg in parsed.segments if sizes and uri in sizes else []:
+            size = sizes[uri].get(seg.uri) if sizes else None
+            if size and seg.duration >= 1 and size * 8 / seg.duration > 1.25 * int(
+                    attrs.get("BANDWIDTH", 0)):
+                out.append(Problem("Apple 1.29", f"{uri} {seg.uri}: peak above 125% BANDWIDTH"))
+    if len(lines) > 1:
+        out.append(Problem("bis 6.2.4", "DATERANGE tags differ between media playlists"))
+    return out

@@ -1,0 +1,69 @@
+"""The HTTP origin: HLS objects with per-kind Cache-Control, plus /metrics, /healthz, /readyz.
+
+Cache policy (bis Appendix B, and MediaPackage's live defaults, media.md §6): a non-blocking
+playlist is cached for half a target duration; segments never change once published, so they
+are cached for 14 days and marked immutable; a 404 is cached one target duration, so a player
+asking for a segment just ahead of the edge retries soon. Playlists are gzip-compressed when the
+client accepts it (Apple authoring 10.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from media.metrics import MediaMetrics
+
+SEGMENT_CACHE = "public, max-age=1209600, immutable"
+CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+
+
+def cache_control(name: str, target_duration: int) -> str | None:
+    """Cache-Control for an object name, or None if the origin does not serve it."""
+    if name.endswith(".ts"):
+        return SEGMENT_CACHE
+    if name.endswith(".m3u8"):
+        return f"public, max-age={max(target_duration // 2, 1)}"
+    return None
+
+
+def build_app(origin: Path, target_duration: int, metrics: MediaMetrics,
+              status: Callable[[], dict[str, Any]], ready: Callable[[], bool]) -> web.Application:
+    root = origin.resolve()
+
+    async def hls(request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"]
+        path = (root / rel).resolve()
+        policy = cache_control(rel, target_duration)
+        if policy is None or not path.is_relative_to(root) or not path.is_file():
+            return web.Response(status=404, text="not found\n",
+                                headers={"Cache-Control": f"max-age={target_duration}"})
+        headers = {"Cache-Control": policy, "Access-Control-Allow-Origin": "*"}
+        if rel.endswith(".ts"):
+            return web.FileResponse(path, headers={**headers, "Content-Type": "video/mp2t"})
+        resp = web.Response(body=path.read_bytes(), headers=headers,
+                            content_type=CONTENT_TYPES[".m3u8"])
+        resp.enable_compression()
+        return resp
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response(status())
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = ready()
+        return web.json_response({"ready": ok, **status()}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/hls/{path:.+}", hls)
+    return app
