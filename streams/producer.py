@@ -23,7 +23,7 @@ def producer_config(bootstrap: str, linger_ms: float = 1.0) -> dict[str, Any]:
     """librdkafka settings: idempotent (implies acks=all, max.in.flight<=5, retries), and a
     short linger: a live ball should not wait for a batch; at --speed 0 batches still fill."""
     return {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-            "linger.ms": linger_ms, "compression.type": "lz4", "client.id": "stumpcast-producer"}
+            "linger.ms": linger_ms, "client.id": "stumpcast-producer"}
 
 
 def pace(events: Iterable[Event], speed: float) -> Iterator[tuple[float, Event]]:
@@ -74,7 +74,8 @@ class Ticker:
             self.runs += p.runs_batter + x.wides + x.noballs + x.byes + x.legbyes + x.penalty
             self.wickets += len(p.wickets)
             self.over = f"{p.over}.{p.ball}"
-        self.by_innings[self.innings] = (self.runs, self.wickets)
+        if self.innings:
+            self.by_innings[self.innings] = (self.runs, self.wickets)
 
     def text(self) -> str:
         done = [f"{r}/{w}" for i, (r, w) in sorted(self.by_innings.items()) if i < self.innings]
