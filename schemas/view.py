@@ -7,13 +7,21 @@ replaying an event is a no-op and a reader never sees a card without its positio
 * ``RedisKeys.position(m)``: a hash ``{"epoch": int, "seq": int}``;
 * ``RedisKeys.history(m)``: a Redis stream of update records, bounded by ``HISTORY_MAXLEN``.
   Each entry's stream ID is ``"{seq}-0"``, so ``XRANGE key (since+1)-0 +`` returns exactly the
-  updates after ``since``; its one field ``UPDATE_FIELD`` holds the encoded ``ViewUpdate``.
+  updates after ``since``; its field ``UPDATE_FIELD`` holds the encoded ``ViewUpdate``, and an
+  optional field ``COMMIT_FIELD`` the commit instant in ms since the epoch (Redis ``TIME`` in
+  the script), which readers use only to measure delivery latency.
 
 The ``ViewUpdate`` bytes are encoded once by the writer and are meant to be forwarded verbatim
 by the gateway to every subscriber (STYLE.md, "encode once"). ``epoch`` changes only when the
 view is rebuilt from the event store (``stumpcast rebuild``); the history is then restarted, and
 a reader that holds an older epoch must take a fresh snapshot. ``RedisKeys.live_matches`` is a
 sorted set of match ids scored by the time of their last update (ms since the epoch).
+
+Notifications of a match go to the stream ``RedisKeys.notifications(m)``, field ``UPDATE_FIELD``
+holding ``Notification.encode()`` bytes, with entry ID ``notification_id(seq, k)``: the seq of
+the event that caused it and ``k`` counting from 0 the notifications of that event. IDs are
+thus deterministic (a replay or rebuild writes the same IDs; ``XADD`` of an existing ID fails
+and the writer treats that as already written) and a reader resumes by ``(seq, k)``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from schemas import patch as patch_format
 
 HISTORY_MAXLEN = 2000  # a T20 match is ~250-300 events; a whole match fits with room to spare
 UPDATE_FIELD = "u"
+COMMIT_FIELD = "t"  # optional: commit time, ms since the epoch (latency metrics only)
 UPDATE_TYPE = "update"
 UPDATE_VERSION = 1
 
@@ -97,3 +106,8 @@ def decode_update(raw: bytes | str) -> ViewUpdate:
 def history_id(seq: int) -> str:
     """The stream entry ID of the update at ``seq`` (seq starts at 1; Redis forbids 0-0)."""
     return f"{seq}-0"
+
+
+def notification_id(seq: int, k: int) -> str:
+    """The notifications stream entry ID of the ``k``-th notification caused by event ``seq``."""
+    return f"{seq}-{k}"

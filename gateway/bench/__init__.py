@@ -1,0 +1,1 @@
+"""``stumpcast bench gateway``: load generator, reference writer and baselines."""

@@ -1,0 +1,124 @@
+"""The HTTP API served on the WebSocket port (through websockets' ``process_request``).
+
+``GET /v1/matches/{id}/scorecard`` carries an ETag (the position) and a short max-age with
+stale-while-revalidate, so a CDN absorbs the read load; ``If-None-Match`` gets a 304. In panic
+mode (Redis unavailable, or the panic flag file present) the last good snapshots on disk are
+served, marked ``"stale": true`` and ``X-Stumpcast-Stale: 1``. ``/healthz`` says the process
+runs; ``/readyz`` says Redis answers and the feed is not lagging; ``/metrics`` is Prometheus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.errors import FeedUnavailable
+from gateway.feed import Feed, UnknownMatch
+from gateway.metrics import GatewayMetrics
+from gateway.panic import PanicStore, envelope
+
+LIVE_CACHE = "public, max-age=1, stale-while-revalidate=10"
+STALE_CACHE = "public, max-age=5, stale-if-error=300"
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = JSON
+
+
+def json_error(status: int, code: str, message: str,
+               headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps({"error": code, "message": message}), headers)
+
+
+class HttpApi:
+    def __init__(self, feed: Feed, panic: PanicStore, metrics: GatewayMetrics,
+                 max_lag: float = 5.0, ready_window: float = 5.0) -> None:
+        self.feed = feed
+        self.panic = panic
+        self.metrics = metrics
+        self.max_lag = max_lag
+        self.ready_window = ready_window
+
+    async def handle(self, method: str, path: str, headers: Any) -> HttpResponse:
+        route = path.split("?", 1)[0].rstrip("/") or "/"
+        if method != "GET":
+            return json_error(405, "method_not_allowed", "only GET is served here")
+        if route == "/healthz":
+            return HttpResponse(200, b'{"status":"ok"}')
+        if route == "/readyz":
+            return self.ready()
+        if route == "/metrics":
+            return HttpResponse(200, self.metrics.render(), content_type="text/plain; "
+                                "version=0.0.4; charset=utf-8")
+        if route == "/v1/matches":
+            return await self.matches(headers.get("If-None-Match"))
+        parts = route.split("/")
+        if len(parts) == 5 and parts[:3] == ["", "v1", "matches"] and parts[4] == "scorecard":
+            return await self.scorecard(parts[3], headers.get("If-None-Match"))
+        return json_error(404, "not_found", f"no route {route}")
+
+    def ready(self) -> HttpResponse:
+        age = time.monotonic() - self.feed.last_ok
+        lag = self.feed.stats.lag_seconds
+        problems = []
+        if age > self.ready_window:
+            problems.append(f"redis: no successful command for {age:.1f}s")
+        if lag > self.max_lag:
+            problems.append(f"feed lag {lag:.1f}s > {self.max_lag:g}s")
+        body = orjson.dumps({"ready": not problems, "problems": problems,
+                             "feed_lag_seconds": lag})
+        return HttpResponse(503 if problems else 200, body)
+
+    async def scorecard(self, match_id: str, if_none_match: str | None) -> HttpResponse:
+        if not self.panic.flag_set():
+            try:
+                epoch, seq, ts, card_json = await self.feed.view(match_id)
+            except UnknownMatch:
+                return json_error(404, "unknown_match", f"no scorecard for {match_id}")
+            except FeedUnavailable:
+                pass
+            else:
+                self.panic.save(match_id, epoch, seq, ts, card_json)
+                body = envelope(match_id, epoch, seq, ts, card_json, stale=False)
+                return _cached(body, f'"{epoch}-{seq}"', if_none_match, LIVE_CACHE, False)
+        doc = self.panic.load(match_id)
+        if doc is None:
+            return json_error(503, "unavailable", "live data unavailable and no stored copy",
+                              (("Retry-After", "2"),))
+        doc["stale"] = True
+        etag = f'"{doc.get("epoch")}-{doc.get("seq")}-stale"'
+        return _cached(orjson.dumps(doc), etag, if_none_match, STALE_CACHE, True)
+
+    async def matches(self, if_none_match: str | None) -> HttpResponse:
+        stale = self.panic.flag_set()
+        rows: list[tuple[str, int]] = []
+        if not stale:
+            try:
+                rows = await self.feed.live_matches()
+            except FeedUnavailable:
+                stale = True
+        if stale:
+            rows = self.panic.matches()
+        body = orjson.dumps({"stale": stale, "matches": [
+            {"match_id": m, "updated_ms": ms} for m, ms in rows]})
+        etag = '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"'
+        return _cached(body, etag, if_none_match, STALE_CACHE if stale else LIVE_CACHE, stale)
+
+
+def _cached(body: bytes, etag: str, if_none_match: str | None, cache_control: str,
+            stale: bool) -> HttpResponse:
+    headers: tuple[tuple[str, str], ...] = (("ETag", etag), ("Cache-Control", cache_control))
+    if stale:
+        headers += (("X-Stumpcast-Stale", "1"),)
+    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+        return HttpResponse(304, b"", headers)
+    return HttpResponse(200, body, headers)

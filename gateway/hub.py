@@ -1,0 +1,271 @@
+"""Subscriptions, bounded per-client queues, encode once (and frame once), conflation.
+
+The hub never waits for a client. Each update is framed once per process and the same bytes go
+to every subscriber. The fast path writes straight to the socket's transport when the client has
+nothing queued and its transport buffer is under the high-water mark; updates that arrive
+together (one Redis read) go out as one write per client. Otherwise the update waits in that
+client's queue, where a match's score updates conflate: all pending score messages of the match
+are replaced by one snapshot of the latest card (a chain of patches cannot be merged safely by
+dropping links). Notifications are never dropped. A client whose queue still exceeds its byte
+bound, or that accepts nothing for ``write_timeout``, is closed with ``CloseCode.SLOW`` and
+resumes by position.
+
+``Sink`` is the seam to the socket, so this module is tested with fakes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.limits import Limits
+from schemas.protocol import CloseCode
+
+SCORE, NOTE, CONTROL = 0, 1, 2
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def buffered(self) -> int: ...
+    def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class Stats:
+    messages_out: int = 0
+    bytes_out: int = 0
+    writes: int = 0
+    conflated: int = 0
+    slow_closes: int = 0
+    queued_bytes: int = 0
+
+
+class Sub:
+    """One client on one channel; ``pos`` is the last position queued or written to it."""
+
+    __slots__ = ("client", "pos")
+
+    def __init__(self, client: Client, pos: Any) -> None:
+        self.client = client
+        self.pos = pos
+
+
+class Client:
+    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed", "conn")
+
+    def __init__(self, sink: Sink, conn: Any = None) -> None:
+        self.sink = sink
+        self.conn = conn  # the websockets connection, for the broadcast() baseline only
+        self.subs: dict[str, Sub] = {}
+        self.queue: deque[tuple[int, str, bytes]] | None = None
+        self.queued = 0
+        self.since = 0.0  # when the queue became non-empty
+        self.closed = False
+
+
+SnapshotFn = Callable[[], bytes]
+
+
+class Hub:
+    def __init__(self, limits: Limits, mode: str = "hub") -> None:
+        self.limits = limits
+        self.mode = mode  # "hub"; "broadcast" and "floor" are benchmark baselines
+        self.channels: dict[str, dict[Client, Sub]] = {}
+        self.backlog: set[Client] = set()
+        self.stats = Stats()
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def attach(self, client: Client, key: str, pos: Any) -> None:
+        sub = Sub(client, pos)
+        client.subs[key] = sub
+        self.channels.setdefault(key, {})[client] = sub
+
+    def detach(self, client: Client, key: str) -> None:
+        client.subs.pop(key, None)
+        subs = self.channels.get(key)
+        if subs is not None:
+            subs.pop(client, None)
+            if not subs:
+                del self.channels[key]
+
+    def drop(self, client: Client) -> None:
+        for key in list(client.subs):
+            self.detach(client, key)
+        self.backlog.discard(client)
+        self.stats.queued_bytes -= client.queued
+        client.queued = 0
+        client.queue = None
+
+    def subscribers(self, key: str) -> int:
+        return len(self.channels.get(key, ()))
+
+    def subscriptions(self) -> int:
+        return sum(len(s) for s in self.channels.values())
+
+    # -- output --------------------------------------------------------------------------------
+
+    def send(self, client: Client, payloads: list[bytes], now: float) -> None:
+        """Lossless, in-order messages to one client (replies, snapshots, replays)."""
+        if client.closed or not payloads:
+            return
+        data = b"".join(text_frame(x) for x in payloads)
+        if not client.queued and client.sink.buffered() < self.limits.write_high_water:
+            self._write(client, data, len(payloads))
+        else:
+            self._enqueue(client, CONTROL, "", data, now)
+
+    def publish_scores(self, key: str, items: list[tuple[int, bytes]], snapshot: SnapshotFn,
+                       now: float) -> None:
+        """Consecutive updates of one match (seq, payload), read together from Redis."""
+        subs = self.channels.get(key)
+        if not subs or not items:
+            return
+        if self.mode != "hub":
+            self._baseline(subs, [x for _, x in items])
+            return
+        first, last, n = items[0][0], items[-1][0], len(items)
+        joined = b"".join(text_frame(x) for _, x in items)
+        hwm, late = self.limits.write_high_water, []
+        for client, sub in subs.items():
+            if sub.pos < first and not client.queued and client.sink.buffered() < hwm:
+                client.sink.write(joined)
+                sub.pos = last
+            else:
+                late.append(sub)
+        self.stats.messages_out += n * (len(subs) - len(late))
+        self.stats.bytes_out += len(joined) * (len(subs) - len(late))
+        self.stats.writes += len(subs) - len(late)
+        for sub in late:
+            self._late_scores(key, sub, items, snapshot, now)
+
+    def _late_scores(self, key: str, sub: Sub, items: list[tuple[int, bytes]],
+                     snapshot: SnapshotFn, now: float) -> None:
+        client = sub.client
+        fresh = [(seq, x) for seq, x in items if seq > sub.pos]
+        if not fresh or client.closed:
+            return
+        sub.pos = fresh[-1][0]
+        data = b"".join(text_frame(x) for _, x in fresh)
+        if not client.queued and client.sink.buffered() < self.limits.write_high_water:
+            self._write(client, data, len(fresh))
+            return
+        queue = client.queue or ()
+        pending = sum(1 for kind, k, _ in queue if kind == SCORE and k == key)
+        if pending or len(fresh) > 1:  # latest wins: one snapshot replaces the whole chain
+            self._discard_scores(client, key)
+            self.stats.conflated += pending + len(fresh) - 1
+            data = text_frame(snapshot())
+        self._enqueue(client, SCORE, key, data, now)
+
+    def publish_notes(self, key: str, items: list[tuple[tuple[int, int], bytes]],
+                      now: float) -> None:
+        """Notifications are never conflated and never dropped."""
+        subs = self.channels.get(key)
+        if not subs or not items:
+            return
+        if self.mode != "hub":
+            self._baseline(subs, [x for _, x in items])
+            return
+        for client, sub in list(subs.items()):
+            fresh = [x for pos, x in items if pos > sub.pos]
+            if not fresh or client.closed:
+                continue
+            sub.pos = items[-1][0]
+            data = b"".join(text_frame(x) for x in fresh)
+            if not client.queued and client.sink.buffered() < self.limits.write_high_water:
+                self._write(client, data, len(fresh))
+            else:
+                self._enqueue(client, NOTE, key, data, now)
+
+    def reset(self, key: str, pos: Any, payload: bytes, now: float) -> None:
+        """A new epoch or an unbridgeable gap: every subscriber gets this snapshot."""
+        for client, sub in list(self.channels.get(key, {}).items()):
+            self._discard_scores(client, key)
+            sub.pos = pos
+            self.send(client, [payload], now)
+
+    def sweep(self, now: float) -> None:
+        """Drain queues whose socket has room again; close clients stuck too long."""
+        for client in list(self.backlog):
+            if client.closed or not client.queue:
+                self.backlog.discard(client)
+                continue
+            if client.sink.buffered() >= self.limits.write_high_water:
+                if now - client.since > self.limits.write_timeout:
+                    self.close_slow(client, "no progress within the write timeout")
+                continue
+            data = b"".join(d for _, _, d in client.queue)
+            count = len(client.queue)
+            self.stats.queued_bytes -= client.queued
+            client.queue.clear()
+            client.queued = 0
+            self.backlog.discard(client)
+            self._write(client, data, count)
+
+    def close_slow(self, client: Client, reason: str) -> None:
+        self.stats.slow_closes += 1
+        self.close(client, CloseCode.SLOW, f"slow: {reason}")
+
+    def close(self, client: Client, code: int, reason: str) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        self.drop(client)
+        client.sink.close(code, reason)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _write(self, client: Client, data: bytes, count: int) -> None:
+        client.sink.write(data)
+        self.stats.messages_out += count
+        self.stats.bytes_out += len(data)
+        self.stats.writes += 1
+
+    def _enqueue(self, client: Client, kind: int, key: str, data: bytes, now: float) -> None:
+        if client.queue is None:
+            client.queue = deque()
+        if not client.queue:
+            client.since = now
+        client.queue.append((kind, key, data))
+        client.queued += len(data)
+        self.stats.queued_bytes += len(data)
+        self.backlog.add(client)
+        if client.queued > self.limits.queue_bytes:
+            self.close_slow(client, f"more than {self.limits.queue_bytes} bytes queued")
+
+    def _discard_scores(self, client: Client, key: str) -> None:
+        if not client.queue:
+            return
+        keep = deque(e for e in client.queue if not (e[0] == SCORE and e[1] == key))
+        dropped = client.queued - sum(len(e[2]) for e in keep)
+        client.queue = keep
+        client.queued -= dropped
+        self.stats.queued_bytes -= dropped
+
+    def _baseline(self, subs: dict[Client, Sub], payloads: list[bytes]) -> None:
+        """The benchmark's reference points, in the same process shape as the hub."""
+        if self.mode == "broadcast":
+            import websockets
+
+            for x in payloads:
+                websockets.broadcast([c.conn for c in subs], x.decode())
+        else:  # "floor": one pre-encoded frame written to every socket in a tight loop
+            for x in payloads:
+                frame = text_frame(x)
+                for c in subs:
+                    c.sink.write(frame)
+        self.stats.messages_out += len(payloads) * len(subs)

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one gateway process, read from plain counters at scrape time.
+
+The fanout loop increments plain ints (``Hub.stats``, ``FeedStats``); a collector turns them into
+metric families only when ``/metrics`` is scraped, so a delivery costs no lock. Each process has
+its own registry (nothing registered at import) and labels its series with ``worker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class GatewayMetrics:
+    def __init__(self, worker: str, read: Callable[[], dict[str, Any]]) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.worker = worker
+        self._read = read
+        self.registry.register(self)  # type: ignore[arg-type]
+        self.latency = Histogram(
+            "stumpcast_gateway_delivery_latency_seconds",
+            "Commit to Redis until the update is written to every subscriber's socket.",
+            ["worker"], buckets=LATENCY_BUCKETS, registry=self.registry).labels(worker)
+        self.fanout = Histogram(
+            "stumpcast_gateway_fanout_seconds",
+            "Time to hand one Redis read to every subscriber.",
+            ["worker"], buckets=LATENCY_BUCKETS, registry=self.registry).labels(worker)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        values = self._read()
+        gauges = {
+            "connections": "Open WebSocket connections.",
+            "subscriptions": "Channel subscriptions.",
+            "queue_bytes": "Bytes waiting in per-client queues.",
+            "backlogged_clients": "Clients with a non-empty queue.",
+            "feed_lag_seconds": "How long the feed has been behind Redis.",
+            "cached_matches": "Matches held in this process's cache.",
+        }
+        counters = {
+            "messages_out": "Messages written to clients.",
+            "bytes_out": "Bytes written to clients.",
+            "writes": "Socket writes (several messages can share one).",
+            "conflated": "Score messages replaced by a newer snapshot for slow clients.",
+            "slow_closes": "Clients closed with the slow code.",
+            "rejected": "Connections refused (origin, auth, accept rate).",
+            "redis_loads": "Views loaded from Redis.",
+            "cache_answers": "Snapshots and resumes answered from memory.",
+            "redis_answers": "Resumes that needed a Redis read.",
+            "resets": "Gap or epoch change: subscribers reset to a snapshot.",
+        }
+        for name, doc in gauges.items():
+            g = GaugeMetricFamily(f"stumpcast_gateway_{name}", doc, labels=["worker"])
+            g.add_metric([self.worker], float(values.get(name, 0)))
+            yield g
+        for name, doc in counters.items():
+            c = CounterMetricFamily(f"stumpcast_gateway_{name}", doc, labels=["worker"])
+            c.add_metric([self.worker], float(values.get(name, 0)))
+            yield c
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return bytes(generate_latest(self.registry))

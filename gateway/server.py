@@ -1,0 +1,299 @@
+"""The shell: websockets server, HTTP endpoints on the same port, background loops, workers.
+
+Everything that decides lives elsewhere: ``Session`` (what a client frame means), ``Hub`` (who
+gets which bytes), ``Feed`` (what Redis says). This module reads frames, passes them in with
+the time, and carries out the answers. Several processes share one port with ``SO_REUSEPORT``
+(``serve_workers``), so every core serves connections; each process has its own feed and cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.auth import AuthConfig, origin_allowed, token_from_request, verify_token
+from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
+from gateway.feed import Feed, UnknownMatch
+from gateway.http import HttpApi, HttpResponse, json_error
+from gateway.hub import Client, Hub
+from gateway.limits import Limits, TokenBucket
+from gateway.metrics import GatewayMetrics
+from gateway.panic import PanicStore
+from gateway.session import Close, Join, Leave, Send, Session
+from schemas import protocol as p
+
+log = logging.getLogger("stumpcast.gateway")
+HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 18080
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    limits: Limits = field(default_factory=Limits)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    panic_dir: Path = Path(".run/gateway/panic")
+    panic_flag: Path | None = Path(".run/gateway/PANIC")
+    max_lag: float = 5.0
+    ping_interval: float | None = 20.0
+    socket_send_buffer: int = 0       # 0: kernel default (autotuned)
+    mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
+    worker: str = "0"
+
+
+class WsSink:
+    """The hub's view of one socket: raw frame writes, buffer size, close."""
+
+    __slots__ = ("conn", "transport", "gateway")
+
+    def __init__(self, conn: Any, gateway: Gateway) -> None:
+        self.conn = conn
+        self.transport = conn.transport
+        self.gateway = gateway
+
+    def write(self, data: bytes) -> None:
+        if self.conn.protocol.state is _OPEN:
+            self.transport.write(data)
+
+    def buffered(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def close(self, code: int, reason: str) -> None:
+        self.gateway.spawn(self.conn.close(code, reason[:120]))
+
+
+_OPEN: Any = None
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.hub = Hub(config.limits, config.mode)
+        self.accepts = TokenBucket(config.limits.accepts_per_second,
+                                   config.limits.accept_burst, time.monotonic())
+        self.connections = 0
+        self.rejected = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.server: Any = None
+        self.port = config.port
+        self.feed: Feed
+        self.api: HttpApi
+        self.metrics: GatewayMetrics
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        global _OPEN
+        import redis.asyncio as aioredis
+        from websockets.asyncio.server import serve
+        from websockets.protocol import State
+
+        _OPEN = State.OPEN
+        cfg = self.config
+        redis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2,
+                                        socket_timeout=5)
+        reader = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2,
+                                         single_connection_client=True)
+        self.metrics = GatewayMetrics(cfg.worker, self.read_stats)
+        self.feed = Feed(redis, reader, self.hub, cfg.limits.recovery_max,
+                         on_latency=self.metrics.latency.observe)
+        self.api = HttpApi(self.feed, PanicStore(cfg.panic_dir, cfg.panic_flag),
+                           self.metrics, cfg.max_lag)
+        self.server = await serve(
+            self.handle, cfg.host, cfg.port, process_request=self.process_request,
+            compression=None, max_size=cfg.limits.hard_max_frame_bytes, max_queue=4,
+            ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_interval,
+            close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
+        self.port = self.server.sockets[0].getsockname()[1]
+        for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
+                     self._save_panic_copies()):
+            self.spawn(coro)
+        with contextlib.suppress(FeedUnavailable):
+            await self.feed.check_positions()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in (self.feed.redis, self.feed.reader):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            if self.hub.backlog:
+                self.hub.sweep(time.monotonic())
+
+    async def _save_panic_copies(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            for m, cache in list(self.feed.matches.items()):
+                args = (m, cache.epoch, cache.seq, cache.ts, cache.card_json())
+                await asyncio.to_thread(self.api.panic.save, *args)
+
+    def read_stats(self) -> dict[str, Any]:
+        s, f = self.hub.stats, getattr(self, "feed", None)
+        out: dict[str, Any] = {
+            "connections": self.connections, "subscriptions": self.hub.subscriptions(),
+            "queue_bytes": s.queued_bytes, "backlogged_clients": len(self.hub.backlog),
+            "messages_out": s.messages_out, "bytes_out": s.bytes_out, "writes": s.writes,
+            "conflated": s.conflated, "slow_closes": s.slow_closes, "rejected": self.rejected}
+        if f is not None:
+            out.update(feed_lag_seconds=f.stats.lag_seconds, cached_matches=len(f.matches),
+                       redis_loads=f.stats.loads + f.stats.note_loads,
+                       cache_answers=f.stats.cache_answers,
+                       redis_answers=f.stats.redis_answers, resets=f.stats.resets)
+        return out
+
+    # -- the upgrade: HTTP API, origin, accept rate, auth --------------------------------------
+
+    async def process_request(self, conn: Any, request: Any) -> Any:
+        path = request.path
+        if path.startswith(HTTP_PREFIXES):
+            return _response(await self.api.handle("GET", path, request.headers))
+        if not origin_allowed(request.headers.get("Origin"), self.config.auth):
+            self.rejected += 1
+            return _response(json_error(403, "origin_not_allowed", "this origin may not "
+                                        "connect; see STUMPCAST_GATEWAY_ALLOWED_ORIGINS"))
+        if not self.accepts.take(time.monotonic()):
+            self.rejected += 1
+            return _response(json_error(503, "accept_rate_limited", "too many new connections;"
+                                        " retry with backoff", (("Retry-After", "1"),)))
+        try:
+            conn.claims = verify_token(token_from_request(path, request.headers),
+                                       self.config.auth, time.time())
+            conn.auth_error = None
+        except AuthFailed as exc:  # answered after the upgrade, so browsers see the code
+            self.rejected += 1
+            conn.auth_error = exc
+        return None
+
+    # -- one connection ------------------------------------------------------------------------
+
+    async def handle(self, conn: Any) -> None:
+        if conn.auth_error is not None:
+            exc = conn.auth_error
+            await conn.close(exc.close_code or p.CloseCode.UNAUTHORIZED, str(exc)[:120])
+            return
+        if self.config.socket_send_buffer:
+            sock = conn.transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer)
+        client = Client(WsSink(conn, self), conn)
+        session = Session(conn.claims, self.config.limits, time.time())
+        self.connections += 1
+        try:
+            async for raw in conn:
+                for out in session.receive(raw, time.time()):
+                    await self._carry_out(client, session, out)
+        except GatewayError as exc:
+            log.debug("connection ended", extra={"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - a bug must not leak to other clients
+            if not _is_closed(exc):
+                log.exception("connection handler failed")
+        finally:
+            self.connections -= 1
+            client.closed = True
+            self.hub.drop(client)
+
+    async def _carry_out(self, client: Client, session: Session, out: Any) -> None:
+        now = time.monotonic()
+        if isinstance(out, Send):
+            self.hub.send(client, [out.data], now)
+        elif isinstance(out, Join):
+            await self._join(client, session, out)
+        elif isinstance(out, Leave):
+            self.hub.detach(client, out.channel.key)
+            self.hub.send(client, [p.unsubscribed(out.req_id, out.channel.key)], now)
+        elif isinstance(out, Close):
+            self.hub.close(client, out.code, out.reason)
+
+    async def _join(self, client: Client, session: Session, join: Join) -> None:
+        key, match_id = join.channel.key, join.channel.match_id
+        try:
+            if join.channel.kind == p.MATCH:
+                cache = await self.feed.match(match_id)
+                catch = cache.catch_up(join.since)
+                pos: Any = catch.position.seq
+            else:
+                catch, pos = await self._join_notes(match_id, join.since)
+        except UnknownMatch:
+            session.join_failed(key)
+            self.hub.send(client, [p.error(p.ErrorCode.UNKNOWN_MATCH, f"no match {match_id}",
+                                           join.req_id, key)], time.monotonic())
+            return
+        except FeedUnavailable as exc:
+            session.join_failed(key)
+            self.hub.send(client, [p.error(p.ErrorCode.UNAVAILABLE, str(exc)[:200],
+                                           join.req_id, key)], time.monotonic())
+            return
+        self.feed.stats.cache_answers += 1
+        # No await between here and the send: nothing can be published in between.
+        self.hub.detach(client, key)
+        self.hub.attach(client, key, pos)
+        reply = p.subscribed(join.req_id, key, catch.position, catch.recovered)
+        self.hub.send(client, [reply, *catch.frames], time.monotonic())
+
+    async def _join_notes(self, match_id: str, since: p.Position | None) -> tuple[Any, Any]:
+        from gateway.cache import CatchUp
+
+        notes = await self.feed.notes_cache(match_id)
+        catch = notes.catch_up(since)
+        if catch is None and since is not None:
+            rows = await self.feed.notes_from_redis(match_id, since)
+            if rows is None:
+                catch = CatchUp(False, notes.position, [])
+            else:
+                top = max([pos for pos, _ in rows], default=(since.seq, since.k))
+                newer = [f for s, k, f in notes.entries if (s, k) > top]
+                catch = CatchUp(True, notes.position, [f for _, f in rows] + newer)
+        assert catch is not None
+        return catch, (catch.position.seq, catch.position.k)
+
+
+def _is_closed(exc: Exception) -> bool:
+    from websockets.exceptions import ConnectionClosed
+
+    return isinstance(exc, ConnectionClosed)
+
+
+def _response(resp: HttpResponse) -> Any:
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    headers = Headers([("Content-Type", resp.content_type),
+                       ("Content-Length", str(len(resp.body))), *resp.headers])
+    return Response(resp.status, http.HTTPStatus(resp.status).phrase, headers, resp.body)
+
+
+async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:
+    """Run one gateway process until cancelled."""
+    gateway = Gateway(config)
+    await gateway.start()
+    log.info("gateway listening", extra={"port": config.port, "worker": config.worker,
+                                         "pid": os.getpid(), "mode": config.mode})
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Future()
+    finally:
+        await gateway.stop()
