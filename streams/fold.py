@@ -47,6 +47,7 @@ from schemas.events import (
     TargetRevised,
     Toss,
 )
+from streams import rules
 from streams.innings import Innings
 
 if TYPE_CHECKING:
@@ -139,9 +140,22 @@ class _State:
             inn = self.current()
             if inn is None or inn.ended or inn.number != p.innings:
                 return f"delivery for innings {p.innings}, which is not in progress"
+            if p.wickets and _too_many_wickets(inn, p):
+                return f"innings {inn.number} would have more than its wickets (Law 13)"
             return None
         check = _CHECKS.get(type(p))
-        return check(self, p) if check else None
+        reason = check(self, p) if check else None
+        if reason is None and type(p) in (DeliveryVoided, DeliveryCorrected):
+            reason = self._simulate(event)
+        return reason
+
+    def _simulate(self, correction: Event) -> str | None:
+        """A correction must leave a possible card: re-derive a trial state and look."""
+        trial = _State.from_log(self.match_id, [*self.log, correction])
+        for inn in trial.innings:
+            if inn.wickets > rules.wickets_limit(inn.super_over):
+                return f"the correction leaves innings {inn.number} with {inn.wickets} wickets"
+        return None
 
     # --- folding one accepted event ---------------------------------------------------------------
 
@@ -175,6 +189,11 @@ class _State:
                     self.innings[-1].ball(replacement)
                 continue
             self.fold(event)
+
+
+def _too_many_wickets(inn: Innings, d: Delivery) -> bool:
+    falling = sum(1 for w in d.wickets if rules.counts_as_wicket(w))
+    return inn.wickets + falling > rules.wickets_limit(inn.super_over)
 
 
 def _check_created(state: _State, p: MatchCreated) -> str | None:
