@@ -187,7 +187,7 @@ def random_ball(draw: st.DrawFn, innings: int, over: int, ball: int) -> Delivery
     a, b = draw(st.lists(st.sampled_from(PLAYERS), min_size=2, max_size=2, unique=True))
     kind = draw(st.sampled_from(["", "", "", "wides", "noballs", "byes", "legbyes"]))
     extras = Extras(**{kind: draw(st.integers(1, 5))}) if kind else Extras()
-    wickets = ()
+    wickets: tuple[Wicket, ...] = ()
     if draw(st.integers(0, 6)) == 0:
         wickets = (Wicket(kind=draw(st.sampled_from(["bowled", "run out", "retired hurt",
                                                      "caught", "stumped"])),
