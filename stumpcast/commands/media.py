@@ -1,0 +1,87 @@
+"""``stumpcast media worker`` and ``stumpcast bench media``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from schemas.settings import Settings
+
+
+def register(sub: Any, bench: Any) -> None:
+    media = sub.add_parser("media", help="the media worker: live ingest to an HLS ladder",
+                           description="Live ingest (RTMP, SRT, a file played live, or a "
+                           "synthetic source) to an ABR HLS ladder with capture-anchored PDT and "
+                           "ball-event DATERANGE markers, served on STUMPCAST_MEDIA_HTTP_PORT.")
+    msub = media.add_subparsers(dest="media_command", metavar="COMMAND")
+    msub.required = True
+    worker = msub.add_parser("worker", help="run the media worker until interrupted",
+                             description="Run the worker: ingest, encode, publish, serve "
+                             "/hls/master.m3u8, /metrics, /healthz and /readyz.")
+    worker.add_argument("--source", choices=("synthetic", "rtmp", "srt", "file"),
+                        default="synthetic", help="live source (default: synthetic)")
+    worker.add_argument("--input", default="", help="file path for --source file; a URL "
+                        "overrides the RTMP/SRT listen address")
+    worker.add_argument("--match-id", default="demo", help="match whose markers and scorecard "
+                        "the worker follows (default: demo)")
+    worker.add_argument("--no-kafka", action="store_true",
+                        help="no markers from, and no segment events to, Kafka")
+    worker.add_argument("--no-redis", action="store_true", help="no live score bug")
+    worker.add_argument("--no-guard", action="store_true", help="never step the ladder down")
+    worker.set_defaults(func=run_worker)
+    b = bench.add_parser("media", help="ladder encode speed, publish delay, PDT error, latency",
+                         description="Measures the default ladder's encode speed (unpaced), "
+                         "then runs the worker live on the synthetic source and measures "
+                         "publish delay, PDT error against the burned-in clock and the live "
+                         "edge latency seen by an HTTP reader.")
+    b.add_argument("--speed-seconds", type=float, default=20.0,
+                   help="wall seconds of the unpaced encode-speed run (default 20)")
+    b.add_argument("--live-seconds", type=float, default=60.0,
+                   help="seconds of the live run (default 60)")
+    b.set_defaults(func=run_bench)
+
+
+def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
+    from media import ffmpeg_args as fa
+    from media.ladder import Ladder, parse_rungs
+    from media.worker import WorkerConfig
+
+    ladder = Ladder(parse_rungs(settings.media_ladder), fps=settings.media_fps,
+                    segment_seconds=settings.media_segment_seconds, preset=settings.media_preset)
+    url = args.input
+    if args.source == "rtmp":
+        url = url or fa.rtmp_listen_url(settings.media_rtmp_port)
+    elif args.source == "srt":
+        url = url or fa.srt_listen_url(settings.media_srt_port)
+    top = max(ladder.rungs, key=lambda r: r.width)
+    source = fa.Source(args.source, url, top.width, top.height)
+    return WorkerConfig(
+        work_dir=settings.media_dir, ladder=ladder, source=source, match_id=args.match_id,
+        http_port=settings.media_http_port, window=settings.media_window_segments,
+        kafka_bootstrap=None if args.no_kafka else settings.kafka_bootstrap_str,
+        redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard)
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import signal
+
+    from media.worker import MediaWorker
+
+    cfg = worker_config(args, settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await MediaWorker(cfg).run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from media.bench import run
+
+    return run(args, settings)
