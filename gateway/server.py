@@ -297,3 +297,23 @@ async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> No
         await asyncio.Future()
     finally:
         await gateway.stop()
+
+
+def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
+    """The gateway's configuration from ``schemas.settings.Settings`` (built in ``main``)."""
+    key = settings.gateway_jwt_public_key
+    limits = Limits(max_message_bytes=settings.gateway_max_message_bytes,
+                    max_subscriptions=settings.gateway_max_subscriptions,
+                    messages_per_second=settings.gateway_messages_per_second,
+                    accepts_per_second=settings.gateway_accepts_per_second,
+                    accept_burst=int(settings.gateway_accepts_per_second * 2),
+                    queue_bytes=settings.gateway_queue_bytes)
+    auth = AuthConfig(hs256_secret=settings.gateway_jwt_secret or None,
+                      rs256_public_key=key.read_text() if key else None,
+                      allowed_origins=settings.gateway_allowed_origins)
+    values: dict[str, Any] = dict(
+        host=settings.gateway_host, port=settings.gateway_port, redis_url=settings.redis_url,
+        limits=limits, auth=auth, panic_dir=settings.gateway_panic_dir,
+        panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag)
+    values.update(overrides)
+    return GatewayConfig(**values)

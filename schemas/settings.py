@@ -167,6 +167,43 @@ class Settings:
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")
     gateway_port: int = _env(
         "STUMPCAST_GATEWAY_PORT", "18080", _port, "Gateway WebSocket and HTTP port.")
+    gateway_workers: int = _env(
+        "STUMPCAST_GATEWAY_WORKERS", "1", _positive_int,
+        "Gateway processes sharing the port (SO_REUSEPORT); one per core.")
+    gateway_jwt_secret: str = _env(
+        "STUMPCAST_GATEWAY_JWT_SECRET", "", str,
+        "HS256 secret for connection tokens. With this or the public key set, tokens are "
+        "required.")
+    gateway_jwt_public_key: Path = _env(
+        "STUMPCAST_GATEWAY_JWT_PUBLIC_KEY", None, _path,
+        "PEM file of the RS256 public key for connection tokens.")
+    gateway_allowed_origins: tuple[str, ...] = _env(
+        "STUMPCAST_GATEWAY_ALLOWED_ORIGINS", "*", _hosts,
+        "Origins allowed to open a WebSocket, comma separated; * allows any.")
+    gateway_max_subscriptions: int = _env(
+        "STUMPCAST_GATEWAY_MAX_SUBSCRIPTIONS", "64", _positive_int,
+        "Channel subscriptions per connection.")
+    gateway_max_message_bytes: int = _env(
+        "STUMPCAST_GATEWAY_MAX_MESSAGE_BYTES", "4096", _positive_int,
+        "Largest client message answered; larger ones get a too_large error.")
+    gateway_messages_per_second: float = _env(
+        "STUMPCAST_GATEWAY_MESSAGES_PER_SECOND", "20", _positive_float,
+        "Client messages per connection per second (burst: 64).")
+    gateway_accepts_per_second: float = _env(
+        "STUMPCAST_GATEWAY_ACCEPTS_PER_SECOND", "2000", _positive_float,
+        "New connections per second per process; beyond it, 503 with Retry-After.")
+    gateway_queue_bytes: int = _env(
+        "STUMPCAST_GATEWAY_QUEUE_BYTES", "262144", _positive_int,
+        "Bytes queued per client beyond its socket buffer before it is closed as slow.")
+    gateway_panic_dir: Path = _env(
+        "STUMPCAST_GATEWAY_PANIC_DIR", ".run/gateway/panic", _path,
+        "Where the gateway keeps the last good scorecards for panic mode.")
+    gateway_panic_flag: Path = _env(
+        "STUMPCAST_GATEWAY_PANIC_FLAG", ".run/gateway/PANIC", _path,
+        "While this file exists, the HTTP API serves the stored (stale) scorecards.")
+    gateway_max_lag: float = _env(
+        "STUMPCAST_GATEWAY_MAX_LAG", "5", _positive_float,
+        "Feed lag in seconds above which /readyz fails.")
     streams_metrics_port: int = _env(
         "STUMPCAST_STREAMS_METRICS_PORT", "18090", _port,
         "Streams worker /metrics, /healthz and /readyz port.")

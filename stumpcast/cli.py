@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.smoke",
     "stumpcast.commands.match",
     "stumpcast.commands.media",
+    "stumpcast.commands.gateway",
     "stumpcast.commands.streams",
 )
 

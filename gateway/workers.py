@@ -1,0 +1,76 @@
+"""Run the gateway: one process, or N processes sharing the port with SO_REUSEPORT.
+
+The kernel spreads new connections over the listening processes, so each core runs its own
+event loop, feed and cache. The parent only starts the workers, forwards SIGTERM/SIGINT and
+waits; a worker that dies is reported and the parent exits non-zero (a supervisor restarts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one (one descriptor per connection)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
+        worker_id: str = "0") -> int:
+    raise_fd_limit()
+    if workers <= 1:
+        return _run_one(settings, port, mode, worker_id)
+    argv = [sys.executable, "-m", "stumpcast", "gateway", "serve", "--workers", "1",
+            "--mode", mode]
+    if port is not None:
+        argv += ["--port", str(port)]
+    children = [subprocess.Popen([*argv, "--worker-id", str(i)]) for i in range(workers)]
+    stop = {"now": False}
+
+    def forward(signum: int, _frame: Any) -> None:
+        stop["now"] = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while all(c.poll() is None for c in children) and not stop["now"]:
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    codes = [c.wait() for c in children]
+    return 0 if stop["now"] else max(abs(c) for c in codes) or 1
+
+
+def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
+    from gateway.server import config_from_settings, serve
+
+    overrides: dict[str, Any] = {"mode": mode, "worker": worker_id}
+    if port is not None:
+        overrides["port"] = port
+    config = config_from_settings(settings, **overrides)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(config)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,99 @@
+"""`stumpcast gateway serve`, `stumpcast watch` and `stumpcast bench gateway`.
+
+Thin shells: the gateway itself is ``gateway.server``; the terminal viewer is ``gateway.watch``
+over the client library; the benchmark is ``gateway.bench``. Heavy imports happen inside the
+handlers so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from schemas.settings import Settings
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cricsheet"
+DEFAULT_MATCH = DEFAULT_DATA / "1370353.json"  # the 2023 IPL final
+
+
+def register(sub: Any, bench: Any) -> None:
+    g = sub.add_parser("gateway", help="the WebSocket/HTTP gateway",
+                       description="The WebSocket fanout and HTTP API gateway.")
+    gsub = g.add_subparsers(dest="gateway_command", metavar="COMMAND")
+    gsub.required = True
+    s = gsub.add_parser("serve", help="serve WebSockets and HTTP on one port",
+                        description="Serve live scorecards and notifications over WebSockets "
+                        "and the HTTP API on STUMPCAST_GATEWAY_HOST:PORT. With --workers N, N "
+                        "processes share the port (SO_REUSEPORT).")
+    s.add_argument("--workers", type=int, default=None,
+                   help="processes sharing the port (default: STUMPCAST_GATEWAY_WORKERS)")
+    s.add_argument("--port", type=int, default=None, help="override STUMPCAST_GATEWAY_PORT")
+    s.add_argument("--mode", choices=["hub", "broadcast", "floor"], default="hub",
+                   help=argparse.SUPPRESS)
+    s.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("watch", help="show a live scorecard in the terminal",
+                       description="Connect to the gateway, subscribe to a match's scorecard "
+                       "and notifications, and show them live; reconnects and resumes.")
+    w.add_argument("match_id", metavar="MATCH_ID")
+    w.add_argument("--url", default=None, help="gateway URL (default: ws://HOST:PORT/ws)")
+    w.add_argument("--token", default=None, help="connection token (JWT)")
+    w.set_defaults(func=cmd_watch)
+
+    b = bench.add_parser("gateway", help="fanout: latency, throughput, memory, reconnect storm",
+                         description="Start the gateway (and the broadcast() and floor "
+                         "baselines) in N worker processes, open many client connections from "
+                         "separate processes, drive updates into Redis, and report delivery "
+                         "latency, deliveries/s, CPU, RSS per connection and a reconnect storm.")
+    b.add_argument("--connections", type=int, default=20_000, help="client connections")
+    b.add_argument("--matches", type=int, default=10, help="matches the clients spread over")
+    b.add_argument("--workers", type=int, default=2, help="gateway processes")
+    b.add_argument("--client-procs", type=int, default=4, help="load-generator processes")
+    b.add_argument("--updates", type=int, default=60, help="updates per latency phase")
+    b.add_argument("--match-file", type=Path, default=DEFAULT_MATCH,
+                   help="Cricsheet match whose scorecards drive the updates")
+    b.add_argument("--port", type=int, default=18180, help="port for the benchmark gateway")
+    b.add_argument("--skip", default="", help="phases to skip, comma separated "
+                   "(hot,throughput,storm,baseline)")
+    b.set_defaults(func=cmd_bench)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.workers import run
+
+    workers = args.workers or settings.gateway_workers
+    return run(settings, workers, port=args.port, mode=args.mode, worker_id=args.worker_id)
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.watch import watch
+
+    url = args.url or f"ws://{settings.gateway_host}:{settings.gateway_port}/ws"
+    return watch(url, args.match_id, args.token)
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.bench.run import run_bench
+
+    try:
+        cards = _match_cards(args.match_file)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"stumpcast bench gateway: {args.match_file}: {exc}", file=sys.stderr)
+        return 1
+    return run_bench(args, settings, cards)
+
+
+def _match_cards(path: Path) -> list[dict[str, Any]]:
+    """Every scorecard of a real match, ball by ball, from the streams fold."""
+    from streams.cricsheet import import_match, load
+    from streams.fold import Card, apply
+
+    card = Card.empty("bench")
+    out = []
+    for event in import_match(load(path), "bench"):
+        card = apply(card, event)
+        out.append(card.scorecard().to_json())
+    return out
