@@ -375,6 +375,14 @@ def step(card: Card, event: Event) -> Outcome:
 
 def apply(card: Card, event: Event) -> Card:
     """Fold one event; a duplicate returns ``card`` unchanged, anything else unfoldable raises."""
+    state, seq = card._state, event.seq
+    # Fast path for the common case, an event on the newest card: the same checks as step()
+    # (rejection reason included) without allocating an outcome.
+    if (seq == card._seq + 1 == len(state.log) + 1 and state.created is not None
+            and state.reject_reason(event) is None):
+        state.log.append(event)
+        state.fold(event)
+        return Card(state, seq)
     outcome = step(card, event)
     if type(outcome) is Applied:
         return outcome.card
