@@ -242,6 +242,21 @@ class Settings:
         "STUMPCAST_MEDIA_RTMP_PORT", "19350", _port, "RTMP ingest port (worker listens).")
     media_srt_port: int = _env(
         "STUMPCAST_MEDIA_SRT_PORT", "19351", _port, "SRT ingest port (worker listens).")
+    analytics_metrics_port: int = _env(
+        "STUMPCAST_ANALYTICS_METRICS_PORT", "18093", _port,
+        "Analytics worker /metrics, /healthz and /readyz port.")
+    analytics_mode: str = _env(
+        "STUMPCAST_ANALYTICS_MODE", "exact", _choice("exact", "hll"),
+        "Distinct counting: exact (sets) or hll (HyperLogLog, ~0.8% error, bounded memory).")
+    heartbeat_interval: int = _env(
+        "STUMPCAST_HEARTBEAT_INTERVAL", "10", _positive_int,
+        "Seconds between a player's heartbeats; concurrency counts the last 2 intervals.")
+    notifier_metrics_port: int = _env(
+        "STUMPCAST_NOTIFIER_METRICS_PORT", "18094", _port,
+        "Notifier (webhook delivery) /metrics, /healthz and /readyz port.")
+    webhook_max_attempts: int = _env(
+        "STUMPCAST_WEBHOOK_MAX_ATTEMPTS", "6", _positive_int,
+        "Attempts per webhook delivery before it is dead-lettered.")
     log_level: str = _env(
         "STUMPCAST_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"),
         "Log level: DEBUG, INFO, WARNING or ERROR.")

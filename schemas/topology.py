@@ -119,6 +119,44 @@ class RedisKeys:
         return f"{REDIS_PREFIX}notes:{match_id}"
 
     @staticmethod
+    def watching(match_id: str) -> str:
+        """Stream of the match's "N watching" counter for the gateway (analytics worker).
+
+        Each entry's field ``UPDATE_FIELD`` ("u") holds ``schemas.heartbeats.Watching.encode()``
+        bytes: ``{"type": "watching", "v": 1, "match_id", "concurrent", "views",
+        "window_start_ms", "window_end_ms", "final", "ts_ms", "views_mode"}``. Auto IDs, capped
+        (``MAXLEN ~ 100``), appended at most once a second per worker and only on a change; read
+        the newest with ``XREVRANGE key + - COUNT 1``, follow with ``XREAD``.
+        """
+        return f"{REDIS_PREFIX}watching:{match_id}"
+
+    @staticmethod
+    def concurrency(match_id: str) -> str:
+        """Hash of the newest window per "{region}|{cdn}" (JSON stats; "*|*" = match total)."""
+        return f"{REDIS_PREFIX}conc:{match_id}"
+
+    @staticmethod
+    def concurrency_partials(match_id: str, window_start_ms: int) -> str:
+        """Hash partition -> that partition's partial of one window (analytics merge, 1 h TTL)."""
+        return f"{REDIS_PREFIX}conc:part:{match_id}:{window_start_ms}"
+
+    @staticmethod
+    def views(match_id: str) -> str:
+        """Distinct sessions ever: a set (exact mode) or a HyperLogLog (hll mode)."""
+        return f"{REDIS_PREFIX}views:{match_id}"
+
+    # Webhook delivery (notifier): subscriptions, delivered ids, dead letters, playheads.
+    webhooks = f"{REDIS_PREFIX}webhooks"             # hash id -> subscription JSON
+    spoiler_sessions = f"{REDIS_PREFIX}nospoil"      # set of sessions with a no-spoilers hook
+    playheads = f"{REDIS_PREFIX}playheads"           # hash session -> playhead PDT, ms
+    webhook_dead_letters = f"{REDIS_PREFIX}wh:dlq"   # stream of undeliverable notifications
+
+    @staticmethod
+    def webhook_delivered(subscription_id: str) -> str:
+        """Set of notification ids delivered to one webhook (idempotency, 7-day TTL)."""
+        return f"{REDIS_PREFIX}wh:done:{subscription_id}"
+
+    @staticmethod
     def health(service: str) -> str:
         """A heartbeat key with an expiry, one per service instance."""
         return f"{REDIS_PREFIX}health:{service}"

@@ -1,0 +1,164 @@
+"""Player heartbeats (``viewer.heartbeats``) and what the analytics worker makes of them.
+
+Three wire types, each ``{"type": ..., "v": 1, ...}`` encoded with orjson:
+
+* ``Heartbeat`` (``"heartbeat"``): one per playing session every ``interval`` seconds (10 by
+  default). Keyed by ``session_id`` on Kafka, so one session always lands on one partition and
+  per-partition distinct counts add up exactly across partitions and workers.
+  ``ts_ms`` is the client's send instant and ``playhead_ms`` the PDT (EXT-X-PROGRAM-DATE-TIME)
+  of the frame on screen, both in ms since the Unix epoch; ``buffering_ms`` is the time spent
+  stalled since the previous beat; ``bitrate_kbps`` the rendition being played.
+* ``Watching`` (``"watching"``): the "N watching" counter of a match, written to the Redis
+  stream ``RedisKeys.watching(match_id)`` for the gateway. ``concurrent`` = distinct sessions
+  seen in the last 2 heartbeat intervals; ``views`` = distinct sessions ever (never label one as
+  the other: industry.md §1b).
+* ``ConcurrencyRecord`` (``"concurrency"``): one (match, region, CDN, window) result on the
+  compacted ``analytics.concurrency`` topic; region ``"*"`` and CDN ``"*"`` is the match total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+HEARTBEAT_TYPE = "heartbeat"
+WATCHING_TYPE = "watching"
+CONCURRENCY_TYPE = "concurrency"
+VERSION = 1
+ALL = "*"  # region/CDN of a match-wide total
+DEFAULT_INTERVAL_S = 10
+_MAX_TEXT = 128
+
+
+class HeartbeatError(ValueError):
+    """Bytes or fields that are not a valid heartbeat; the message names the field."""
+
+
+def _text(name: str, value: Any) -> None:
+    if type(value) is not str or not value or len(value) > _MAX_TEXT:
+        raise HeartbeatError(f"{name}: must be a non-empty string of at most {_MAX_TEXT} chars")
+
+
+def _count(name: str, value: Any) -> None:
+    if type(value) is not int or value < 0:
+        raise HeartbeatError(f"{name}: must be an integer >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    session_id: str
+    match_id: str
+    region: str
+    cdn: str
+    bitrate_kbps: int
+    buffering_ms: int
+    playhead_ms: int
+    device: str
+    ts_ms: int
+
+    def __post_init__(self) -> None:
+        for name in ("session_id", "match_id", "region", "cdn", "device"):
+            _text(name, getattr(self, name))
+        for name in ("bitrate_kbps", "buffering_ms", "playhead_ms", "ts_ms"):
+            _count(name, getattr(self, name))
+        if ALL in (self.region, self.cdn):
+            raise HeartbeatError(f"region/cdn: {ALL!r} is reserved for totals")
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"type": HEARTBEAT_TYPE, "v": VERSION, **asdict(self)})
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the session, so a session's beats stay on one partition."""
+        return self.session_id.encode()
+
+
+_HEARTBEAT_FIELDS = frozenset(Heartbeat.__dataclass_fields__)
+
+
+def decode(raw: bytes | str) -> Heartbeat:
+    """Strict: unknown or missing fields, wrong types and other versions are rejected."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HeartbeatError(f"not JSON: {exc}") from None
+    if type(doc) is not dict or doc.pop("type", None) != HEARTBEAT_TYPE:
+        raise HeartbeatError("type: not a heartbeat")
+    if doc.pop("v", None) != VERSION:
+        raise HeartbeatError("v: unsupported version")
+    if doc.keys() != _HEARTBEAT_FIELDS:
+        missing = sorted(_HEARTBEAT_FIELDS - doc.keys())
+        extra = sorted(doc.keys() - _HEARTBEAT_FIELDS)
+        raise HeartbeatError(f"fields: missing {missing}, unknown {extra}")
+    return Heartbeat(**doc)
+
+
+def make_heartbeat(session_id: str, match_id: str, *, ts_ms: int, playhead_ms: int,
+                   region: str = "unknown", cdn: str = "unknown", bitrate_kbps: int = 0,
+                   buffering_ms: int = 0, device: str = "web") -> bytes:
+    """The encoded heartbeat a player (the web page, ``stumpcast watch``) sends every interval.
+
+    Produce it to ``VIEWER_HEARTBEATS`` with key ``session_id.encode()``.
+    """
+    return Heartbeat(session_id, match_id, region, cdn, bitrate_kbps, buffering_ms,
+                     playhead_ms, device, ts_ms).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Watching:
+    """The gateway's "N watching" counter; see ``RedisKeys.watching``."""
+
+    match_id: str
+    concurrent: int
+    views: int
+    window_start_ms: int
+    window_end_ms: int
+    final: bool
+    ts_ms: int
+    views_mode: str = "exact"
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"type": WATCHING_TYPE, "v": VERSION, **asdict(self)})
+
+
+def decode_watching(raw: bytes | str) -> Watching:
+    doc = orjson.loads(raw)
+    if not isinstance(doc, dict) or doc.pop("type", None) != WATCHING_TYPE:
+        raise ValueError("not a watching record")
+    if doc.pop("v", None) != VERSION:
+        raise ValueError("unsupported watching version")
+    return Watching(**doc)
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyRecord:
+    match_id: str
+    region: str
+    cdn: str
+    window_start_ms: int
+    window_end_ms: int
+    concurrent: int
+    beats: int
+    avg_bitrate_kbps: float
+    rebuffering_ratio: float
+    mode: str          # "exact" or "hll"
+    complete: bool     # every partition of viewer.heartbeats has reported this window
+
+    @property
+    def key(self) -> bytes:
+        """Compaction key: the latest window per (match, region, CDN) survives."""
+        return f"{self.match_id}|{self.region}|{self.cdn}".encode()
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"type": CONCURRENCY_TYPE, "v": VERSION, **asdict(self)})
+
+
+def decode_concurrency(raw: bytes | str) -> ConcurrencyRecord:
+    doc = orjson.loads(raw)
+    if not isinstance(doc, dict) or doc.pop("type", None) != CONCURRENCY_TYPE:
+        raise ValueError("not a concurrency record")
+    if doc.pop("v", None) != VERSION:
+        raise ValueError("unsupported concurrency version")
+    return ConcurrencyRecord(**doc)
