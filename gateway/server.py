@@ -28,6 +28,7 @@ from gateway.limits import Limits, TokenBucket
 from gateway.metrics import GatewayMetrics
 from gateway.panic import PanicStore
 from gateway.session import Close, Join, Leave, Send, Session
+from gateway.web import static as web_static
 from schemas import protocol as p
 
 log = logging.getLogger("stumpcast.gateway")
@@ -170,6 +171,8 @@ class Gateway:
         path = request.path
         if path.startswith(HTTP_PREFIXES):
             return _response(await self.api.handle("GET", path, request.headers))
+        if web_static.is_static(path, request.headers):  # the live page (issue 8)
+            return _response(web_static.serve(path))
         if not origin_allowed(request.headers.get("Origin"), self.config.auth):
             self.rejected += 1
             return _response(json_error(403, "origin_not_allowed", "this origin may not "

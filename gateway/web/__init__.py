@@ -1,0 +1,1 @@
+"""The live match page: static assets served by the gateway (see ``gateway.web.static``)."""
