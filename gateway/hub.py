@@ -238,7 +238,7 @@ class Hub:
     def _enqueue(self, client: Client, kind: int, key: str, data: bytes, now: float) -> None:
         if client.queue is None:
             client.queue = deque()
-        if not client.queue:
+        if client not in self.backlog:  # conflation empties the queue without progress
             client.since = now
         client.queue.append((kind, key, data))
         client.queued += len(data)
