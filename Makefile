@@ -6,17 +6,20 @@ STUMPCAST := $(VENV)/bin/stumpcast
 PYTEST_ARGS ?=
 SYSTEM_PACKAGES := redis-server ffmpeg
 
-.PHONY: setup system-deps venv demo test test-unit lint stack-up stack-down clean
+.PHONY: setup system-deps venv web demo test test-unit lint stack-up stack-down clean
 
-setup: system-deps venv
+setup: system-deps venv web
 
-# Debian packages the stack needs: Redis and ffmpeg. Installed only when missing.
+# Debian packages the stack needs: Redis, ffmpeg, a JDK and Maven; chromium and npm for the live
+# page and its browser tests. Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -31,10 +34,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# The main job. Starts the stack, then runs the demo.
+# The live page's browser dependencies (hls.js) from the npm registry; node_modules is not committed.
+web: gateway/web/node_modules/.package-lock.json
+
+gateway/web/node_modules/.package-lock.json: gateway/web/package.json gateway/web/package-lock.json
+	cd gateway/web && npm ci --no-audit --no-fund
+
+# The main job: stack, workers, gateway, live video and a live IPL replay; Ctrl-C stops it all.
 demo: setup
-	$(STUMPCAST) stack up
-	$(STUMPCAST) smoke
+	$(STUMPCAST) demo
 
 # Installs everything, starts the stack, runs the whole suite, stops what it started.
 test: setup
