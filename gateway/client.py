@@ -121,7 +121,7 @@ class GatewayClient:
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 reason = exc.rcvd.reason if exc.rcvd else str(exc)
-            except (OSError, InvalidStatus, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, InvalidStatus) as exc:
                 code, reason = None, str(exc)
             if not p.should_reconnect(code):
                 raise GatewayClosed(code, reason)
