@@ -137,9 +137,11 @@ def synthetic_args(source: Source, fps: int, audio_rate: int, t0_ms: int, font: 
     generator's wall clock (``RTCTIME``), so the barcode is the instant the frame was made.
     """
     w, h = source.width, source.height
+    # Unpaced (benchmarks): frame-count timestamps, so the encoder's fps filter keeps them all.
+    pts = f"floor(RTCTIME/1000)-{t0_ms}" if realtime else f"N*1000/{fps}"
     text = f"fontfile={font}:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8"
     graph = (
-        f"[0:v]settb=1/1000,setpts='floor(RTCTIME/1000)-{t0_ms}',split[m][s];"
+        f"[0:v]settb=1/1000,setpts='{pts}',split[m][s];"
         f"[s]{_barcode(w, h, t0_ms)}[bar];[m][bar]overlay=0:0,"
         f"drawtext={text}:textfile={clock_file}:fontsize={h // 20}:x=w/40:y=h/12,"
         f"drawtext={text}:textfile={bug_file}:reload=1:fontsize={h // 16}:x=w/40:y=h-h/6[v]"

@@ -51,7 +51,7 @@ class Ladder:
     rungs: tuple[Rung, ...]
     fps: int = 25
     segment_seconds: int = 2
-    preset: str = "veryfast"
+    preset: str = "ultrafast"
     audio_kbps: int = 96
     audio_rate: int = 48000
 
