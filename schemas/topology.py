@@ -58,6 +58,7 @@ TOPICS: tuple[Topic, ...] = (
 GROUP_STREAMS = "stumpcast-streams"
 GROUP_MEDIA_MARKERS = "stumpcast-media-markers"
 GROUP_NOTIFIER = "stumpcast-notifier"
+GROUP_ANALYTICS = "stumpcast-analytics"
 
 
 # -- Cassandra: the event store -------------------------------------------------------------
@@ -132,13 +133,16 @@ class RedisKeys:
 
     @staticmethod
     def concurrency(match_id: str) -> str:
-        """Hash of the newest window per "{region}|{cdn}" (JSON stats; "*|*" = match total)."""
+        """Hash of the newest complete final window: field "{region}|{cdn}" ("*|*" = match
+        total) -> JSON ``[sessions, beats, bitrate_sum_kbps, buffering_ms]``; field
+        ``_window_start_ms`` says which window."""
         return f"{REDIS_PREFIX}conc:{match_id}"
 
     @staticmethod
-    def concurrency_partials(match_id: str, window_start_ms: int) -> str:
-        """Hash partition -> that partition's partial of one window (analytics merge, 1 h TTL)."""
-        return f"{REDIS_PREFIX}conc:part:{match_id}:{window_start_ms}"
+    def concurrency_partials(match_id: str, window_start_ms: int, final: bool) -> str:
+        """Hash partition -> that partition's partial of one window (analytics merge, 1 h TTL);
+        final windows and the live (provisional) newest window are kept apart."""
+        return f"{REDIS_PREFIX}conc:part:{'f' if final else 'p'}:{match_id}:{window_start_ms}"
 
     @staticmethod
     def views(match_id: str) -> str:

@@ -1,0 +1,210 @@
+"""The analytics worker: a confluent-kafka batch loop around ``Aggregator`` (the shell).
+
+Why not a faust agent: faust wraps each message in Python objects on aiokafka, tens of
+microseconds each (infra.md §3: "tens of thousands of events every second" per core, no
+benchmark), while the target is >= 50,000 heartbeats/s per process. librdkafka hands over
+batches of ``consume(num_messages=...)`` for a few microseconds each; the loop decodes, folds the
+batch into the pure core and flushes once a second (Hotstar flushes by time or count; the
+emoji pipeline micro-batches every 2 s: industry.md §1c).
+
+Delivery guarantee: offsets are committed after a flush, at the oldest offset an open window
+still needs, with the first open window as the commit's metadata. A restarted or rebalanced
+worker re-reads from there, rebuilds its open windows exactly and drops beats of windows it had
+already reported; the Redis merge (HSET per partition, SADD/PFADD) makes re-reporting harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.heartbeats import ConcurrencyRecord, HeartbeatError, decode
+from schemas.settings import Settings
+from schemas.topology import ANALYTICS_CONCURRENCY, GROUP_ANALYTICS, VIEWER_HEARTBEATS
+from streams.analytics.aggregate import Aggregator, FlushPlan
+from streams.analytics.window import NEVER, WindowSpec
+
+log = logging.getLogger("stumpcast.analytics")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    topic: str = VIEWER_HEARTBEATS.name
+    out_topic: str = ANALYTICS_CONCURRENCY.name
+    group: str = GROUP_ANALYTICS
+    batch: int = 20_000
+    flush_s: float = 1.0
+    idle_ms: int = 3_000
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        self.beats = Counter("stumpcast_analytics_heartbeats", "Heartbeats folded", registry=r)
+        self.rejects = Counter("stumpcast_analytics_rejects", "Invalid heartbeats dropped",
+                               registry=r)
+        self.late = Counter("stumpcast_analytics_late", "Heartbeats for closed windows",
+                            registry=r)
+        self.windows = Counter("stumpcast_analytics_windows", "Complete final windows published",
+                               registry=r)
+        self.flush_seconds = Histogram("stumpcast_analytics_flush_seconds",
+                                       "Flush time (Redis + Kafka)", registry=r)
+        self.behind = Gauge("stumpcast_analytics_event_time_behind_seconds",
+                            "Wall time minus the newest heartbeat's ts at the last flush",
+                            registry=r)
+        self.partitions = Gauge("stumpcast_analytics_partitions", "Assigned partitions",
+                                registry=r)
+
+
+class AnalyticsWorker:
+    def __init__(self, settings: Settings, spec: WindowSpec, config: WorkerConfig = WorkerConfig(),
+                 metrics: Metrics | None = None,
+                 on_records: Callable[[list[ConcurrencyRecord]], None] | None = None) -> None:
+        self.settings, self.spec, self.config = settings, spec, config
+        self.metrics = metrics or Metrics()
+        self.on_records = on_records
+        self.agg = Aggregator(spec, config.idle_ms)
+        self.stop = threading.Event()
+        self.assigned = False
+        self.flushes = 0
+
+    def _clients(self) -> tuple[Any, Any, Any]:
+        import redis
+        from confluent_kafka import Consumer, Producer
+
+        boot = self.settings.kafka_bootstrap_str
+        consumer = Consumer({
+            "bootstrap.servers": boot, "group.id": self.config.group,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "fetch.min.bytes": 1, "fetch.wait.max.ms": 100,
+            "queued.max.messages.kbytes": 65536})
+        producer = Producer({"bootstrap.servers": boot, "linger.ms": 20,
+                             "partitioner": "murmur2_random", "enable.idempotence": True})
+        return consumer, producer, redis.Redis.from_url(self.settings.redis_url)
+
+    def run(self) -> None:
+        from streams.analytics.sink import RedisSink
+
+        consumer, producer, r = self._clients()
+        parts = len(consumer.list_topics(self.config.topic, timeout=10)
+                    .topics[self.config.topic].partitions)
+        sink = RedisSink(r, self.spec.mode, parts, self.spec.step_ms)
+        consumer.subscribe([self.config.topic], on_assign=self._on_assign(consumer),
+                           on_revoke=self._on_revoke(consumer, sink, producer))
+        last_flush = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                self._consume(consumer)
+                if time.monotonic() - last_flush >= self.config.flush_s:
+                    last_flush = time.monotonic()
+                    self._flush(consumer, sink, producer)
+            self._flush(consumer, sink, producer)
+        finally:
+            consumer.close()
+            producer.flush(10)
+
+    def _consume(self, consumer: Any) -> None:
+        msgs = consumer.consume(num_messages=self.config.batch, timeout=0.1)
+        if not msgs:
+            return
+        by_part: dict[int, list[Any]] = {}
+        rejects = 0
+        for msg in msgs:
+            if msg.error():
+                log.warning("consume error", extra={"error": str(msg.error())})
+                continue
+            try:
+                hb = decode(msg.value())
+            except HeartbeatError:
+                rejects += 1
+                continue
+            by_part.setdefault(msg.partition(), []).append((msg.offset(), hb))
+        now = _now_ms()
+        for p, beats in by_part.items():
+            if p in self.agg.cores:
+                self.agg.fold(p, beats, now)
+        self.metrics.beats.inc(len(msgs) - rejects)
+        self.metrics.rejects.inc(rejects)
+
+    def _flush(self, consumer: Any, sink: Any, producer: Any) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        started = time.perf_counter()
+        now = _now_ms()
+        plan = self.agg.flush(now)
+        self._publish(sink.write(plan, now), producer)
+        offsets = [TopicPartition(self.config.topic, p, off, metadata=str(closed))
+                   for p, (off, closed) in plan.commits.items() if off > 0]
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:  # e.g. mid-rebalance: the next flush retries
+                log.warning("commit failed", extra={"error": str(exc)})
+        self._observe(plan, now, time.perf_counter() - started)
+
+    def _publish(self, records: list[ConcurrencyRecord], producer: Any) -> None:
+        for rec in records:
+            producer.produce(self.config.out_topic, key=rec.key, value=rec.encode())
+        producer.poll(0)
+        if records and self.on_records is not None:
+            self.on_records(records)
+        self.metrics.windows.inc(sum(1 for r in records if r.region == "*" and r.cdn == "*"))
+
+    def _observe(self, plan: FlushPlan, now: int, seconds: float) -> None:
+        self.flushes += 1
+        self.metrics.late.inc(plan.late)
+        self.metrics.flush_seconds.observe(seconds)
+        newest = max((c.max_ts for c in self.agg.cores.values()), default=NEVER)
+        if newest != NEVER:
+            self.metrics.behind.set((now - newest) / 1000)
+
+    def _on_assign(self, consumer: Any) -> Callable[[Any, list[Any]], None]:
+        def on_assign(_c: Any, partitions: list[Any]) -> None:
+            committed = consumer.committed(partitions, timeout=10)
+            for tp in committed:
+                meta = tp.metadata
+                closed = int(meta) if meta and meta.lstrip("-").isdigit() else None
+                self.agg.assign(tp.partition, closed, _now_ms())
+            self.assigned = bool(self.agg.cores)
+            self.metrics.partitions.set(len(self.agg.cores))
+        return on_assign
+
+    def _on_revoke(self, consumer: Any, sink: Any,
+                   producer: Any) -> Callable[[Any, list[Any]], None]:
+        def on_revoke(_c: Any, partitions: list[Any]) -> None:
+            self._flush(consumer, sink, producer)
+            for tp in partitions:
+                self.agg.revoke(tp.partition)
+            self.assigned = bool(self.agg.cores)
+            self.metrics.partitions.set(len(self.agg.cores))
+        return on_revoke
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def run_worker(settings: Settings, mode: str | None = None) -> int:
+    """Run until SIGINT/SIGTERM, with /metrics, /healthz, /readyz on the analytics port."""
+    import signal
+
+    from streams.analytics.endpoints import serve_in_thread
+
+    spec = WindowSpec(step_ms=settings.heartbeat_interval * 1000,
+                      mode=mode or settings.analytics_mode)
+    worker = AnalyticsWorker(settings, spec)
+    server = serve_in_thread(worker.metrics.registry, settings.analytics_metrics_port,
+                             ready=lambda: worker.assigned)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: worker.stop.set())
+    try:
+        worker.run()
+    finally:
+        server.shutdown()
+    return 0
