@@ -64,10 +64,16 @@ def _wallclock_pts(t0_ms: int) -> str:
     return f"setpts='(RTCTIME-{t0_ms * 1000})/(TB*1000000)'"
 
 
-def filter_graph(ladder: Ladder, t0_ms: int) -> str:
-    """Decode once, stamp capture time, split to every rung; audio stamped the same way."""
+def filter_graph(ladder: Ladder, t0_ms: int, resample_fps: bool = True) -> str:
+    """Decode once, stamp capture time, split to every rung; audio stamped the same way.
+
+    The synthetic source already runs at the ladder's rate with wall-clock timestamps; an fps
+    filter there would duplicate frames across any stall of the generator (stale pictures with
+    fresh stamps), so it is only used for foreign sources.
+    """
     n = len(ladder.rungs)
-    video = (f"[0:v]fps={ladder.fps},settb=1/90000,{_wallclock_pts(t0_ms)},"
+    fps = f"fps={ladder.fps}," if resample_fps else ""
+    video = (f"[0:v]{fps}settb=1/90000,{_wallclock_pts(t0_ms)},"
              f"split={n}" + "".join(f"[s{i}]" for i in range(n)))
     scales = [f"[s{i}]scale={r.width}:{r.height}:flags=bicubic,format=yuv420p[v{i}]"
               for i, r in enumerate(ladder.rungs)]
@@ -109,7 +115,7 @@ def encoder_args(ladder: Ladder, source: Source, staging: Path, t0_ms: int,
     argv = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "warning",
             "-progress", "pipe:1", "-stats_period", "0.5"]
     argv += input_args(source)
-    argv += ["-filter_complex", filter_graph(ladder, t0_ms)]
+    argv += ["-filter_complex", filter_graph(ladder, t0_ms, source.kind != "synthetic")]
     for i, rung in enumerate(ladder.rungs):
         argv += rung_args(ladder, i, rung, staging)
     return argv
