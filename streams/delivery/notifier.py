@@ -102,7 +102,7 @@ class Notifier:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_str, group_id=self.config.group,
             enable_auto_commit=False, auto_offset_reset=self.config.start)
-        self.consumer.subscribe([self.config.topic], listener=_Listener(self))
+        self.consumer.subscribe([self.config.topic], listener=_listener(self))
         await self.consumer.start()
         loops = [asyncio.create_task(c()) for c in
                  (self._consume, self._refresh, self._hold_loop, self._commit_loop)]
@@ -279,20 +279,21 @@ class Notifier:
             await self.consumer.commit(offsets)
 
 
-class _Listener:
+def _listener(notifier: Notifier) -> Any:
     """Commit what is done before partitions move; forget the revoked ones."""
+    from aiokafka import ConsumerRebalanceListener
 
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            with contextlib.suppress(Exception):
+                await notifier._commit()
+            for tp in revoked:
+                notifier.tracker.forget(tp.partition)
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        with contextlib.suppress(Exception):
-            await self.notifier._commit()
-        for tp in revoked:
-            self.notifier.tracker.forget(tp.partition)
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            return None
 
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+    return Listener()
 
 
 def _note_id(fields: dict[Any, Any]) -> str | None:
