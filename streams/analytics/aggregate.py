@@ -10,6 +10,7 @@
 * ``live``: the newest window (the last 2 intervals up to the newest beat this worker has seen),
   match totals only, one partial per assigned partition: the "N watching" counter;
 * ``sessions``: per match, the sessions seen since the last flush (views: SADD or PFADD);
+* ``playheads``: the newest playhead PDT of each watched session (no-spoiler webhooks);
 * ``commits``: per partition, the offset a restarted consumer must resume from to rebuild its
   open windows exactly, and the first window still open (stored as the commit's metadata, so
   a beat re-read for an already reported window is dropped, not reported twice).
@@ -41,6 +42,7 @@ class FlushPlan:
     live: list[Partial] = field(default_factory=list)
     sessions: dict[str, set[str]] = field(default_factory=dict)
     commits: dict[int, tuple[int, int]] = field(default_factory=dict)
+    playheads: dict[str, int] = field(default_factory=dict)
     late: int = 0
 
 
@@ -53,6 +55,8 @@ class Aggregator:
         self.pending: dict[tuple[str, int], set[int]] = {}   # (match, k) -> reported by
         self.closed_through: dict[int, int] = {}
         self.seen: dict[str, set[str]] = {}
+        self.watched: frozenset[str] = frozenset()   # sessions whose playhead is wanted
+        self.playheads: dict[str, int] = {}
         self.late = 0
 
     def assign(self, partition: int, closed_before: int | None, now_ms: int) -> None:
@@ -72,20 +76,23 @@ class Aggregator:
             return
         self.late += self.cores[partition].fold(beats)
         self.last_data[partition] = now_ms
-        seen = self.seen
+        seen, watched = self.seen, self.watched
         for _, hb in beats:
             s = seen.get(hb.match_id)
             if s is None:
                 s = seen[hb.match_id] = set()
             s.add(hb.session_id)
+            if watched and hb.session_id in watched:
+                self.playheads[hb.session_id] = max(hb.playhead_ms,
+                                                    self.playheads.get(hb.session_id, 0))
 
     def flush(self, now_ms: int) -> FlushPlan:
         for p, core in self.cores.items():
             if now_ms - self.last_data[p] >= self.idle_ms:
                 core.advance(now_ms - self.idle_ms - self.spec.lateness_ms)
         plan = FlushPlan(finals=self._finals(), live=self._live(), sessions=self.seen,
-                         late=self.late)
-        self.seen, self.late = {}, 0
+                         playheads=self.playheads, late=self.late)
+        self.seen, self.playheads, self.late = {}, {}, 0
         for p, core in self.cores.items():
             plan.commits[p] = (core.commit_offset(), core.closed_before or NEVER)
         return plan

@@ -38,6 +38,10 @@ class RedisSink:
         self.ttl_s, self.maxlen = ttl_s, maxlen
         self.script = redis.register_script(_script_text())
 
+    def watched_sessions(self) -> frozenset[str]:
+        """Sessions with a no-spoilers webhook: their playheads go to ``RedisKeys.playheads``."""
+        return frozenset(m.decode() for m in self.redis.smembers(RedisKeys.spoiler_sessions))
+
     def write(self, plan: FlushPlan, now_ms: int) -> list[ConcurrencyRecord]:
         pipe = self.redis.pipeline(transaction=False)
         for match_id, sessions in plan.sessions.items():
@@ -45,6 +49,8 @@ class RedisSink:
             for i in range(0, len(members), _CHUNK):
                 cmd = pipe.pfadd if self.mode == "hll" else pipe.sadd
                 cmd(RedisKeys.views(match_id), *members[i:i + _CHUNK])
+        if plan.playheads:
+            pipe.hset(RedisKeys.playheads, mapping=plan.playheads)
         n_views = len(pipe)
         partials = plan.finals + plan.live
         for partial in partials:

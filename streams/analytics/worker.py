@@ -138,6 +138,8 @@ class AnalyticsWorker:
         started = time.perf_counter()
         now = _now_ms()
         plan = self.agg.flush(now)
+        if self.flushes % 5 == 0:
+            self.agg.watched = sink.watched_sessions()
         self._publish(sink.write(plan, now), producer)
         offsets = [TopicPartition(self.config.topic, p, off, metadata=str(closed))
                    for p, (off, closed) in plan.commits.items() if off > 0]

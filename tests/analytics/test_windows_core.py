@@ -142,3 +142,13 @@ def test_heartbeat_round_trip_and_strictness():
             decode(orjson.dumps(bad))
     with pytest.raises(HeartbeatError):
         decode(b"not json")
+
+
+def test_playheads_of_watched_sessions_only():
+    agg = Aggregator(WindowSpec(step_ms=STEP))
+    agg.assign(0, None, now_ms=0)
+    agg.watched = frozenset({"s1"})
+    hb = lambda s, ph: Heartbeat(s, "m", "r", "c", 1, 0, ph, "web", T0)  # noqa: E731
+    agg.fold(0, [(0, hb("s1", 500)), (1, hb("s2", 700)), (2, hb("s1", 400))], now_ms=0)
+    assert agg.flush(now_ms=0).playheads == {"s1": 500}
+    assert agg.flush(now_ms=0).playheads == {}
