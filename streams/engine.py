@@ -120,7 +120,10 @@ class Engine:
             await self._run([reject(event, raw, ack, Reason.UNKNOWN_MATCH, detail)])
             return
         self.matches[event.match_id] = proc
-        await self._run(proc.offer(event, raw, ack, self.clock()))
+        started = time.perf_counter()
+        outcomes = proc.offer(event, raw, ack, self.clock())
+        self.metrics.fold_seconds.observe(time.perf_counter() - started)
+        await self._run(outcomes)
 
     async def tick(self) -> None:
         """Report gaps held for longer than the timeout (call about once a second)."""
@@ -203,9 +206,12 @@ class Engine:
 
     async def _recover(self, match_id: str, event: Any) -> MatchProcessor | None:
         """The match's state from the event store, its view position from Redis."""
-        events = [codec.decode(e.body) for e in await self._load(match_id)]
         view = await self.views.read(match_id)
-        if not events and not (event.payload.TYPE == MATCH_CREATED and event.seq == 1):
+        created = event.payload.TYPE == MATCH_CREATED and event.seq == 1
+        # A match.created nobody has a view of is a new match: no need to wait for the store.
+        fresh = created and view.position is None
+        events = [codec.decode(e.body) for e in await self._load(match_id, once=fresh)]
+        if not events and not created:
             return None
         state = replay_state(match_id, events, self.folder)
         pos = view.position
@@ -217,12 +223,16 @@ class Engine:
             proc.view_seq = max(proc.view_seq, state.seq)
         return proc
 
-    async def _load(self, match_id: str) -> list[StoredEvent]:
+    async def _load(self, match_id: str, once: bool = False) -> list[StoredEvent]:
+        """The stored log; retried until the store answers (or ``[]`` after one try if
+        ``once``): a worker that cannot read a match's past cannot fold its future."""
         delay = 0.1
         while True:
             try:
                 return await self.store.load(match_id)
             except EventStoreError as exc:
+                if once:
+                    return []
                 log.warning("event store unreachable during recovery, retrying",
                             extra={"match_id": match_id, "error": str(exc)})
                 await asyncio.sleep(delay)

@@ -35,6 +35,8 @@ PRIORITY: dict[Kind, Priority] = {
 @dataclass(frozen=True)
 class NotifyState:
     caused: Mapping[int, tuple[Notification, ...]] = field(default_factory=dict)
+    # ball seq -> the live notifications about that ball (a correction's go to its target)
+    by_ball: Mapping[int, tuple[Notification, ...]] = field(default_factory=dict)
     streaks: Mapping[str, int] = field(default_factory=dict)  # bowler -> consecutive wickets
 
 
@@ -154,10 +156,8 @@ def _retractions(state: NotifyState, event: Event) -> list[Notification]:
     p = event.payload
     if not isinstance(p, DeliveryVoided | DeliveryCorrected):
         return []
-    voided = state.caused.get(p.target_seq, ())
-    retracted = {n.retracts for notes in state.caused.values() for n in notes if n.retracts}
-    return [retraction(n, format_ts(event.ts), event.seq) for n in voided
-            if n.kind is not Kind.RETRACTION and n.id not in retracted]
+    return [retraction(n, format_ts(event.ts), event.seq)
+            for n in state.by_ball.get(p.target_seq, ())]
 
 
 def derive(state: NotifyState, before: Doc | None, after: Doc,
@@ -173,7 +173,13 @@ def derive(state: NotifyState, before: Doc | None, after: Doc,
             streaks, hat = _hat_trick(ball, streaks, d)
             notes += hat
     notes += _milestones(ball, before, after) + _result(ball, before, after)
-    caused = dict(state.caused)
+    caused, by_ball = dict(state.caused), dict(state.by_ball)
     if notes:
         caused[event.seq] = tuple(notes)
-    return replace(state, caused=caused, streaks=streaks), notes
+    target = getattr(event.payload, "target_seq", None)
+    fresh = tuple(n for n in notes if n.kind is not Kind.RETRACTION)
+    if target is not None:
+        by_ball[target] = fresh  # the old ones are retracted above
+    elif fresh:
+        by_ball[event.seq] = fresh
+    return replace(state, caused=caused, by_ball=by_ball, streaks=streaks), notes

@@ -1,0 +1,214 @@
+"""The pipeline and its engine on the in-memory stores: no Kafka, no Redis, no Cassandra."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+
+from schemas import codec
+from schemas.events import Event
+from schemas.notifications import Notification
+from streams import cricsheet
+from streams.engine import Engine, EngineConfig
+from streams.eventstore import InMemoryEventStore, StoreBacklog
+from streams.pipeline import (
+    Accepted,
+    Duplicate,
+    Held,
+    MatchProcessor,
+    MatchState,
+    Reason,
+    Rejected,
+    ScorecardFolder,
+    all_notes,
+    replay_state,
+)
+from streams.viewstore import InMemoryViewStore
+
+DATA = Path("/work/shared/data/cricsheet")
+MATCH = sorted(DATA.glob("*.json"))[0]
+
+
+def match_events(match_id: str = "m1") -> list[Event]:
+    return cricsheet.import_match(cricsheet.load(MATCH), match_id)
+
+
+def processor(match_id: str = "m1", gap_timeout: float = 5.0) -> MatchProcessor:
+    f = ScorecardFolder()
+    return MatchProcessor(MatchState(match_id, card=f.initial(match_id)), f, gap_timeout)
+
+
+def test_in_order_duplicate_and_gap_filled() -> None:
+    ev = match_events()
+    p = processor()
+    assert isinstance(p.offer(ev[0], b"", "t1", 0)[0], Accepted)
+    assert isinstance(p.offer(ev[0], b"", "t1b", 0)[0], Duplicate)
+    assert isinstance(p.offer(ev[2], b"", "t3", 0)[0], Held)
+    assert isinstance(p.offer(ev[3], b"", "t4", 0)[0], Held)
+    assert isinstance(p.offer(ev[2], b"", "t3b", 0)[0], Duplicate)  # already held
+    out = p.offer(ev[1], b"", "t2", 1)
+    assert [type(o) for o in out] == [Accepted] * 3
+    assert [o.token for o in out] == ["t2", "t3", "t4"]
+    assert p.state.seq == 4 and not p.held and p.gap_since is None
+
+
+def test_gap_timeout_reports_every_held_event() -> None:
+    ev = match_events()
+    p = processor(gap_timeout=2.0)
+    p.offer(ev[0], b"", None, 0)
+    p.offer(ev[3], b"", "a", 10)
+    p.offer(ev[4], b"", "b", 11)
+    assert p.expire(11.9) == []
+    out = p.expire(12.0)
+    assert all(isinstance(o, Rejected) and o.reason is Reason.SEQUENCE_GAP for o in out)
+    assert [o.token for o in out] == ["a", "b"] and "missing seq 2..3" in out[0].detail
+    assert not p.held and p.state.seq == 1
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.notes: list[Notification] = []
+        self.cards: dict[str, bytes] = {}
+        self.dlq: list[dict] = []
+
+    async def notifications(self, match_id: str, notes: Sequence[Notification]) -> None:
+        self.notes += notes
+
+    async def scorecard(self, match_id: str, card: bytes) -> None:
+        self.cards[match_id] = card
+
+    async def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        self.dlq.append(orjson.loads(value))
+
+
+@dataclasses.dataclass
+class Rig:
+    views: InMemoryViewStore
+    store: InMemoryEventStore
+    sink: Sink
+    engine: Engine
+    task: asyncio.Task
+    acked: list[int]
+
+    async def feed(self, events: Sequence[Event | bytes]) -> None:
+        for e in events:
+            raw = e if isinstance(e, bytes) else codec.encode(e)
+            seq = -1 if isinstance(e, bytes) else e.seq
+            await self.engine.handle(raw, ack=lambda s=seq: self.acked.append(s))
+        await self.engine.backlog.drain()
+
+
+def make_rig(views: InMemoryViewStore | None = None, store: InMemoryEventStore | None = None,
+             sink: Sink | None = None) -> Rig:
+    views = views or InMemoryViewStore()
+    store = store or InMemoryEventStore()
+    sink = sink or Sink()
+    backlog = StoreBacklog(store, maxsize=100, retry_max=0.01)
+    engine = Engine(ScorecardFolder(), views, store, backlog, sink,
+                    EngineConfig(("cricsheet", "scorer:*"), gap_timeout=0.05))
+    return Rig(views, store, sink, engine, asyncio.create_task(backlog.run()), [])
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    r = make_rig()
+    yield r
+    r.task.cancel()
+
+
+async def expect_final(rig: Rig, events: list[Event]) -> None:
+    truth = replay_state(events[0].match_id, events, ScorecardFolder())
+    view = await rig.views.read(events[0].match_id)
+    assert view.position is not None and view.position.seq == len(events)
+    assert orjson.loads(view.card or b"null") == truth.doc
+    assert sorted(rig.store.rows[events[0].match_id]) == list(range(1, len(events) + 1))
+    assert [orjson.loads(raw)["id"] for _, raw in await rig.views.notes(events[0].match_id)] \
+        == [n.id for n in all_notes(truth)]
+
+
+async def test_a_match_end_to_end(rig: Rig) -> None:
+    ev = match_events()
+    await rig.feed(ev)
+    await expect_final(rig, ev)
+    truth = all_notes(replay_state("m1", ev, ScorecardFolder()))
+    assert [n.id for n in rig.sink.notes] == [n.id for n in truth]
+    assert orjson.loads(rig.sink.cards["m1"]) == replay_state("m1", ev, ScorecardFolder()).doc
+    assert sorted(rig.acked) == [e.seq for e in ev]  # every message acked once stored
+
+
+async def test_rejects_go_to_the_dlq_with_reasons(rig: Rig) -> None:
+    ev = match_events()
+    stranger = dataclasses.replace(ev[1], source="somebody")
+    orphan = dataclasses.replace(ev[5], match_id="nobody")
+    await rig.feed([b"{not json", ev[0], stranger, orphan, ev[0], ev[1]])
+    reasons = [d["reason"] for d in rig.sink.dlq]
+    assert reasons == ["invalid", "unauthorised_source", "unknown_match"]
+    assert rig.engine.metrics.duplicates._value.get() == 1
+    assert len(rig.acked) == 6
+
+
+async def test_gap_times_out_to_the_dlq(rig: Rig) -> None:
+    ev = match_events()
+    await rig.feed([ev[0], ev[3]])
+    await asyncio.sleep(0.06)
+    await rig.engine.tick()
+    assert [d["reason"] for d in rig.sink.dlq] == ["sequence_gap"]
+    assert rig.sink.dlq[0]["seq"] == 4
+
+
+async def test_redis_flushed_mid_match(rig: Rig) -> None:
+    ev = match_events()
+    await rig.feed(ev[:100])
+    epoch = (await rig.views.read("m1")).position.epoch  # type: ignore[union-attr]
+    rig.views.flush()
+    await rig.feed(ev[100:])
+    await expect_final(rig, ev)
+    assert (await rig.views.read("m1")).position.epoch > epoch  # type: ignore[union-attr]
+
+
+async def test_restart_recovers_from_the_store_without_resending(rig: Rig) -> None:
+    ev = match_events()
+    await rig.feed(ev[:120])
+    sent = len(rig.sink.notes)
+    rig.task.cancel()
+    again = make_rig(rig.views, rig.store, rig.sink)  # a new worker, same stores and topics
+    await again.feed(ev[90:])  # Kafka redelivers from the last committed offset
+    await expect_final(again, ev)
+    truth = all_notes(replay_state("m1", ev, ScorecardFolder()))
+    assert sent < len(truth)
+    assert [n.id for n in again.sink.notes] == [n.id for n in truth]  # none sent twice
+    again.task.cancel()
+
+
+async def test_store_down_keeps_the_view_moving(rig: Rig) -> None:
+    ev = match_events()
+    rig.store.down = True
+    for e in ev[:50]:
+        await rig.engine.handle(codec.encode(e), ack=lambda s=e.seq: rig.acked.append(s))
+    await asyncio.sleep(0.05)  # let the backlog try, and fail
+    assert (await rig.views.read("m1")).position.seq == 50  # type: ignore[union-attr]
+    assert rig.acked == [] and not rig.engine.backlog.healthy
+    rig.store.down = False
+    await rig.feed(ev[50:])
+    await expect_final(rig, ev)
+    assert sorted(rig.acked) == [e.seq for e in ev]
+
+
+async def test_view_rebuilt_under_a_new_epoch_is_adopted(rig: Rig) -> None:
+    from streams.engine import view_write
+
+    ev = match_events()
+    await rig.feed(ev[:60])
+    state = replay_state("m1", ev[:60], ScorecardFolder())
+    pos = (await rig.views.read("m1")).position
+    assert pos is not None
+    w = view_write("m1", pos.epoch + 5, 60, 0, state.ts, None, state.doc or {}, [], 0, True)
+    await rig.views.reset(w)
+    await rig.feed(ev[60:])
+    await expect_final(rig, ev)
+    assert (await rig.views.read("m1")).position.epoch == pos.epoch + 5  # type: ignore
