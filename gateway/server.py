@@ -49,6 +49,7 @@ class GatewayConfig:
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
     mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
     worker: str = "0"
+    stats_path: Path | None = None    # benchmarks: this worker's counters, rewritten twice a second
 
 
 class WsSink:
@@ -112,11 +113,11 @@ class Gateway:
         self.server = await serve(
             self.handle, cfg.host, cfg.port, process_request=self.process_request,
             compression=None, max_size=cfg.limits.hard_max_frame_bytes, max_queue=4,
-            ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_interval,
+            ping_interval=None, ping_timeout=None,  # one process-wide sweep, not a task each
             close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
         self.port = self.server.sockets[0].getsockname()[1]
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
-                     self._save_panic_copies()):
+                     self._save_panic_copies(), self._dump_stats(), self._keepalive()):
             self.spawn(coro)
         with contextlib.suppress(FeedUnavailable):
             await self.feed.check_positions()
@@ -144,12 +145,37 @@ class Gateway:
             if self.hub.backlog:
                 self.hub.sweep(time.monotonic())
 
+    async def _keepalive(self) -> None:
+        """Ping every connection from one loop (websockets' keepalive costs a task per
+        connection, ~2 KB each); idle proxies keep the connection, dead peers surface as write
+        errors. Clients answer with pongs that websockets absorbs."""
+        interval = self.config.ping_interval
+        if not interval:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            for conn in list(self.server.connections):
+                if conn.protocol.state is _OPEN:
+                    conn.transport.write(b"\x89\x00")  # unmasked ping, empty payload
+
     async def _save_panic_copies(self) -> None:
         while True:
             await asyncio.sleep(5.0)
             for m, cache in list(self.feed.matches.items()):
                 args = (m, cache.epoch, cache.seq, cache.ts, cache.card_json())
                 await asyncio.to_thread(self.api.panic.save, *args)
+
+    async def _dump_stats(self) -> None:
+        path = self.config.stats_path
+        if path is None:
+            return
+        import orjson
+
+        while True:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps({**self.read_stats(), "pid": os.getpid()}))
+            os.replace(tmp, path)
+            await asyncio.sleep(0.5)
 
     def read_stats(self) -> dict[str, Any]:
         s, f = self.hub.stats, getattr(self, "feed", None)

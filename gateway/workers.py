@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
 def raise_fd_limit() -> int:
     """Lift the soft open-files limit to the hard one (one descriptor per connection)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
+    for target in (max(hard, 65536), hard):  # root may raise the hard limit too
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+            return target
     return soft
 
 
@@ -59,6 +62,9 @@ def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
     from gateway.server import config_from_settings, serve
 
     overrides: dict[str, Any] = {"mode": mode, "worker": worker_id}
+    stats_dir = os.environ.get("STUMPCAST_GATEWAY_STATS_DIR")  # set by the benchmark only
+    if stats_dir:
+        overrides["stats_path"] = Path(stats_dir) / f"worker-{worker_id}.json"
     if port is not None:
         overrides["port"] = port
     config = config_from_settings(settings, **overrides)

@@ -29,6 +29,7 @@ export class MatchConnection {
     this.attempt = 0;
     this.stopped = false;
     this.stats = { connects: 0, snapshots: 0, updates: 0, gaps: 0, notes: 0 };
+    this.journal = []; // subscribed replies and applied positions, for the browser tests
   }
 
   start() { this.stopped = false; this.connect(); }
@@ -95,6 +96,7 @@ export class MatchConnection {
       case "update": return this.update(msg);
       case "note": return this.note(msg);
       case "error": return this.error(msg);
+      case "watching": return this.handlers.onWatching?.(msg); // analytics' "N watching"
       default: return undefined; // pong, unsubscribed, and types added later
     }
   }
@@ -102,12 +104,14 @@ export class MatchConnection {
   subscribed(msg) {
     this.attempt = 0; // a working subscription resets the backoff
     if (msg.channel.startsWith("notes:") && !this.notes) this.notes = { seq: msg.seq, k: msg.k };
+    this.remember({ subscribed: msg.channel, seq: msg.seq, recovered: msg.recovered });
     this.handlers.onSubscribed?.(msg);
   }
 
   snapshot(msg) {
     this.stats.snapshots += 1;
     this.match = { epoch: msg.epoch, seq: msg.seq, card: msg.card };
+    this.remember({ snapshot: msg.seq });
     this.handlers.onCard(msg.card, { seq: msg.seq, ts: msg.ts, epoch: msg.epoch, kind: "snapshot" });
   }
 
@@ -129,6 +133,7 @@ export class MatchConnection {
     }
     this.stats.updates += 1;
     this.match = { epoch: m.epoch, seq: msg.seq, card };
+    this.remember({ update: msg.seq, prev: msg.prev_seq });
     this.handlers.onCard(card, { seq: msg.seq, ts: msg.ts, epoch: m.epoch, kind: "update", prev: msg.prev_seq });
   }
 
@@ -143,6 +148,7 @@ export class MatchConnection {
     if (this.notes && (pos.seq < this.notes.seq || (pos.seq === this.notes.seq && pos.k <= this.notes.k))) return;
     this.notes = pos;
     this.stats.notes += 1;
+    this.remember({ note: msg.note.id });
     this.handlers.onNote(msg.note);
   }
 
@@ -155,6 +161,11 @@ export class MatchConnection {
     } else {
       console.warn("gateway error", msg);
     }
+  }
+
+  remember(entry) {
+    this.journal.push(entry);
+    if (this.journal.length > 5000) this.journal.shift();
   }
 
   status(text, state) { this.handlers.onStatus?.(text, state); }

@@ -39,6 +39,7 @@ function openMatch(matchId) {
     onCard: (card, meta) => reveal.offerCard(card, meta),
     onNote: (note) => reveal.offerNote(note),
     onStatus: (text, state) => { $("#status").textContent = text; $("#status").dataset.state = state; },
+    onWatching: (w) => { $("#viewers").hidden = false; $("#viewers").textContent = `${w.concurrent.toLocaleString()} watching`; },
   });
   const sync = $("#sync");
   sync.checked = params.get("sync") === "1";

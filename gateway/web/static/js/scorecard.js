@@ -7,7 +7,7 @@ const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v
 export function renderScorecard(root, card, meta) {
   const innings = card.innings ?? [];
   const current = innings[innings.length - 1];
-  root.replaceChildren(
+  const parts = [
     header(card),
     h("ol", { class: "innings-list" }, innings.map(inningsLine)),
     current ? live(current) : h("p", { class: "muted" }, "Waiting for the first ball"),
@@ -15,7 +15,8 @@ export function renderScorecard(root, card, meta) {
     current ? batting(current) : null,
     current ? bowling(current) : null,
     h("p", { class: "credit" }, card.credit ?? "Match data: Cricsheet (cricsheet.org), ODC-BY 1.0"),
-  );
+  ];
+  root.replaceChildren(...parts.filter(Boolean));
   root.dataset.seq = meta.seq;
   root.dataset.ts = meta.ts;
 }

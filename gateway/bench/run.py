@@ -1,0 +1,232 @@
+"""`stumpcast bench gateway`: the orchestration. Run it under ``flock /tmp/stumpcast-heavy.lock``.
+
+Phases, each against the real gateway (``stumpcast gateway serve --workers W``) in its own
+processes, with load-generator processes (``loadclient``) and this process driving updates into
+Redis through the reference writer (the view contract):
+
+1. connect N clients over M matches; RSS per connection;
+2. latency at a steady rate; 3. a burst for deliveries/s and CPU;
+4. reconnect storm: every client drops and resumes within 5 s while updates continue;
+5. hot match: all N on one match, time until the last client has each update;
+then the same hot phase against the "floor" server (one pre-encoded frame written to every
+socket in a tight loop) and the burst against ``websockets.broadcast()``, same process shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from array import array
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.bench.writer import ViewWriter
+from gateway.workers import raise_fd_limit
+from schemas.view import make_update
+from stumpcast.benchlog import median, percentile, record
+
+
+class Rig:
+    """The gateway processes, the load generators and the driver of one run."""
+
+    def __init__(self, args: Any, settings: Any, cards: list[dict[str, Any]]) -> None:
+        self.args, self.settings, self.cards = args, settings, cards
+        self.matches = [f"bench{i}" for i in range(args.matches)]
+        self.hot = "benchhot"
+        self.stats_dir = Path(tempfile.mkdtemp(prefix="stumpcast-bench-"))
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.pipes: list[Any] = []
+        self.procs: list[Any] = []
+        self.cursor: dict[str, int] = {}
+        self.commits = 0
+
+    # -- gateway -------------------------------------------------------------------------------
+
+    def start_gateway(self, mode: str) -> None:
+        for f in self.stats_dir.glob("*.json"):
+            f.unlink()
+        env = {**os.environ, "STUMPCAST_GATEWAY_STATS_DIR": str(self.stats_dir),
+               "STUMPCAST_GATEWAY_ACCEPTS_PER_SECOND": "4000",
+               "STUMPCAST_LOG_LEVEL": "WARNING"}
+        self.gateway = subprocess.Popen(
+            [sys.executable, "-m", "stumpcast", "gateway", "serve", "--workers",
+             str(self.args.workers), "--port", str(self.args.port), "--mode", mode], env=env)
+        deadline = time.monotonic() + 30
+        while len(self.worker_stats()) < self.args.workers:
+            if time.monotonic() > deadline or self.gateway.poll() is not None:
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.2)
+
+    def stop_gateway(self) -> None:
+        self.call_all("abort", None)
+        if self.gateway is not None:
+            self.gateway.terminate()
+            self.gateway.wait(20)
+            self.gateway = None
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        out = []
+        for f in self.stats_dir.glob("worker-*.json"):
+            with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                out.append(orjson.loads(f.read_bytes()))
+        return out
+
+    def stat_sum(self, name: str) -> float:
+        return sum(float(s.get(name, 0)) for s in self.worker_stats())
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for s in self.worker_stats():
+            with open(f"/proc/{s['pid']}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for s in self.worker_stats():
+            with open(f"/proc/{s['pid']}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
+
+    # -- load generators -----------------------------------------------------------------------
+
+    def start_clients(self) -> None:
+        from gateway.bench import loadclient
+
+        ctx = multiprocessing.get_context("spawn")
+        for _ in range(self.args.client_procs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=loadclient.main, args=(child, self.args.port), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def call_all(self, cmd: str, arg: Any, per_proc: list[Any] | None = None) -> list[Any]:
+        for i, pipe in enumerate(self.pipes):
+            pipe.send((cmd, per_proc[i] if per_proc is not None else arg))
+        return [pipe.recv() for pipe in self.pipes]
+
+    def connect(self, spread: list[str]) -> float:
+        n, k = self.args.connections, len(self.pipes)
+        shares = [[spread[i % len(spread)] for i in range(j, n, k)] for j in range(k)]
+        start = time.monotonic()
+        self.call_all("connect", None, [{"matches": s, "rate": 1500.0} for s in shares])
+        deadline = time.monotonic() + 60
+        while self.stat_sum("subscriptions") < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return time.monotonic() - start
+
+    def reports(self) -> list[dict[str, Any]]:
+        finals = {m: st.seq for m, st in self.writer.state.items()}
+        return self.call_all("report", finals)
+
+    # -- driver --------------------------------------------------------------------------------
+
+    async def publish_round(self, matches: list[str]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for m in matches:
+                i = self.cursor.get(m, 0) + 1
+                self.cursor[m] = i
+                await self.writer.publish(m, self.cards[i % len(self.cards)], pipe=pipe)
+            await pipe.execute()
+        self.commits += len(matches)
+
+    async def drive(self, matches: list[str], rounds: int, rate: float | None) -> float:
+        start = time.monotonic()
+        for r in range(rounds):
+            await self.publish_round(matches)
+            if rate:
+                ahead = start + (r + 1) / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        return time.monotonic() - start
+
+    async def setup_redis(self) -> None:
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self.writer = ViewWriter(self.redis)
+        for m in [*self.matches, self.hot]:
+            await self.writer.delete(m)
+            await self.writer.publish(m, self.cards[0])
+
+    async def redis_calls(self) -> int:
+        info = await self.redis.info("commandstats")
+        return sum(int(v["calls"]) for v in info.values())
+
+
+def latencies(reports: list[dict[str, Any]]) -> list[float]:
+    out = array("f")
+    for r in reports:
+        out.frombytes(r["latency"])
+    return list(out)
+
+
+def last_client(reports: list[dict[str, Any]]) -> list[float]:
+    """Per update: the latency of the last client to get it (max over all processes)."""
+    worst: dict[Any, float] = {}
+    for r in reports:
+        for key, lat in r["last"].items():
+            worst[key] = max(worst.get(key, 0.0), lat)
+    return list(worst.values())
+
+
+def total(reports: list[dict[str, Any]], key: str) -> int:
+    return sum(int(r[key]) for r in reports)
+
+
+def delta_ratio(cards: list[dict[str, Any]]) -> float:
+    """Bytes of the update records (patch or card) over a whole match / full cards each time."""
+    deltas = fulls = 0
+    for seq in range(1, len(cards)):
+        old = cards[seq - 1] if seq > 1 else None
+        deltas += len(make_update("m", 1, seq, seq - 1, "t", old, cards[seq]).encode())
+        fulls += len(make_update("m", 1, seq, seq - 1, "t", None, cards[seq]).encode())
+    return deltas / fulls
+
+
+def run_bench(args: Any, settings: Any, cards: list[dict[str, Any]]) -> int:
+    from gateway.bench.phases import run_all
+
+    raise_fd_limit()
+    rig = Rig(args, settings, cards)
+    try:
+        rows, notes = asyncio.run(run_all(rig))
+    finally:
+        rig.stop_gateway() if rig.gateway is not None else None
+        for pipe in rig.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("quit", None))
+        for proc in rig.procs:
+            proc.join(5)
+    rows.append(("delta bytes / full cards over a whole match (1370353)",
+                 f"{delta_ratio(cards):.1%} (target ≤ 15%)"))
+    for name, value in rows:
+        print(f"{name:60s} {value}")
+    if not getattr(args, "no_record", False):
+        record(f"gateway fanout, {args.connections} connections, {args.workers} workers",
+               rows, notes)
+    return 0
+
+
+def http_ok(port: int, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+__all__ = ["Rig", "run_bench", "latencies", "last_client", "total", "median", "percentile"]
