@@ -215,6 +215,11 @@ class Settings:
         "STUMPCAST_STREAMS_GAP_TIMEOUT", "5", _positive_float,
         "Seconds the streams worker holds events after a sequence gap before reporting them "
         "to the dead-letter topic.")
+    streams_instance_id: str = _env(
+        "STUMPCAST_STREAMS_INSTANCE_ID", "", str,
+        "Static Kafka group membership id of this streams worker (unique per worker, stable "
+        "across restarts): a restarted worker takes its partitions back without waiting for "
+        "a rebalance. Empty: dynamic membership.")
     streams_store_backlog: int = _env(
         "STUMPCAST_STREAMS_STORE_BACKLOG", "20000", _positive_int,
         "Events the streams worker keeps in memory while the event store (Cassandra) is "

@@ -15,7 +15,10 @@ Latency tuning (defaults in brackets, see infra.md §3 and faust's settings modu
 * aiokafka's ``fetch_max_wait_ms`` is fixed at 1500 ms by faust's driver, but with
   ``fetch_min_bytes=1`` the broker answers a fetch as soon as one record is there, so it only
   bounds an idle poll; the measured produce→Redis latency is in BENCHMARKS.md;
-* ``topic_disable_leader``: no leader-election topic; ``table_standby_replicas`` 0: no tables.
+* ``topic_disable_leader``: no leader-election topic; ``table_standby_replicas`` 0: no tables;
+* ``broker_session_timeout`` 10 s [60 s]: a killed worker's partitions move within seconds;
+  with ``STUMPCAST_STREAMS_INSTANCE_ID`` (static membership) a restarted worker takes them
+  back at once.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def app_config(settings: Settings) -> dict[str, Any]:
         processing_guarantee="at_least_once", consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.2, broker_commit_every=200, producer_linger=0.0,
         producer_acks=-1, stream_buffer_maxsize=1024, broker_max_poll_records=500,
+        broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
+        consumer_group_instance_id=settings.streams_instance_id or None,
     )
 
 

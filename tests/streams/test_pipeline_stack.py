@@ -1,0 +1,298 @@
+"""The whole streams pipeline against the real stack: replays, kills, flushes, bad events.
+
+Workers and replays run as real ``stumpcast`` subprocesses; results are compared with the pure
+fold and the pure notification derivation of the same events.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas import codec
+from schemas.events import Event
+from schemas.settings import Settings
+from schemas.topology import (
+    MATCH_EVENTS,
+    MATCH_EVENTS_DLQ,
+    NOTIFICATIONS,
+    SCORECARDS,
+    RedisKeys,
+)
+from streams import cricsheet
+from streams.pipeline import ScorecardFolder, all_notes, replay_state
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+DATA = Path("/work/shared/data/cricsheet")
+STUMPCAST = Path(sys.executable).with_name("stumpcast")
+FILES = sorted(DATA.glob("*.json"))[:5]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Worker:
+    name: str
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "STUMPCAST_STREAMS_METRICS_PORT": str(self.port),
+               "STUMPCAST_STREAMS_INSTANCE_ID": self.name, "STUMPCAST_LOG_FORMAT": "text",
+               "STUMPCAST_STREAMS_GAP_TIMEOUT": "3"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([str(STUMPCAST), "streams", "worker"], env=env,
+                                         stdout=out, stderr=out, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc and self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"worker not ready: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+
+@pytest.fixture
+def worker(stack: Settings, tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(f"test-{uuid.uuid4().hex[:6]}", free_port(), tmp_path / "worker.log")
+    w.start()
+    w.wait_ready()
+    yield w
+    w.stop()
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str, "group.id": "unused"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in parts}
+    finally:
+        c.close()
+
+
+def read_since(settings: Settings, topic: str, since: dict[int, int],
+               keys: set[str]) -> list[tuple[str, bytes]]:
+    """Every (key, value) written to ``topic`` after ``since`` whose key is in ``keys``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str, "group.id": "unused",
+                  "enable.auto.commit": False})
+    ends = end_offsets(settings, topic)
+    c.assign([TopicPartition(topic, p, o) for p, o in since.items()])
+    out: list[tuple[str, bytes]] = []
+    left = {p for p in since if ends[p] > since[p]}
+    try:
+        while left:
+            msg = c.poll(5)
+            assert msg is not None, f"timed out reading {topic}"
+            if msg.error():
+                continue
+            key = (msg.key() or b"").decode()
+            if key in keys:
+                out.append((key, msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                left.discard(msg.partition())
+    finally:
+        c.close()
+    return out
+
+
+def replay(path: Path, match_id: str, speed: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(STUMPCAST), "replay", str(path), "--speed", str(speed),
+                             "--match-id", match_id, "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def truth(path: Path, match_id: str) -> tuple[list[Event], dict[str, Any], list[str]]:
+    events = cricsheet.import_match(cricsheet.load(path), match_id)
+    state = replay_state(match_id, events, ScorecardFolder())
+    return events, state.doc or {}, [n.id for n in all_notes(state)]
+
+
+def wait_views(settings: Settings, finals: dict[str, int], timeout: float = 180) -> None:
+    import redis
+
+    r = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seqs = {m: int(r.hget(RedisKeys.position(m), "seq") or 0) for m in finals}
+        if seqs == finals:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"views stuck at {seqs}, want {finals}")
+
+
+def load_store(settings: Settings, match_id: str) -> list[Any]:
+    from stumpcast.stack.probes import cassandra_session
+
+    with cassandra_session(settings.cassandra_hosts, settings.cassandra_port, 10) as s:
+        return list(s.execute(f"SELECT seq, event_id FROM {settings.cassandra_keyspace}."
+                              "match_events WHERE match_id = %s", (match_id,)))
+
+
+def wait_store(settings: Settings, match_id: str, n: int, timeout: float = 60) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    rows = load_store(settings, match_id)
+    while len(rows) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = load_store(settings, match_id)
+    return rows
+
+
+def check_results(settings: Settings, runs: dict[str, Path], since: dict[str, dict[int, int]],
+                  max_duplicate_notes: int = 0) -> None:
+    import redis
+
+    r = redis.Redis.from_url(settings.redis_url)
+    expected = {m: truth(p, m) for m, p in runs.items()}
+    wait_views(settings, {m: len(ev) for m, (ev, _, _) in expected.items()})
+    for m, (events, doc, note_ids) in expected.items():
+        assert orjson.loads(r.get(RedisKeys.card(m)) or b"null") == doc, m
+        rows = wait_store(settings, m, len(events))
+        assert [(row.seq, row.event_id) for row in rows] == [(e.seq, e.event_id) for e in events]
+        notes = [orjson.loads(v[b"u"])["id"] for _, v in r.xrange(RedisKeys.notifications(m))]
+        assert notes == note_ids, m
+    keys = set(runs)
+    cards: dict[str, Any] = {}
+    for key, value in read_since(settings, SCORECARDS.name, since[SCORECARDS.name], keys):
+        cards[key] = orjson.loads(value)
+    assert cards == {m: doc for m, (_, doc, _) in expected.items()}
+    sent = [orjson.loads(v)["id"] for _, v in
+            read_since(settings, NOTIFICATIONS.name, since[NOTIFICATIONS.name], keys)]
+    want = {i for _, _, ids in expected.values() for i in ids}
+    assert set(sent) == want
+    dups = sum(c - 1 for c in Counter(sent).values())
+    assert dups <= max_duplicate_notes, f"{dups} duplicate notifications"
+    print(f"notifications: {len(sent)} sent, {len(want)} distinct, {dups} duplicates")
+
+
+def offsets_now(settings: Settings) -> dict[str, dict[int, int]]:
+    return {t.name: end_offsets(settings, t.name)
+            for t in (SCORECARDS, NOTIFICATIONS, MATCH_EVENTS_DLQ)}
+
+
+def test_pipeline_five_matches_at_once(stack: Settings, worker: Worker) -> None:
+    since = offsets_now(stack)
+    tag = uuid.uuid4().hex[:6]
+    runs = {f"t{tag}-{p.stem}": p for p in FILES}
+    procs = [replay(p, m, 0) for m, p in runs.items()]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    check_results(stack, runs, since)
+
+
+def test_pipeline_survives_kills_and_a_redis_flush(stack: Settings, tmp_path: Path) -> None:
+    import redis
+
+    since = offsets_now(stack)
+    tag = uuid.uuid4().hex[:6]
+    runs = {f"k{tag}-{p.stem}": p for p in FILES}
+    w = Worker(f"test-{tag}", free_port(), tmp_path / "worker.log")
+    w.start()
+    w.wait_ready()
+    rng = random.Random(tag)
+    kills = 0
+    try:
+        procs = [replay(p, m, 700) for m, p in runs.items()]  # ~20 s of play per match
+        for round_ in range(4):
+            time.sleep(rng.uniform(1.5, 4.0))
+            if round_ == 2:  # Redis loses the views mid-match (our keys only: shared server)
+                r = redis.Redis.from_url(stack.redis_url)
+                for m in runs:
+                    r.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
+                             RedisKeys.notifications(m))
+                continue
+            w.kill()
+            kills += 1
+            w.start()
+            w.wait_ready()
+        for proc in procs:
+            out, _ = proc.communicate(timeout=180)
+            assert proc.returncode == 0, out
+        check_results(stack, runs, since, max_duplicate_notes=kills * 5)
+    finally:
+        w.stop()
+
+
+def test_pipeline_bad_events_are_counted(stack: Settings, worker: Worker) -> None:
+    from streams.producer import EventProducer
+
+    since = offsets_now(stack)
+    m = f"b{uuid.uuid4().hex[:6]}"
+    events, doc, _ = truth(FILES[0], m)
+    p = EventProducer(stack.kafka_bootstrap_str)
+    first = events[:40]
+    order = first[:10] + [first[11], first[10]] + first[12:]  # one swap: absorbed
+    for e in order:
+        p.send(e)
+    for e in first[:5]:  # five duplicates: absorbed
+        p.send(e)
+    stranger = codec.to_wire(events[40]) | {"source": "mallory"}
+    p.send_raw(MATCH_EVENTS.name, m.encode(), orjson.dumps(stranger))  # unauthorised
+    p.send_raw(MATCH_EVENTS.name, m.encode(), b'{"type": "delivery", "v": 1')  # malformed
+    p.send_raw(MATCH_EVENTS.name, m.encode(), orjson.dumps({"type": "nonsense", "v": 1}))
+    p.send(events[45])  # a gap that never fills: reported after the gap timeout
+    orphan = cricsheet.import_match(cricsheet.load(FILES[1]), f"{m}-orphan")[5]
+    p.send(orphan)  # no match.created seen
+    assert p.flush() == 0
+    wait_views(stack, {m: 40})
+    time.sleep(4)  # the gap timeout (3 s) passes; the next timer tick reports it
+    dlq = read_since(stack, MATCH_EVENTS_DLQ.name, since[MATCH_EVENTS_DLQ.name],
+                     {m, f"{m}-orphan", ""})
+    reasons = Counter(orjson.loads(v)["reason"] for k, v in dlq if k in (m, f"{m}-orphan")
+                      or orjson.loads(v).get("match_id") is None)
+    assert reasons["unauthorised_source"] == 1
+    assert reasons["unknown_match"] == 1
+    assert reasons["sequence_gap"] == 1
+    assert reasons["invalid"] >= 2
+    metrics = worker.metrics()
+    assert 'stumpcast_streams_duplicates_total' in metrics
+    dup_line = next(line for line in metrics.splitlines()
+                    if line.startswith("stumpcast_streams_duplicates_total"))
+    assert float(dup_line.split()[-1]) >= 5
