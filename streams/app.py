@@ -101,6 +101,10 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
         await engine.tick()
         _observe_lag(app, engine)
 
+    @app.timer(interval=3.0)
+    async def audit() -> None:
+        await engine.audit()
+
     return app
 
 

@@ -132,6 +132,20 @@ class Engine:
             await self._run(proc.expire(now))
         self.metrics.held.set(sum(len(p.held) for p in self.matches.values()))
 
+    async def audit(self) -> int:
+        """Re-seed views that vanished or went back (Redis flushed or restarted from an old
+        snapshot) for matches this worker holds, even if no new event arrives. Call every few
+        seconds; returns how many views were re-seeded."""
+        fixed = 0
+        for proc in list(self.matches.values()):
+            if proc.state.seq == 0:
+                continue
+            pos = (await self.views.read(proc.state.match_id)).position
+            if pos is None or pos.seq < proc.state.seq:
+                await self._reseed(proc, pos)
+                fixed += 1
+        return fixed
+
     def forget(self, match_ids: Sequence[str] | None = None) -> None:
         """Drop in-memory state (e.g. partitions revoked); it is recovered on next sight."""
         for m in list(self.matches) if match_ids is None else match_ids:

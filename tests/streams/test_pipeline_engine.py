@@ -212,3 +212,12 @@ async def test_view_rebuilt_under_a_new_epoch_is_adopted(rig: Rig) -> None:
     await rig.feed(ev[60:])
     await expect_final(rig, ev)
     assert (await rig.views.read("m1")).position.epoch == pos.epoch + 5  # type: ignore
+
+
+async def test_audit_reseeds_a_flushed_view_without_new_events(rig: Rig) -> None:
+    ev = match_events()
+    await rig.feed(ev)
+    rig.views.flush()
+    assert await rig.engine.audit() == 1
+    await expect_final(rig, ev)
+    assert await rig.engine.audit() == 0

@@ -148,6 +148,12 @@ def replay(path: Path, match_id: str, speed: float) -> subprocess.Popen[bytes]:
                             stderr=subprocess.STDOUT)
 
 
+def speed_for(path: Path, match_id: str, seconds: float) -> float:
+    """The replay speed that plays the whole match in about ``seconds``."""
+    events = cricsheet.import_match(cricsheet.load(path), match_id)
+    return max(1.0, (events[-1].ts - events[0].ts).total_seconds() / seconds)
+
+
 def truth(path: Path, match_id: str) -> tuple[list[Event], dict[str, Any], list[str]]:
     events = cricsheet.import_match(cricsheet.load(path), match_id)
     state = replay_state(match_id, events, ScorecardFolder())
@@ -239,7 +245,7 @@ def test_pipeline_survives_kills_and_a_redis_flush(stack: Settings, tmp_path: Pa
     rng = random.Random(tag)
     kills = 0
     try:
-        procs = [replay(p, m, 700) for m, p in runs.items()]  # ~20 s of play per match
+        procs = [replay(p, m, speed_for(p, m, 20.0)) for m, p in runs.items()]
         for round_ in range(4):
             time.sleep(rng.uniform(1.5, 4.0))
             if round_ == 2:  # Redis loses the views mid-match (our keys only: shared server)
