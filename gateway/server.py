@@ -63,7 +63,7 @@ class WsSink:
         self.gateway = gateway
 
     def write(self, data: bytes) -> None:
-        if self.conn.protocol.state is _OPEN:
+        if self.conn.protocol.state is _OPEN and not self.transport.is_closing():
             self.transport.write(data)
 
     def buffered(self) -> int:

@@ -11,6 +11,13 @@ from stumpcast.benchlog import median, percentile
 Rows = list[tuple[str, str]]
 
 
+def show(rows: Rows) -> Rows:
+    """Print figures as they come, so a long run that fails later still says something."""
+    for name, value in rows:
+        print(f"  {name:60s} {value}", flush=True)
+    return rows
+
+
 def pcts(values: list[float]) -> str:
     if not values:
         return "no samples"
@@ -24,23 +31,23 @@ async def run_all(rig: Rig) -> tuple[Rows, str]:
     await rig.setup_redis()
     rig.start_clients()
     rig.start_gateway("hub")
-    rows += connect_and_measure_memory(rig)
-    rows += await latency_phase(rig)
+    rows += show(connect_and_measure_memory(rig))
+    rows += show(await latency_phase(rig))
     if "throughput" not in skip:
         hub_rate, more = await burst_phase(rig, "hub")
-        rows += more
+        rows += show(more)
     if "storm" not in skip:
-        rows += await storm_phase(rig)
+        rows += show(await storm_phase(rig))
     if "hot" not in skip:
         hub_last = await hot_phase(rig, "hub")
         rig.stop_gateway()
         rig.start_gateway("floor")
         rig.connect([rig.hot])
         floor_last = await hot_phase(rig, "floor")
-        rows += [("hot match, last client: hub (median per update)", pcts(hub_last)),
+        rows += show([("hot match, last client: hub (median per update)", pcts(hub_last)),
                  ("hot match, last client: floor (median per update)", pcts(floor_last)),
                  ("hot match ratio hub/floor, median of last-client latency",
-                  f"{median(hub_last) / median(floor_last):.2f}× (target ≤ 1.5×)")]
+                  f"{median(hub_last) / median(floor_last):.2f}× (target ≤ 1.5×)")])
     if "baseline" not in skip and "throughput" not in skip:
         rig.stop_gateway()
         rig.start_gateway("broadcast")

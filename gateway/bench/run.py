@@ -70,8 +70,13 @@ class Rig:
         self.call_all("abort", None)
         if self.gateway is not None:
             self.gateway.terminate()
-            self.gateway.wait(20)
+            try:
+                self.gateway.wait(20)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()  # the parent only; its workers get SIGTERM from it first
+                self.gateway.wait(5)
             self.gateway = None
+            time.sleep(1.0)
 
     def worker_stats(self) -> list[dict[str, Any]]:
         out = []
