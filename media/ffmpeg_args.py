@@ -101,7 +101,7 @@ def rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path) -> list[str
         "-c:a", "aac", "-b:a", f"{ladder.audio_kbps}k", "-ac", "2",
         # Keep the capture timestamps as they are: no CFR re-timing, and an encoder time base
         # of the filter's 1/90000 (x264 would otherwise round them to 1/fps, colliding frames).
-        "-fps_mode", "passthrough", "-enc_time_base:v", "1/90000",
+        "-fps_mode", "passthrough", "-enc_time_base:v", "-1",
         "-muxdelay", "0", "-muxpreload", "0",
         "-f", "segment", "-segment_time", seg, "-segment_format", "mpegts",
         "-segment_list", str(out / "list.csv"), "-segment_list_type", "csv",

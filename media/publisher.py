@@ -19,14 +19,16 @@ from pathlib import Path
 import orjson
 
 from media.ladder import Ladder
-from media.lint import Problem, lint_set
+from media.lint import PDT_TOLERANCE_S, Problem, lint_set
 from media.markers import Marker, MarkerBook, tags_before
 from media.playlist import SegmentEntry, Timeline, format_pdt, render_master, render_media
 from schemas.media import SegmentPublished
 
 log = logging.getLogger("stumpcast.media.publisher")
 
-GAP_TOLERANCE_MS = 250  # a PDT jump above this (input stall) is signalled as a discontinuity
+# A PDT jump above the linter's tolerance is signalled as a discontinuity, never left for
+# the linter to refuse (which would freeze the playlists).
+GAP_TOLERANCE_MS = PDT_TOLERANCE_S * 1000
 STATE_FILE = "state.json"
 
 
