@@ -145,9 +145,10 @@ class RedisKeys:
         return f"{REDIS_PREFIX}conc:part:{'f' if final else 'p'}:{match_id}:{window_start_ms}"
 
     @staticmethod
-    def views(match_id: str) -> str:
-        """Distinct sessions ever: a set (exact mode) or a HyperLogLog (hll mode)."""
-        return f"{REDIS_PREFIX}views:{match_id}"
+    def views(match_id: str, mode: str = "exact") -> str:
+        """Distinct sessions ever: a set (mode "exact") or a HyperLogLog (mode "hll")."""
+        return f"{REDIS_PREFIX}views:{match_id}" if mode == "exact" else \
+            f"{REDIS_PREFIX}views:{mode}:{match_id}"
 
     # Webhook delivery (notifier): subscriptions, delivered ids, dead letters, playheads.
     webhooks = f"{REDIS_PREFIX}webhooks"             # hash id -> subscription JSON

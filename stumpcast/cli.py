@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.media",
     "stumpcast.commands.gateway",
     "stumpcast.commands.streams",
+    "stumpcast.commands.analytics",
     "stumpcast.commands.demo",
 )
 

@@ -48,7 +48,7 @@ class RedisSink:
             members = list(sessions)
             for i in range(0, len(members), _CHUNK):
                 cmd = pipe.pfadd if self.mode == "hll" else pipe.sadd
-                cmd(RedisKeys.views(match_id), *members[i:i + _CHUNK])
+                cmd(RedisKeys.views(match_id, self.mode), *members[i:i + _CHUNK])
         if plan.playheads:
             pipe.hset(RedisKeys.playheads, mapping=plan.playheads)
         n_views = len(pipe)
@@ -65,7 +65,7 @@ class RedisSink:
     def _merge(self, pipe: Any, partial: Partial, now_ms: int) -> None:
         m = partial.match_id
         keys = [RedisKeys.concurrency_partials(m, partial.start_ms, partial.final),
-                RedisKeys.watching(m), RedisKeys.concurrency(m), RedisKeys.views(m)]
+                RedisKeys.watching(m), RedisKeys.concurrency(m), RedisKeys.views(m, self.mode)]
         args: list[Any] = [self.partitions, "1" if partial.final else "0", m, partial.start_ms,
                            partial.end_ms, now_ms, self.mode, self.ttl_s, self.maxlen]
         for p, part in sorted(partial.parts.items()):
