@@ -81,7 +81,8 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
     from stumpcast.plan import plan_text
 
-    print(plan_text(args.viewers, args.matches, Path(args.benchmarks), headroom=args.headroom))
+    print(plan_text(args.viewers, args.matches, Path(args.benchmarks), headroom=args.headroom,
+                    interval_s=settings.heartbeat_interval))
     return 0
 
 
