@@ -188,11 +188,19 @@ class AnalyticsWorker:
         return on_revoke
 
 
+def topic_partitions(settings: Settings, topic: str) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+    return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def run_worker(settings: Settings, mode: str | None = None) -> int:
+def run_worker(settings: Settings, mode: str | None = None, engine: str = "confluent",
+               config: WorkerConfig = WorkerConfig()) -> int:
     """Run until SIGINT/SIGTERM, with /metrics, /healthz, /readyz on the analytics port."""
     import signal
 
@@ -200,7 +208,11 @@ def run_worker(settings: Settings, mode: str | None = None) -> int:
 
     spec = WindowSpec(step_ms=settings.heartbeat_interval * 1000,
                       mode=mode or settings.analytics_mode)
-    worker = AnalyticsWorker(settings, spec)
+    if engine == "faust":
+        from streams.analytics.faust_app import run_faust_worker
+
+        return run_faust_worker(settings, spec, config)
+    worker = AnalyticsWorker(settings, spec, config)
     server = serve_in_thread(worker.metrics.registry, settings.analytics_metrics_port,
                              ready=lambda: worker.assigned)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,9 +14,13 @@ from schemas.settings import Settings
 
 
 def cmd_analytics_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.analytics.worker import run_worker
+    from streams.analytics.worker import WorkerConfig, run_worker
 
-    return run_worker(settings, mode=args.mode)
+    config = WorkerConfig()
+    if args.topic or args.group:
+        config = WorkerConfig(topic=args.topic or config.topic, group=args.group or config.group,
+                              out_topic=args.out_topic or config.out_topic)
+    return run_worker(settings, mode=args.mode, engine=args.engine, config=config)
 
 
 def cmd_notifier_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,6 +118,12 @@ def register(sub: Any, bench: Any) -> None:
                          "/readyz on STUMPCAST_ANALYTICS_METRICS_PORT.")
     w.add_argument("--mode", choices=("exact", "hll"), default=None,
                    help="distinct counting (default: STUMPCAST_ANALYTICS_MODE)")
+    w.add_argument("--engine", choices=("confluent", "faust"), default="confluent",
+                   help="confluent-kafka batch loop (default: exact across restarts, faster) "
+                   "or the faust agent (aiokafka)")
+    w.add_argument("--topic", help=argparse.SUPPRESS)       # tests and benches only
+    w.add_argument("--out-topic", help=argparse.SUPPRESS)
+    w.add_argument("--group", help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_analytics_worker)
 
     p = sub.add_parser("notifier", help="webhook delivery of match notifications")

@@ -112,3 +112,55 @@ def test_simulated_audience_gives_exact_concurrency_for_every_window(kafka_stack
         r.delete(RedisKeys.views(match_id), RedisKeys.watching(match_id),
                  RedisKeys.concurrency(match_id))
         r.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_faust_engine_gives_the_same_exact_windows(kafka_stack, redis_stack, topics):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = kafka_stack
+    match_id = f"test-faust-{uuid.uuid4().hex[:8]}"
+    t0 = (int(time.time() * 1000) - 3_600_000) // STEP * STEP
+    aud = simulate(match_id, 200, t0, span_ms=120_000, seed=11)
+    want = expected(aud.beats, STEP)
+    _produce(settings, topics[0], aud.beats)
+    exe = Path(sys.executable).with_name("stumpcast")
+    env = {**os.environ, "STUMPCAST_ANALYTICS_METRICS_PORT": str(_free_port())}
+    proc = subprocess.Popen([str(exe), "analytics", "worker", "--engine", "faust", "--topic",
+                             topics[0], "--out-topic", topics[1], "--group", f"g-{topics[0]}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    got: dict[tuple[int, str, str], int] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(got) < sum(len(g) for g in want.values()) and time.monotonic() < deadline:
+            got = {(r.window_start_ms, r.region, r.cdn): r.concurrent
+                   for r in _read_all(settings, topics[1], idle=2.0)}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        _drop_keys(settings, match_id)
+    assert got == {(w, *g): v[0] for w, groups in want.items() for g, v in groups.items()}
+
+
+def _drop_keys(settings, match_id: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(settings.redis_url)
+    r.delete(RedisKeys.views(match_id), RedisKeys.watching(match_id),
+             RedisKeys.concurrency(match_id))
+    r.close()
