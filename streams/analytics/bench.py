@@ -93,7 +93,7 @@ def _baseline(settings: Settings, topic: str, total: int) -> float:
             first = time.perf_counter()
         for m in msgs:
             if not m.error():
-                decode(m.value())
+                decode(m.value() or b"")
                 n += 1
     elapsed = time.perf_counter() - (first or time.perf_counter())
     c.close()

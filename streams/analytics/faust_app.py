@@ -88,7 +88,7 @@ def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None 
                                value_serializer="raw")
     beats, out = app.topic(config.topic, **raw), app.topic(config.out_topic, **raw)
     state = _State(spec, config)
-    app.analytics_state = state
+    app.analytics_state = state  # type: ignore[attr-defined]
     box: dict[str, Any] = {}
 
     @app.agent(beats, name="heartbeats")
@@ -115,7 +115,7 @@ def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None 
         for ev in state.ackable(plan.commits):
             await box["stream"].ack(ev)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(_app: Any, revoked: Any, **_kw: Any) -> None:
         state.revoke(revoked)
 

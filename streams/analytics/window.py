@@ -183,14 +183,15 @@ class PartitionWindows:
         return [b for i in range(k, k + self.spec.size_steps) if (b := self.buckets.get(i))]
 
     def _union(self, accs: list[_Acc]) -> Stats:
-        sketches = [a.sessions for a in accs]
         if self.spec.mode == "exact":
-            distinct = len(set().union(*sketches)) if len(sketches) > 1 else len(sketches[0])
+            sets = [a.sessions for a in accs if isinstance(a.sessions, set)]
+            distinct = len(set().union(*sets)) if len(sets) > 1 else len(sets[0])
         else:
+            sketches = [a.sessions for a in accs if isinstance(a.sessions, HyperLogLog)]
             merged = sketches[0]
             for other in sketches[1:]:
-                merged = merged.merge(other)  # type: ignore[union-attr]
-            distinct = merged.count()  # type: ignore[union-attr]
+                merged = merged.merge(other)
+            distinct = merged.count()
         return Stats(distinct, sum(a.beats for a in accs), sum(a.bitrate for a in accs),
                      sum(a.buffering for a in accs))
 
