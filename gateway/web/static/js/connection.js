@@ -103,6 +103,7 @@ export class MatchConnection {
 
   subscribed(msg) {
     this.attempt = 0; // a working subscription resets the backoff
+    if (msg.channel.startsWith("match:")) this.status("live", "live");
     if (msg.channel.startsWith("notes:") && !this.notes) this.notes = { seq: msg.seq, k: msg.k };
     this.remember({ subscribed: msg.channel, seq: msg.seq, recovered: msg.recovered });
     this.handlers.onSubscribed?.(msg);
