@@ -104,14 +104,26 @@ def _keys(match_id: str) -> list[str]:
             RedisKeys.notifications(match_id), RedisKeys.live_matches]
 
 
+def lua_source() -> str:
+    return resources.files("streams").joinpath("commit.lua").read_text()
+
+
+def script_call(mode: str, w: ViewWrite, maxlen: int) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of commit.lua for one write (also used by the benchmark's plain loop)."""
+    argv: list[Any] = [mode, w.epoch, w.seq, w.prev_seq, w.card, w.update, maxlen, w.now_ms,
+                       w.match_id]
+    for entry_id, raw in w.notes:
+        argv += [entry_id, raw]
+    return _keys(w.match_id), argv
+
+
 class RedisViewStore:
     """The view store on Redis (``redis.asyncio``); one EVALSHA per commit."""
 
     def __init__(self, client: Any, history_maxlen: int = HISTORY_MAXLEN) -> None:
         self._r = client
         self._maxlen = history_maxlen
-        source = resources.files("streams").joinpath("commit.lua").read_text()
-        self._script = client.register_script(source)
+        self._script = client.register_script(lua_source())
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisViewStore:
@@ -123,12 +135,9 @@ class RedisViewStore:
         await self._r.aclose()
 
     async def _run(self, mode: str, w: ViewWrite) -> CommitResult:
-        argv: list[Any] = [mode, w.epoch, w.seq, w.prev_seq, w.card, w.update, self._maxlen,
-                           w.now_ms, w.match_id]
-        for entry_id, raw in w.notes:
-            argv += [entry_id, raw]
+        keys, argv = script_call(mode, w, self._maxlen)
         try:
-            status, epoch, seq = await self._script(keys=_keys(w.match_id), args=argv)
+            status, epoch, seq = await self._script(keys=keys, args=argv)
         except Exception as exc:  # redis.RedisError, OSError: translated at the seam
             raise ViewStoreError(f"view commit of {w.match_id}@{w.seq}: {exc}") from exc
         stored = Position(int(epoch), int(seq)) if int(seq) >= 0 else None
