@@ -137,8 +137,11 @@ class Generator:
             conn.pos = msg["seq"]
         elif kind == "snapshot":
             t.snapshots += 1
-            t.covered += max(0, msg["seq"] - conn.pos) if conn.pos else 0
+            first = not conn.pos  # a subscribe snapshot is not a delivery of a new update
+            t.covered += 0 if first else max(0, msg["seq"] - conn.pos)
             conn.pos, conn.epoch = msg["seq"], msg["epoch"]
+            if first:
+                return
         elif kind == "subscribed":
             if msg["recovered"]:
                 t.recovered += 1
@@ -166,12 +169,14 @@ class Generator:
                 await asyncio.sleep(ahead)
 
     async def _open(self, loop: Any, conn: Conn) -> None:
-        for attempt in range(8):
+        """Connect, retrying with capped full-jitter backoff (a full accept queue refuses)."""
+        for attempt in range(40):
             try:
                 await loop.create_connection(lambda: conn, "127.0.0.1", self.port)
                 return
             except OSError:
-                await asyncio.sleep(0.05 * 2 ** attempt * random.random())
+                self.totals.retries += 1
+                await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
 
     def retry(self, conn: Conn) -> None:
         loop = asyncio.get_running_loop()

@@ -48,6 +48,7 @@ class Rig:
         self.procs: list[Any] = []
         self.cursor: dict[str, int] = {}
         self.commits = 0
+        self.live: dict[str, int] = {}  # matches the clients currently watch
 
     # -- gateway -------------------------------------------------------------------------------
 
