@@ -86,9 +86,12 @@ class Aggregator:
                 self.playheads[hb.session_id] = max(hb.playhead_ms,
                                                     self.playheads.get(hb.session_id, 0))
 
-    def flush(self, now_ms: int) -> FlushPlan:
+    def flush(self, now_ms: int, caught_up: set[int] | None = None) -> FlushPlan:
+        """``caught_up``: partitions with nothing left to read (None: all). Only those may be
+        idle: a partition starved by a backlog elsewhere is behind, not idle."""
         for p, core in self.cores.items():
-            if now_ms - self.last_data[p] >= self.idle_ms:
+            idle = now_ms - self.last_data[p] >= self.idle_ms
+            if idle and (caught_up is None or p in caught_up):
                 core.advance(now_ms - self.idle_ms - self.spec.lateness_ms)
         plan = FlushPlan(finals=self._finals(), live=self._live(), sessions=self.seen,
                          playheads=self.playheads, late=self.late)

@@ -225,6 +225,9 @@ def run_bench(settings: Settings, viewers: int, beats: int, probes: int,
                 res.add("HLL error vs exact (window totals)",
                         f"median {100 * median(errs):.2f}%, max {100 * max(errs):.2f}% over "
                         f"{len(errs)} windows, up to {max(windows['exact'].values()):,} sessions")
+        _topics(settings, False, topic)
+        topic = f"{topic}.live"     # the probes follow a live topic, not a 3M-beat backlog
+        _topics(settings, True, topic)
         r = _delay(settings, topic, probes)
         ms = [1000 * d for d in r]
         res.add("heartbeat -> watching count delay",

@@ -107,7 +107,7 @@ def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None 
             box["sink"] = RedisSink(redis.Redis.from_url(settings.redis_url), spec.mode,
                                     parts, spec.step_ms)
         now = int(time.time() * 1000)
-        plan = state.agg.flush(now)
+        plan = state.agg.flush(now, _caught_up(app, config.topic, state))
         records = await asyncio.get_running_loop().run_in_executor(
             None, box["sink"].write, plan, now)
         for rec in records:
@@ -120,6 +120,18 @@ def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None 
         state.revoke(revoked)
 
     return app
+
+
+def _caught_up(app: Any, topic: str, state: _State) -> set[int]:
+    """Partitions read up to the log end: only those may be declared idle."""
+    from faust.types import TP
+
+    out = set()
+    for p, core in state.agg.cores.items():
+        high = app.consumer.highwater(TP(topic, p))
+        if high is not None and core.next_offset >= high:
+            out.add(p)
+    return out
 
 
 def run_faust_worker(settings: Settings, spec: WindowSpec, config: WorkerConfig) -> int:

@@ -137,7 +137,7 @@ class AnalyticsWorker:
 
         started = time.perf_counter()
         now = _now_ms()
-        plan = self.agg.flush(now)
+        plan = self.agg.flush(now, self._caught_up(consumer))
         if self.flushes % 5 == 0:
             self.agg.watched = sink.watched_sessions()
         self._publish(sink.write(plan, now), producer)
@@ -149,6 +149,19 @@ class AnalyticsWorker:
             except KafkaException as exc:  # e.g. mid-rebalance: the next flush retries
                 log.warning("commit failed", extra={"error": str(exc)})
         self._observe(plan, now, time.perf_counter() - started)
+
+    def _caught_up(self, consumer: Any) -> set[int]:
+        """Partitions whose next offset is the log end (librdkafka's cached high watermark)."""
+        from confluent_kafka import TopicPartition
+
+        tps = [TopicPartition(self.config.topic, p) for p in self.agg.cores]
+        out = set()
+        for tp in consumer.position(tps):
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            at = max(tp.offset, self.agg.cores[tp.partition].next_offset)
+            if high >= 0 and at >= high:
+                out.add(tp.partition)
+        return out
 
     def _publish(self, records: list[ConcurrencyRecord], producer: Any) -> None:
         for rec in records:

@@ -152,3 +152,21 @@ def test_playheads_of_watched_sessions_only():
     agg.fold(0, [(0, hb("s1", 500)), (1, hb("s2", 700)), (2, hb("s1", 400))], now_ms=0)
     assert agg.flush(now_ms=0).playheads == {"s1": 500}
     assert agg.flush(now_ms=0).playheads == {}
+
+
+def test_a_partition_starved_by_a_backlog_is_behind_not_idle():
+    agg = Aggregator(WindowSpec(step_ms=STEP), idle_ms=1_000)
+    for p in (0, 1):
+        agg.assign(p, None, now_ms=0)
+    hb = lambda s, ts: Heartbeat(s, "m", "r", "c", 1, 0, ts, "web", ts)  # noqa: E731
+    agg.fold(0, [(0, hb("a", T0)), (1, hb("b", T0 + 5_000))], now_ms=0)
+    agg.fold(1, [(0, hb("c", T0 + 1_000))], now_ms=0)
+    first = agg.flush(now_ms=10**15, caught_up={0})     # p1 has more to read: not idle
+    assert first.finals and all(1 not in f.parts for f in first.finals)
+    agg.fold(1, [(1, hb("d", T0 + 2_000))], now_ms=10**15)
+    assert agg.late == 0
+    parts: dict[int, list] = {}
+    for f in first.finals + agg.flush(now_ms=2 * 10**15).finals:
+        parts.setdefault(f.start_ms, []).extend(f.parts.values())
+    totals = {w: merge(ps)[("*", "*")].sessions for w, ps in parts.items()}
+    assert totals[T0] == 4 and totals[T0 - STEP] == 4
