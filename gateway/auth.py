@@ -75,7 +75,7 @@ def _decode(token: str, config: AuthConfig) -> dict[str, Any]:
     import jwt  # PyJWT: imported here so the module stays cheap to import
 
     try:
-        alg = jwt.get_unverified_header(token).get("alg")
+        alg = str(jwt.get_unverified_header(token).get("alg"))
     except jwt.PyJWTError:
         raise AuthFailed("token is not a JWT") from None
     key = {"HS256": config.hs256_secret, "RS256": config.rs256_public_key}.get(alg)

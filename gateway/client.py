@@ -61,7 +61,7 @@ class ClientState:
         msg = orjson.loads(raw)
         kind, channel = msg.get("type"), p.channel_of(msg)
         st = self.channels.get(channel) if channel else None
-        if st is None:
+        if st is None or channel is None:
             return [Event(str(kind), channel or "", msg)]
         if kind == "subscribed":
             # A recovered resume is followed by the replay, which moves the position itself.

@@ -23,7 +23,8 @@ def render(state: ClientState, match_id: str, status: str) -> Any:
     for key, value in card.items():
         if not isinstance(value, dict | list):
             table.add_row(str(key), str(value))
-    innings = card.get("innings") if isinstance(card.get("innings"), list) else []
+    raw_innings = card.get("innings")
+    innings: list[Any] = raw_innings if isinstance(raw_innings, list) else []
     for inn in innings[-2:]:
         if isinstance(inn, dict):
             table.add_row("innings", Pretty({k: v for k, v in inn.items()

@@ -195,9 +195,11 @@ class Generator:
         for conn in self.conns:
             conn.transport.abort()
         for conn in self.conns:
-            loop.call_later(random.random() * window,
-                            lambda c=conn: loop.create_task(self._open(loop, c)))
+            loop.call_later(random.random() * window, self._reopen, loop, conn)
         await asyncio.sleep(window)
+
+    def _reopen(self, loop: Any, conn: Conn) -> None:
+        loop.create_task(self._open(loop, conn))
 
     def abort_all(self) -> None:
         for conn in self.conns:
