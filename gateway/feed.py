@@ -55,6 +55,7 @@ class Feed:
         self.block_ms = block_ms
         self.idle_ttl = idle_ttl
         self.on_latency = on_latency
+        self.on_fanout: Callable[[float], None] | None = None
         self.matches: dict[str, MatchCache] = {}
         self.notes: dict[str, NotesCache] = {}
         self.idle_since: dict[str, float] = {}
@@ -250,8 +251,10 @@ class Feed:
 
     def _publish(self, match_id: str, cache: MatchCache, items: list[tuple[int, bytes]]) -> None:
         if items:
-            self.hub.publish_scores(f"{p.MATCH}:{match_id}", items, cache.snapshot_frame,
-                                    time.monotonic())
+            start = time.monotonic()
+            self.hub.publish_scores(f"{p.MATCH}:{match_id}", items, cache.snapshot_frame, start)
+            if self.on_fanout is not None:
+                self.on_fanout(time.monotonic() - start)
 
     async def _reset(self, match_id: str) -> None:
         """Reload the view and send every subscriber a snapshot (new epoch, or a gap)."""

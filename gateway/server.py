@@ -108,6 +108,7 @@ class Gateway:
         self.metrics = GatewayMetrics(cfg.worker, self.read_stats)
         self.feed = Feed(redis, reader, self.hub, cfg.limits.recovery_max,
                          on_latency=self.metrics.latency.observe)
+        self.feed.on_fanout = self.metrics.fanout.observe
         self.api = HttpApi(self.feed, PanicStore(cfg.panic_dir, cfg.panic_flag),
                            self.metrics, cfg.max_lag)
         self.server = await serve(
