@@ -197,11 +197,14 @@ def stumpcast_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "stumpcast", *args]
 
 
-def service_children(settings: Settings, match_id: str, ladder: str,
-                     preset: str) -> list[Child]:
+def service_children(settings: Settings, match_id: str, ladder: str, preset: str,
+                     run_dir: Path) -> list[Child]:
     host = settings.gateway_host
+    # A fresh origin per demo run (unless set): no timeline or markers of an earlier match.
     media_env = {"STUMPCAST_MEDIA_LADDER": os.environ.get("STUMPCAST_MEDIA_LADDER", ladder),
-                 "STUMPCAST_MEDIA_PRESET": os.environ.get("STUMPCAST_MEDIA_PRESET", preset)}
+                 "STUMPCAST_MEDIA_PRESET": os.environ.get("STUMPCAST_MEDIA_PRESET", preset),
+                 "STUMPCAST_MEDIA_DIR": os.environ.get("STUMPCAST_MEDIA_DIR",
+                                                       str(run_dir / "media"))}
     return [
         Child("streams", stumpcast_argv("streams", "worker"),
               f"http://127.0.0.1:{settings.streams_metrics_port}/readyz"),
@@ -231,10 +234,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     log_dir = settings.run_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
     started_stack = False
     sup = Supervisor(log_dir)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Explicit handlers: a shell may start us with SIGINT ignored (a background job).
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         started_stack = _ensure_stack(settings)
-        for child in service_children(settings, match_id, args.ladder, args.preset):
+        for child in service_children(settings, match_id, args.ladder, args.preset, log_dir):
             print(f"demo: starting {child.name} ...", flush=True)
             sup.wait_ready(sup.start(child))
         sup.start(Child("replay", stumpcast_argv(
@@ -254,7 +258,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         codes = sup.stop_all()
         if codes:
             print("demo: stopped " + ", ".join(f"{n} ({c})" for n, c in codes.items())
