@@ -53,7 +53,7 @@ class FaustOutputs:
         await asyncio.gather(*futs)  # acknowledged before the view moves
 
     async def scorecard(self, match_id: str, card: bytes) -> None:
-        await self._cards.send(key=match_id.encode(), value=card)
+        await (await self._cards.send(key=match_id.encode(), value=card))
 
     async def dead_letter(self, key: bytes | None, value: bytes) -> None:
         await (await self._dlq.send(key=key, value=value))
@@ -100,6 +100,10 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
     async def tick() -> None:
         await engine.tick()
         _observe_lag(app, engine)
+
+    @app.timer(interval=0.2)
+    async def cards() -> None:
+        await engine.cards.flush()
 
     @app.timer(interval=3.0)
     async def audit() -> None:

@@ -6,9 +6,10 @@ faust agent (``streams.app``) in the worker. Order of effects for an accepted ev
 1. notifications to Kafka, acknowledged (only for events past the view's seq at recovery, so a
    redelivery after a restart does not send them twice);
 2. the view commit (card, position, history, notifications in Redis, one Lua script);
-3. the latest card to the compacted scorecards topic;
-4. the event into the store backlog; the Kafka message is acked only once it is in Cassandra,
-   so the committed consumer offset never passes an event the store does not hold.
+3. the latest card to the compacted scorecards topic (conflated: ``streams.cards``);
+4. the event into the store backlog; the Kafka message is acked only once it is in Cassandra
+   and a card at or past it is on the scorecards topic, so the committed consumer offset never
+   passes an event whose effects a restart could not redo.
 
 A commit conflict means the view moved under us: flushed or restarted older (re-seeded from
 this state under a new epoch), rebuilt under a new epoch (adopted), or advanced by another
@@ -29,6 +30,7 @@ import orjson
 from schemas import codec
 from schemas.notifications import Notification
 from schemas.view import ViewUpdate, make_update
+from streams.cards import CardPublisher
 from streams.eventstore import EventStore, EventStoreError, StoreBacklog, StoredEvent
 from streams.metrics import Metrics
 from streams.pipeline import (
@@ -103,6 +105,7 @@ class Engine:
         self.outputs, self.config, self.clock = outputs, config, clock
         self.metrics = metrics or Metrics()
         self.matches: dict[str, MatchProcessor] = {}
+        self.cards = CardPublisher(outputs.scorecard)
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -178,8 +181,10 @@ class Engine:
             for n in o.notes:
                 self.metrics.notifications.labels(n.kind.value).inc()
         await self._commit(proc, o)
-        await self.outputs.scorecard(e.match_id, orjson.dumps(o.after))
-        await self.backlog.put(_stored(e, o.raw), _acker(o.token))
+        self.cards.update(e.match_id, e.seq, orjson.dumps(o.after))
+        ack = _acker(o.token)
+        await self.backlog.put(_stored(e, o.raw),
+                               lambda: self.cards.gate(e.match_id, e.seq, ack))
         self.metrics.events_out.labels(e.payload.TYPE).inc()
         self.metrics.backlog.set(len(self.backlog))
         self.metrics.store_up.set(1 if self.backlog.healthy else 0)
@@ -235,6 +240,8 @@ class Engine:
         if state.seq > 0 and (pos is None or pos.seq < state.seq):
             await self._reseed(proc, pos)
             proc.view_seq = max(proc.view_seq, state.seq)
+        if state.doc is not None:  # the card a crash may have kept off the scorecards topic
+            self.cards.update(match_id, state.seq, orjson.dumps(state.doc))
         return proc
 
     async def _load(self, match_id: str, once: bool = False) -> list[StoredEvent]:

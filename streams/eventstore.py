@@ -128,16 +128,28 @@ class CassandraEventStore:
     def _row(e: StoredEvent) -> tuple[Any, ...]:
         return (e.match_id, e.seq, e.event_id, e.type, e.ts, e.body)
 
-    async def _run(self, stmt: Any, params: tuple[Any, ...]) -> Any:
+    async def _run(self, stmt: Any, params: tuple[Any, ...] | None) -> Any:
         try:
             return await _to_asyncio(self._s.execute_async(stmt, params, timeout=5))
         except Exception as exc:
             raise EventStoreError(f"cassandra: {type(exc).__name__}: {exc}") from exc
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
-        # Rows of one match share a partition, but unlogged batches of many partitions are an
-        # anti-pattern; concurrent single-row writes are what Cassandra is fast at.
-        await asyncio.gather(*(self._run(self._insert, self._row(e)) for e in events))
+        # One UNLOGGED batch per match: its rows share a partition, so the batch is one
+        # mutation on one replica set (a multi-partition batch would be the anti-pattern).
+        # It also costs the driver one request instead of one per event.
+        from cassandra.query import BatchStatement, BatchType
+
+        calls = []
+        for rows in _chunks(events):
+            if len(rows) == 1:
+                calls.append(self._run(self._insert, self._row(rows[0])))
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for e in rows:
+                batch.add(self._insert, self._row(e))
+            calls.append(self._run(batch, None))
+        await asyncio.gather(*calls)
 
     async def append_if_absent(self, event: StoredEvent) -> bool:
         rows = await self._run(self._insert_lwt, self._row(event))
@@ -156,6 +168,25 @@ class CassandraEventStore:
             raise EventStoreError(f"cassandra: {type(exc).__name__}: {exc}") from exc
 
 
+# Cassandra refuses a batch over batch_size_fail_threshold (50 KiB by default) and warns over
+# 5 KiB; keep each one well under the hard limit.
+BATCH_BYTES = 24 * 1024
+
+
+def _chunks(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
+    """Events grouped by match, each group cut to at most ``BATCH_BYTES`` of bodies."""
+    by_match: dict[str, list[list[StoredEvent]]] = {}
+    sizes: dict[str, int] = {}
+    for e in events:
+        groups = by_match.setdefault(e.match_id, [[]])
+        if groups[-1] and sizes[e.match_id] + len(e.body) > BATCH_BYTES:
+            groups.append([])
+            sizes[e.match_id] = 0
+        groups[-1].append(e)
+        sizes[e.match_id] = sizes.get(e.match_id, 0) + len(e.body) + 64
+    return [g for groups in by_match.values() for g in groups]
+
+
 @dataclass(slots=True)
 class _Entry:
     event: StoredEvent
@@ -166,7 +197,7 @@ class _Entry:
 class StoreBacklog:
     """A bounded queue in front of an event store, drained by one task with retries."""
 
-    def __init__(self, store: EventStore, maxsize: int, batch: int = 64,
+    def __init__(self, store: EventStore, maxsize: int, batch: int = 256,
                  retry_max: float = 5.0) -> None:
         self.store = store
         self._q: asyncio.Queue[_Entry] = asyncio.Queue(maxsize)

@@ -101,6 +101,7 @@ class Rig:
             seq = -1 if isinstance(e, bytes) else e.seq
             await self.engine.handle(raw, ack=lambda s=seq: self.acked.append(s))
         await self.engine.backlog.drain()
+        await self.engine.cards.flush()
 
 
 def make_rig(views: InMemoryViewStore | None = None, store: InMemoryEventStore | None = None,
@@ -221,3 +222,22 @@ async def test_audit_reseeds_a_flushed_view_without_new_events(rig: Rig) -> None
     assert await rig.engine.audit() == 1
     await expect_final(rig, ev)
     assert await rig.engine.audit() == 0
+
+
+async def test_cards_are_conflated_and_acks_wait_for_them() -> None:
+    from streams.cards import CardPublisher
+
+    sent: list[tuple[str, bytes]] = []
+
+    async def send(m: str, card: bytes) -> None:
+        sent.append((m, card))
+
+    cards, acked = CardPublisher(send), []
+    for seq in (1, 2, 3):
+        cards.update("m", seq, f"card{seq}".encode())
+        cards.gate("m", seq, lambda s=seq: acked.append(s))
+    assert acked == [] and sent == []
+    assert await cards.flush() == 1
+    assert sent == [("m", b"card3")] and acked == [1, 2, 3]
+    cards.gate("m", 3, lambda: acked.append(99))  # already covered: acked at once
+    assert acked[-1] == 99 and await cards.flush() == 0
