@@ -28,9 +28,23 @@ def test_ball_sized_change_is_small():
     old = {"innings": [{"runs": 10, "batting": [{"name": "A", "runs": 4}, {"name": "B", "runs": 6}]}]}
     new = {"innings": [{"runs": 14, "batting": [{"name": "A", "runs": 8}, {"name": "B", "runs": 6}]}]}
     assert patch.diff(old, new) == [
-        ["s", ["innings", 0, "runs"], 14],
-        ["s", ["innings", 0, "batting", 0, "runs"], 8],
+        ["n", ["innings", 0], [["s", ["batting", 0, "runs"], 8], ["s", ["runs"], 14]]],
     ]
+
+
+def test_scalars_of_one_object_merge_and_windows_slide():
+    balls = ["1", "4", "W", "2", "1lb", "6", "0", "1", "1", "4", "2nb", "1"]
+    old = {"bowler": {"runs": 20, "balls": 15, "name": "X"}, "last": balls}
+    new = {"bowler": {"runs": 24, "balls": 16, "name": "X"}, "last": [*balls[1:], "4"]}
+    assert patch.diff(old, new) == [
+        ["m", ["bowler"], {"runs": 24, "balls": 16}],
+        ["n", ["last"], [["h", [], 1], ["a", [], ["4"]]]],
+    ]
+
+
+def test_a_change_never_costs_more_than_setting_the_value():
+    assert patch.diff({"batters": ["A", "B"]}, {"batters": ["B", "C"]}) == [
+        ["s", ["batters"], ["B", "C"]]]
 
 
 def test_growth_is_an_append_and_shrink_a_truncate():
@@ -39,8 +53,10 @@ def test_growth_is_an_append_and_shrink_a_truncate():
 
 
 @pytest.mark.parametrize("bad", [
-    ["x"], [["q", []]], [["s", "innings", 1]], [["d", []]], [["a", [], [1]]], [["s", ["nope", "deeper"], 1]],
-    [["a", ["runs"], [1]]], [["t", ["list"], 9]], [["d", ["list", 0]]],
+    "x", ["x"], [["q", []]], [["s", "innings", 1]], [["d", []]], [["a", [], [1]]],
+    [["s", ["nope", "deeper"], 1]], [["a", ["runs"], [1]]], [["t", ["list"], 9]],
+    [["h", ["list"], True]], [["d", ["list", 0]]], [["m", ["list"], {"a": 1}]],
+    [["m", [], [1]]], [["n", ["missing"], []]], [["n", ["list"], [["s", ["k"], 1]]]],
 ])
 def test_bad_patches_raise_patch_error(bad):
     with pytest.raises(patch.PatchError):
