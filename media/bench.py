@@ -36,14 +36,13 @@ def default_ladder(settings: Settings) -> Ladder:
 async def encode_speed(ladder: Ladder, seconds: float, work: Path) -> float:
     top = max(ladder.rungs, key=lambda r: r.width)
     src = fa.Source("synthetic", width=top.width, height=top.height)
-    t0 = int(time.time() * 1000)
-    (work / "clock.txt").write_text(fa.clock_template(t0))
+    (work / "clock.txt").write_text(fa.clock_template())
     (work / "bug.txt").write_text("MI 145/3 (16.2 ov)")
     for rung in ladder.rungs:
         (work / rung.name).mkdir(parents=True, exist_ok=True)
-    gen = fa.synthetic_args(src, ladder.fps, ladder.audio_rate, t0, find_font(),
-                            work / "clock.txt", work / "bug.txt", realtime=False)
-    procs = FfmpegProcs(fa.encoder_args(ladder, src, work, t0), gen)
+    gen = fa.synthetic_args(src, ladder.fps, ladder.audio_rate, find_font(), work / "clock.txt",
+                            work / "bug.txt", work / "capture.txt", realtime=False)
+    procs = FfmpegProcs(fa.encoder_args(ladder, src, work), gen)
     await procs.start()
     parser, frames, began = ProgressParser(), [], time.monotonic()
     async for line in procs.progress_lines():

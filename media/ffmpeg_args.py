@@ -4,16 +4,29 @@ Pure: every function returns ``list[str]`` and is snapshot-tested (tests/media/g
 ffmpeg-python: media.md §8.14 (0.2.0's list-valued kwargs, the ``future`` CVE) — a small
 builder is clearer.
 
-Timing design. Every frame's PTS is set, inside the encoder's filter graph, to the wall clock at
-which it entered the worker, relative to an anchor ``t0_ms`` the worker chose at launch:
-``setpts=(RTCTIME - t0_us)/(TB*1e6)``. A segment's first PTS is then its capture time, so the
-playlist writer's EXT-X-PROGRAM-DATE-TIME = t0 + first PTS already excludes the encoder delay,
-and an input stall shows up as a PTS jump equal to the real gap. ``-muxdelay 0 -muxpreload 0``
-keep MPEG-TS PTS equal to that timeline (ffmpeg otherwise adds 1.4 s).
+Timing design (docs/media.md, "PDT anchoring"). ffmpeg only ever sees a clean constant-frame-rate
+timeline: the encoder never re-stamps frames with the wall clock (jittery stamps collide on the
+encoder's 1/fps grid and made PDT jump). Capture time is a property of the *source*:
+
+- The synthetic source is a camera with its own clock. Frame N is captured at
+  ``C0 + N/fps``, where C0 is the generator's wall clock (``RTCSTART``) when it began, and
+  ``-re`` paces it so frame N leaves no earlier than that instant. Its PTS carries that epoch
+  time exactly (time base ``1/(1000*fps)``: one frame = 1000 ticks, 1 ms = fps ticks), and the
+  clock text and the 48-bit barcode are drawn from the PTS, so they burn in the capture instant.
+  If the machine is loaded the frames arrive late but keep their capture time (like a genlocked
+  camera behind a congested link): lateness is latency, not PDT error.
+- The generator prints frame 0's PTS to a small capture note (``metadata=mode=print``); the
+  worker reads it and anchors the encoder timeline: PDT = C0 - pts(frame 0) + pts(segment).
+- Foreign sources (RTMP, SRT, file) get an ``fps`` filter for a CFR timeline, and the worker
+  anchors on arrival: the smallest (wall clock - encoder output time) seen in ``-progress``.
+
+``-muxdelay 0 -muxpreload 0`` keep MPEG-TS PTS equal to the encoder timeline (ffmpeg otherwise
+adds 1.4 s).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,27 +73,20 @@ def input_args(source: Source) -> list[str]:
     return ["-re", "-stream_loop", "-1", "-i", source.url]
 
 
-def _wallclock_pts(t0_ms: int) -> str:
-    return f"setpts='(RTCTIME-{t0_ms * 1000})/(TB*1000000)'"
+def filter_graph(ladder: Ladder, synthetic: bool) -> str:
+    """Decode once, split to every rung, scale; audio resampled and split the same way.
 
-
-def filter_graph(ladder: Ladder, t0_ms: int, resample_fps: bool = True) -> str:
-    """Decode once, stamp capture time, split to every rung; audio stamped the same way.
-
-    The synthetic source already runs at the ladder's rate with wall-clock timestamps; an fps
-    filter there would duplicate frames across any stall of the generator (stale pictures with
-    fresh stamps), so it is only used for foreign sources.
+    The synthetic source is already CFR at the ladder's rate, so its frames pass untouched (an
+    fps filter could only duplicate or drop them). A foreign source gets ``fps`` for a CFR
+    timeline and ``aresample=async`` so jittery audio stamps become a continuous track.
     """
     n = len(ladder.rungs)
-    fps = f"fps={ladder.fps}," if resample_fps else ""
-    video = (f"[0:v]{fps}settb=1/90000,{_wallclock_pts(t0_ms)},"
-             f"split={n}" + "".join(f"[s{i}]" for i in range(n)))
+    fps = "" if synthetic else f"fps={ladder.fps},"
+    video = f"[0:v]{fps}split={n}" + "".join(f"[s{i}]" for i in range(n))
     scales = [f"[s{i}]scale={r.width}:{r.height}:flags=bicubic,format=yuv420p[v{i}]"
               for i, r in enumerate(ladder.rungs)]
-    # aresample async pads/trims so jittery arrival stamps become a continuous audio track.
-    audio = (f"[0:a]aresample={ladder.audio_rate},asettb=1/{ladder.audio_rate},"
-             f"{_wallclock_pts(t0_ms).replace('setpts', 'asetpts')},aresample=async=1000,"
-             f"asplit={n}" + "".join(f"[a{i}]" for i in range(n)))
+    resample = f"aresample={ladder.audio_rate}" + ("" if synthetic else ":async=1000")
+    audio = f"[0:a]{resample},asplit={n}" + "".join(f"[a{i}]" for i in range(n))
     return ";".join([video, *scales, audio])
 
 
@@ -99,9 +105,9 @@ def rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path) -> list[str
         "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-bf", "0",
         "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
         "-c:a", "aac", "-b:a", f"{ladder.audio_kbps}k", "-ac", "2",
-        # Keep the capture timestamps as they are: no CFR re-timing, and an encoder time base
-        # of the filter's 1/90000 (x264 would otherwise round them to 1/fps, colliding frames).
-        "-fps_mode", "passthrough", "-enc_time_base:v", "-1",
+        # The timeline is CFR already: pass it through (no duplicated or dropped frames); the
+        # encoder time base is the default 1/fps, on which every frame falls exactly.
+        "-fps_mode", "passthrough",
         "-muxdelay", "0", "-muxpreload", "0",
         "-f", "segment", "-segment_time", seg, "-segment_format", "mpegts",
         "-segment_list", str(out / "list.csv"), "-segment_list_type", "csv",
@@ -109,57 +115,82 @@ def rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path) -> list[str
     ]
 
 
-def encoder_args(ladder: Ladder, source: Source, staging: Path, t0_ms: int,
+def encoder_args(ladder: Ladder, source: Source, staging: Path,
                  ffmpeg: str = "ffmpeg") -> list[str]:
     """One ffmpeg process, every rung: progress on stdout, warnings on stderr."""
     argv = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "warning",
             "-progress", "pipe:1", "-stats_period", "0.5"]
     argv += input_args(source)
-    argv += ["-filter_complex", filter_graph(ladder, t0_ms, source.kind != "synthetic")]
+    argv += ["-filter_complex", filter_graph(ladder, source.kind == "synthetic")]
     for i, rung in enumerate(ladder.rungs):
         argv += rung_args(ladder, i, rung, staging)
     return argv
 
 
-def clock_template(t0_ms: int) -> str:
-    """drawtext text (expanded per frame): UTC wall clock with milliseconds."""
-    seconds = f"{t0_ms // 1000}.{t0_ms % 1000:03d}"
-    return (f"%{{pts:gmtime:{seconds}}}.%{{eif:mod(t*1000+{t0_ms % 1000}+0.5,1000):d:3}} UTC")
+def capture_tb(fps: int) -> int:
+    """Ticks per second of the synthetic source's PTS: one frame = 1000 ticks, 1 ms = fps."""
+    return 1000 * fps
 
 
-def _barcode(width: int, height: int, t0_ms: int) -> str:
+def clock_template() -> str:
+    """drawtext text (expanded per frame): the frame's capture instant, UTC with milliseconds.
+
+    The PTS *is* the epoch time, so seconds and milliseconds are both truncations of it.
+    """
+    return "%{pts:gmtime:0}.%{eif:mod(floor(t*1000),1000):d:3} UTC"
+
+
+def _barcode(width: int, height: int) -> str:
     cell, bar_h = width // BAR_CELL_DIV, height // BAR_H_DIV
-    bit = (f"mod(floor(({t0_ms}+T*1000+0.5)/pow(2,{BAR_BITS - 1}-floor(X/{cell}))),2)")
+    bit = f"mod(floor(floor(T*1000+0.5)/pow(2,{BAR_BITS - 1}-floor(X/{cell}))),2)"
     return (f"crop={cell * BAR_BITS}:{bar_h}:0:0,"
             f"geq=lum='if({bit},235,16)':cb=128:cr=128")
 
 
-def synthetic_args(source: Source, fps: int, audio_rate: int, t0_ms: int, font: Path,
-                   clock_file: Path, bug_file: Path, realtime: bool = True,
+def _capture_pts(fps: int, audio_rate: int) -> tuple[str, str]:
+    """setpts/asetpts: epoch milliseconds at the generator's start, then frame/sample count."""
+    video = (f"settb=1/{capture_tb(fps)},"
+             f"setpts='floor(RTCSTART/1000)*{fps}+N*1000'")
+    audio = f"asettb=1/{audio_rate},asetpts='floor(RTCSTART/1000)*{audio_rate}/1000+N'"
+    return video, audio
+
+
+def synthetic_args(source: Source, fps: int, audio_rate: int, font: Path, clock_file: Path,
+                   bug_file: Path, capture_file: Path, realtime: bool = True,
                    ffmpeg: str = "ffmpeg") -> list[str]:
     """The built-in live source: test pattern, 1 kHz tone, burned clock, barcode and score bug.
 
-    Raw video in NUT on stdout, piped into the encoder (no compression cost). Frame PTS is the
-    generator's wall clock (``RTCTIME``), so the barcode is the instant the frame was made.
+    Raw video in NUT on stdout, piped into the encoder (no compression cost). Frame 0's PTS
+    (its capture instant, see the module doc) goes to ``capture_file`` as soon as it is made.
     """
     w, h = source.width, source.height
-    # Unpaced (benchmarks): frame-count timestamps, so the encoder's fps filter keeps them all.
-    pts = f"floor(RTCTIME/1000)-{t0_ms}" if realtime else f"N*1000/{fps}"
+    vpts, apts = _capture_pts(fps, audio_rate)
     text = f"fontfile={font}:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8"
+    note = (f"[c]trim=end_frame=1,metadata=mode=add:key=capture:value=1,"
+            f"metadata=mode=print:file={capture_file}:direct=1,nullsink")
     graph = (
-        f"[0:v]settb=1/1000,setpts='{pts}',split[m][s];"
-        f"[s]{_barcode(w, h, t0_ms)}[bar];[m][bar]overlay=0:0,"
+        f"[0:v]{vpts},split=3[m][s][c];{note};"
+        f"[s]{_barcode(w, h)}[bar];[m][bar]overlay=0:0,"
         f"drawtext={text}:textfile={clock_file}:fontsize={h // 20}:x=w/40:y=h/12,"
-        f"drawtext={text}:textfile={bug_file}:reload=1:fontsize={h // 16}:x=w/40:y=h-h/6[v]"
+        f"drawtext={text}:textfile={bug_file}:reload=1:fontsize={h // 16}:x=w/40:y=h-h/6[v];"
+        f"[1:a]{apts}[a]"
     )
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
     argv += ["-re"] if realtime else []
     argv += ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps}"]
     argv += ["-re"] if realtime else []
     argv += ["-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate={audio_rate}"]
-    argv += ["-filter_complex", graph, "-map", "[v]", "-map", "1:a",
+    argv += ["-filter_complex", graph, "-map", "[v]", "-map", "[a]", "-fps_mode", "passthrough",
              "-c:v", "rawvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-f", "nut", "pipe:1"]
     return argv
+
+
+def parse_capture_note(text: str, fps: int) -> int | None:
+    """Capture instant (epoch ms) of frame 0 from the generator's note, or None if not yet."""
+    match = re.search(r"^frame:\s*0\s+pts:(\d+)", text, re.MULTILINE)
+    if match is None:
+        return None
+    return int(match.group(1)) * 1000 // capture_tb(fps)
 
 
 def barcode_probe_args(segment: Path, ffmpeg: str = "ffmpeg") -> list[str]:

@@ -1,9 +1,11 @@
 """The ABR ladder as data: rungs, their x264 settings, the CODECS string, and degradation steps.
 
-Pure: no I/O. The default ladder is 1080p/720p/480p/360p at 25 fps, x264 ``veryfast`` with
-``zerolatency`` (media.md §0.5: 4 rungs at 1080p30 veryfast run 1.57-1.62x on 2 vCPU on clean
-content; 25 fps leaves head-room for the synthetic source and the rest of the stack sharing the
-cores). IDR every segment: Apple HLS Authoring 1.13 asks for an IDR every 2 s.
+Pure: no I/O. The rungs here are the catalogue; the default ladder (``STUMPCAST_MEDIA_LADDER``)
+is 720p/480p/360p at 25 fps, x264 ``ultrafast`` with ``zerolatency``: on 2 cores shared with
+Kafka, Cassandra and other engineers' work, 1080p/720p/480p/360p measured 1.6x unpaced but fell
+below real time in paced runs under load (the guard dropped 1080p within 30 s); the 720p ladder
+measured 2.6x (docs/media.md, Ladder). IDR every segment: Apple HLS Authoring 1.13 asks for an
+IDR every 2 s.
 """
 
 from __future__ import annotations

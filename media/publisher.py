@@ -37,7 +37,7 @@ class StagedSet:
     """Segment ``index`` of one ffmpeg launch, complete in every rendition."""
 
     index: int
-    t0_ms: int
+    anchor_ms: int  # epoch ms of encoder PTS 0 (the launch's measured capture anchor)
     first_pts: float  # seconds, from the reference rendition's first video PES
     end: float  # seconds, segment muxer's end time
     paths: Mapping[str, Path]  # rendition -> staged file
@@ -46,8 +46,8 @@ class StagedSet:
 
 
 def entry_for(staged: StagedSet, timeline: Timeline) -> SegmentEntry:
-    """Capture-anchored timing: PDT = launch anchor + first PTS (PTS is capture time)."""
-    pdt_ms = staged.t0_ms + round(staged.first_pts * 1000)
+    """Capture-anchored timing: PDT = launch anchor + first PTS (a CFR capture timeline)."""
+    pdt_ms = staged.anchor_ms + round(staged.first_pts * 1000)
     prev = timeline.entries[-1] if timeline.entries else None
     jump = pdt_ms - prev.end_ms if prev else 0.0
     discontinuity = prev is not None and (staged.new_launch or abs(jump) > GAP_TOLERANCE_MS)

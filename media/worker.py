@@ -2,9 +2,10 @@
 
 Thin shell over the pure parts (ffmpeg_args, playlist, markers, lint, progress). One *launch*
 is one ffmpeg encoder process (plus the synthetic generator, if used) with its own capture
-anchor ``t0_ms``; when it ends, for whatever reason, the worker reports why, waits a backoff
-and starts the next launch. Publishing continues the same timeline: numbering never jumps, and
-the first segment of a launch carries EXT-X-DISCONTINUITY with a freshly anchored PDT.
+anchor (epoch ms of encoder PTS 0, measured: see ``media.ffmpeg_args``); when it ends, for
+whatever reason, the worker reports why, waits a backoff and starts the next launch.
+Publishing continues the same timeline: numbering never jumps, and the first segment of a
+launch carries EXT-X-DISCONTINUITY with a freshly anchored PDT.
 """
 
 from __future__ import annotations
@@ -78,8 +79,13 @@ class Launch:
 
     def __init__(self, worker: MediaWorker, ladder: Ladder) -> None:
         self.w, self.ladder = worker, ladder
-        self.t0_ms = int(time.time() * 1000)
-        self.dir = worker.cfg.staging / str(self.t0_ms)
+        self.launch_id = int(time.time() * 1000)
+        self.dir = worker.cfg.staging / str(self.launch_id)
+        self.capture_note = self.dir / "capture.txt"
+        # Epoch ms of encoder PTS 0: from the source's capture clock (synthetic) or, for a
+        # foreign source, the earliest arrival seen in -progress (min of wall - output time).
+        self.anchor_ms: int | None = None
+        self.arrival_ms: float | None = None
         self.next_index = 0
         self.frames = 0
         self.last_frame_change = time.monotonic()
@@ -88,13 +94,13 @@ class Launch:
 
     def _argv(self) -> tuple[list[str], list[str] | None]:
         src = self.w.cfg.source
-        enc = fa.encoder_args(self.ladder, src, self.dir, self.t0_ms)
+        enc = fa.encoder_args(self.ladder, src, self.dir)
         if src.kind != "synthetic":
             return enc, None
         clock = self.dir / "clock.txt"
-        clock.write_text(fa.clock_template(self.t0_ms))
-        gen = fa.synthetic_args(src, self.ladder.fps, self.ladder.audio_rate, self.t0_ms,
-                                find_font(), clock, self.w.bug_file)
+        clock.write_text(fa.clock_template())
+        gen = fa.synthetic_args(src, self.ladder.fps, self.ladder.audio_rate, find_font(),
+                                clock, self.w.bug_file, self.capture_note)
         return enc, gen
 
     async def run(self, stop: asyncio.Event) -> str:
@@ -150,8 +156,10 @@ class Launch:
             if block.frame != self.frames:
                 self.frames, self.last_frame_change = block.frame, now
             if block.out_time_us > 0:
-                drift = time.time() - (self.t0_ms / 1000 + block.out_time_us / 1e6)
-                self.w.metrics.pdt_drift.set(drift)
+                arrival = time.time() * 1000 - block.out_time_us / 1000
+                self.arrival_ms = min(arrival, self.arrival_ms or arrival)
+                if self.anchor_ms is not None:
+                    self.w.metrics.pdt_drift.set((arrival - self.anchor_ms) / 1000)
             if self.guard.observe(now, block.frame) and self.w.cfg.guard:
                 self.too_slow = True
             speed = self.guard.speed()
@@ -174,20 +182,39 @@ class Launch:
     def _publish_ready(self) -> None:
         listed = self._listed()
         while all(self.next_index in by_index for by_index in listed.values()):
-            index, self.next_index = self.next_index, self.next_index + 1
+            index = self.next_index
             try:
                 staged = self._stage(index, {n: b[index] for n, b in listed.items()})
             except (SegmentError, OSError) as exc:
+                self.next_index += 1
                 self.w.metrics.errors.labels("bad_segment").inc()
                 log.error("segment not published", extra={"index": index, "error": str(exc)})
                 continue
+            if staged is None:
+                return  # no capture anchor yet: the note or a progress block is on its way
+            self.next_index += 1
             self.w.publish(staged)
 
-    def _stage(self, index: int, entries: dict[str, Any]) -> StagedSet:
+    def _anchor(self, first_pts: float) -> int | None:
+        """Fix the launch's anchor from its first segment (once; the timeline is CFR)."""
+        if self.anchor_ms is None:
+            if self.w.cfg.source.kind == "synthetic":
+                text = self.capture_note.read_text() if self.capture_note.exists() else ""
+                capture0 = fa.parse_capture_note(text, self.ladder.fps)
+                if capture0 is not None:
+                    self.anchor_ms = capture0 - round(first_pts * 1000)
+            elif self.arrival_ms is not None:
+                self.anchor_ms = round(self.arrival_ms)
+        return self.anchor_ms
+
+    def _stage(self, index: int, entries: dict[str, Any]) -> StagedSet | None:
         paths = {n: self.dir / n / f"{index}.ts" for n in entries}
         firsts = {n: check_ts(p.read_bytes()) for n, p in paths.items()}
         ref = self.ladder.rungs[0].name
-        return StagedSet(index=index, t0_ms=self.t0_ms, first_pts=firsts[ref],
+        anchor = self._anchor(firsts[ref])
+        if anchor is None:
+            return None
+        return StagedSet(index=index, anchor_ms=anchor, first_pts=firsts[ref],
                          end=entries[ref].end, paths=paths,
                          sizes={n: p.stat().st_size for n, p in paths.items()},
                          new_launch=index == 0)

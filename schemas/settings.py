@@ -231,12 +231,14 @@ class Settings:
         "STUMPCAST_MEDIA_DIR", ".run/media", _path,
         "Media worker folder: origin/ (published HLS, state.json) and staging/ (ffmpeg output).")
     media_ladder: str = _env(
-        "STUMPCAST_MEDIA_LADDER", "1080p,720p,480p,360p", str,
-        "ABR ladder rungs, comma separated, each optionally name:kbps (e.g. 720p:2000).")
+        "STUMPCAST_MEDIA_LADDER", "720p,480p,360p", str,
+        "ABR ladder rungs, comma separated, each optionally name:kbps (e.g. 720p:2000). "
+        "Default tops at 720p: 2 cores shared with the stack; add 1080p where cores allow "
+        "(docs/media.md, Ladder).")
     media_preset: str = _env(
         "STUMPCAST_MEDIA_PRESET", "ultrafast", str,
-        "x264 preset of the ladder's first launch (ultrafast: 1.66x real time for 4 rungs "
-        "at 1080p25 on 2 shared cores; veryfast 1.29x queues frames, docs/media.md).")
+        "x264 preset of the ladder's first launch (ultrafast: 2.6x real time for the "
+        "default 720p25 ladder on 2 shared cores, veryfast 1.5x; docs/media.md).")
     media_fps: int = _env(
         "STUMPCAST_MEDIA_FPS", "25", _positive_int, "Ladder frame rate.")
     media_segment_seconds: int = _env(

@@ -34,13 +34,13 @@ def _golden(name: str, value: object) -> None:
 # -- ffmpeg argv as data ----------------------------------------------------------------------
 
 def test_encoder_argv_snapshot() -> None:
-    argv = fa.encoder_args(Ladder(DEFAULT_RUNGS), fa.Source("synthetic"), Path("/st"), T0)
+    argv = fa.encoder_args(Ladder(DEFAULT_RUNGS), fa.Source("synthetic"), Path("/st"))
     _golden("encoder_synthetic.json", argv)
 
 
 def test_synthetic_argv_snapshot() -> None:
-    argv = fa.synthetic_args(fa.Source("synthetic"), 25, 48000, T0, Path("/f.ttf"),
-                             Path("/st/clock.txt"), Path("/w/bug.txt"))
+    argv = fa.synthetic_args(fa.Source("synthetic"), 25, 48000, Path("/f.ttf"),
+                             Path("/st/clock.txt"), Path("/w/bug.txt"), Path("/st/capture.txt"))
     _golden("synthetic.json", argv)
 
 
@@ -52,11 +52,39 @@ def test_input_args_per_source() -> None:
 
 
 def test_every_rung_has_the_same_gop_and_no_scenecut() -> None:
-    argv = fa.encoder_args(Ladder(DEFAULT_RUNGS), fa.Source("synthetic"), Path("/st"), T0)
+    argv = fa.encoder_args(Ladder(DEFAULT_RUNGS), fa.Source("synthetic"), Path("/st"))
     assert argv.count("-sc_threshold") == 4
     assert argv.count("expr:gte(t,n_forced*2)") == 4
     gops = [argv[i + 1] for i, a in enumerate(argv) if a == "-g"]
     assert gops == ["50"] * 4
+
+
+def test_encoder_never_retimes_the_synthetic_source() -> None:
+    # The capture timeline is CFR from the source: no wall-clock setpts, no fps filter, no
+    # fine encoder time base (jittery stamps rounded to 1/fps made PDT jump by 40-120 ms).
+    argv = fa.encoder_args(Ladder(DEFAULT_RUNGS), fa.Source("synthetic"), Path("/st"))
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert "RTCTIME" not in graph and "setpts" not in graph and "fps=" not in graph
+    assert "-enc_time_base:v" not in argv
+    foreign = fa.encoder_args(Ladder(DEFAULT_RUNGS), fa.Source("rtmp", "rtmp://x"), Path("/st"))
+    assert "[0:v]fps=25,split=4" in foreign[foreign.index("-filter_complex") + 1]
+
+
+def test_synthetic_pts_is_the_capture_clock_in_whole_frames() -> None:
+    argv = fa.synthetic_args(fa.Source("synthetic"), 30, 48000, Path("/f.ttf"),
+                             Path("/c.txt"), Path("/b.txt"), Path("/n.txt"))
+    graph = argv[argv.index("-filter_complex") + 1]
+    # tb 1/30000: a frame is exactly 1000 ticks, a millisecond exactly 30.
+    assert "settb=1/30000,setpts='floor(RTCSTART/1000)*30+N*1000'" in graph
+    assert "metadata=mode=print:file=/n.txt" in graph
+    assert "RTCTIME" not in graph  # the clock is the camera's, not per-frame jitter
+
+
+def test_capture_note_gives_frame_zero_epoch_ms() -> None:
+    note = "frame:0    pts:44885916863400 pts_time:1.79544e+09\ncapture=1\n"
+    assert fa.parse_capture_note(note, 25) == 1_795_436_674_536
+    assert fa.parse_capture_note("", 25) is None
+    assert fa.parse_capture_note("frame:0    pts:", 25) is None
 
 
 def test_barcode_decodes_msb_first() -> None:
