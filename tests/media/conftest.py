@@ -120,6 +120,42 @@ class WorkerProc:
             self.proc.wait()
 
 
+class PublishedWatch:
+    """Lints every playlist the origin folder holds, every 100 ms, while a test runs.
+
+    Playlists are replaced atomically, so each read is a whole published file; any problem
+    seen here is a corrupt playlist that a player could have fetched.
+    """
+
+    def __init__(self, origin: Path) -> None:
+        import threading
+
+        self.origin = origin
+        self.problems: list[str] = []
+        self.checked = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from media.lint import lint_master, lint_media
+
+        while not self._stop.wait(0.1):
+            for path in sorted(self.origin.glob("**/*.m3u8")):
+                try:
+                    text = path.read_text()
+                except FileNotFoundError:
+                    continue
+                lint = lint_master if path.name == "master.m3u8" else lint_media
+                self.problems += [f"{path.name}: {p.rule} {p.message}" for p in lint(text)]
+                self.checked += 1
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.problems
+
+
 @pytest.fixture
 def worker_factory(tmp_path: Path) -> Iterator[list[WorkerProc]]:
     made: list[WorkerProc] = []
