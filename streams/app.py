@@ -16,6 +16,10 @@ Latency tuning (defaults in brackets, see infra.md §3 and faust's settings modu
   ``fetch_min_bytes=1`` the broker answers a fetch as soon as one record is there, so it only
   bounds an idle poll; the measured produce→Redis latency is in BENCHMARKS.md;
 * ``topic_disable_leader``: no leader-election topic; ``table_standby_replicas`` 0: no tables;
+* ``stream_wait_empty`` False [True]: a rebalance does not wait for in-flight messages to be
+  acked. Ours are acked only once stored and published, and events buffered but not yet taken
+  by the paused agent never are, so waiting deadlocked the rebalance (seen when a second
+  worker joined). The new owner re-reads what was not acked; every effect is idempotent;
 * ``broker_session_timeout`` 10 s [60 s]: a killed worker's partitions move within seconds;
   with ``STUMPCAST_STREAMS_INSTANCE_ID`` (static membership) a restarted worker takes them
   back at once.
@@ -68,6 +72,7 @@ def app_config(settings: Settings) -> dict[str, Any]:
         processing_guarantee="at_least_once", consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.2, broker_commit_every=200, producer_linger=0.0,
         producer_acks=-1, stream_buffer_maxsize=1024, broker_max_poll_records=500,
+        stream_wait_empty=False,
         broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
         consumer_group_instance_id=settings.streams_instance_id or None,
     )
