@@ -129,7 +129,7 @@ class PlainLoop:
             for msg in c.consume(500, timeout=0.05):
                 if msg.error():
                     continue
-                event = codec.decode(msg.value())
+                event = codec.decode(msg.value() or b"")
                 m = "plain-" + event.match_id
                 proc = procs.setdefault(m, MatchProcessor(
                     MatchState(m, card=folder.initial(event.match_id)), folder, 5.0, epoch=1))
@@ -180,8 +180,8 @@ class HistoryReader:
     def run(self) -> None:
         import redis
 
-        r = redis.Redis.from_url(self.settings.redis_url)
-        last = {RedisKeys.history(m): "0-0" for m in self.match_ids}
+        r: Any = redis.Redis.from_url(self.settings.redis_url)
+        last: dict[Any, Any] = {RedisKeys.history(m): "0-0" for m in self.match_ids}
         key_to_match = {RedisKeys.history(m): m for m in self.match_ids}
         while not self.stop.is_set():
             for key, entries in r.xread(last, block=200) or []:

@@ -82,11 +82,19 @@ def _to_asyncio(future: Any) -> asyncio.Future[Any]:
     loop = asyncio.get_running_loop()
     out: asyncio.Future[Any] = loop.create_future()
 
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if out.done():
+            return
+        if exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(result)
+
     def ok(result: Any) -> None:
-        loop.call_soon_threadsafe(lambda: out.done() or out.set_result(result))
+        loop.call_soon_threadsafe(settle, result, None)
 
     def fail(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(lambda: out.done() or out.set_exception(exc))
+        loop.call_soon_threadsafe(settle, None, exc)
 
     future.add_callbacks(ok, fail)
     return out
