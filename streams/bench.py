@@ -266,6 +266,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             print(f"latency {label}: worker {_fmt(w)}; plain {_fmt(p)}")
             rows += [(f"produce→Redis, worker, {label}", _fmt(w)),
                      (f"produce→Redis, plain loop, {label}", _fmt(p))]
+        rows.append(("group members at the end", str(_group_members(settings))))
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

@@ -141,7 +141,7 @@ def register(sub: Any, bench: Any) -> None:
     p.set_defaults(func=cmd_tail)
 
     p = bench.add_parser("streams", help="worker throughput and produce→Redis latency",
-                         description="Runs a worker in-process against the stack; measures "
+                         description="Runs one worker (a subprocess) against the stack; measures "
                          "events/s at --speed 0 and produce→Redis-commit latency at 10 matches "
                          "x 1 event/s and 100 events/s, with a plain confluent-kafka → Redis "
                          "loop as the baseline. Run under `flock /tmp/stumpcast-heavy.lock`.")
