@@ -9,7 +9,8 @@
   partition of the topic has reported;
 * ``live``: the newest window (the last 2 intervals up to the newest beat this worker has seen),
   match totals only, one partial per assigned partition: the "N watching" counter;
-* ``sessions``: per match, the sessions seen since the last flush (views: SADD or PFADD);
+* ``sessions``: per match, sessions that may be new since the last flush (views: SADD or
+  PFADD; exact mode leaves out sessions already in the previous bucket, hll mode sends all);
 * ``playheads``: the newest playhead PDT of each watched session (no-spoiler webhooks);
 * ``commits``: per partition, the offset a restarted consumer must resume from to rebuild its
   open windows exactly, and the first window still open (stored as the commit's metadata, so
@@ -76,15 +77,12 @@ class Aggregator:
             return
         self.late += self.cores[partition].fold(beats)
         self.last_data[partition] = now_ms
-        seen, watched = self.seen, self.watched
-        for _, hb in beats:
-            s = seen.get(hb.match_id)
-            if s is None:
-                s = seen[hb.match_id] = set()
-            s.add(hb.session_id)
-            if watched and hb.session_id in watched:
-                self.playheads[hb.session_id] = max(hb.playhead_ms,
-                                                    self.playheads.get(hb.session_id, 0))
+        watched = self.watched
+        if watched:
+            for _, hb in beats:
+                if hb.session_id in watched:
+                    self.playheads[hb.session_id] = max(hb.playhead_ms,
+                                                        self.playheads.get(hb.session_id, 0))
 
     def flush(self, now_ms: int, caught_up: set[int] | None = None) -> FlushPlan:
         """``caught_up``: partitions with nothing left to read (None: all). Only those may be
@@ -93,6 +91,9 @@ class Aggregator:
             idle = now_ms - self.last_data[p] >= self.idle_ms
             if idle and (caught_up is None or p in caught_up):
                 core.advance(now_ms - self.idle_ms - self.spec.lateness_ms)
+        for core in self.cores.values():
+            for m, fresh in core.drain_fresh().items():
+                self.seen.setdefault(m, set()).update(fresh)
         plan = FlushPlan(finals=self._finals(), live=self._live(), sessions=self.seen,
                          playheads=self.playheads, late=self.late)
         self.seen, self.playheads, self.late = {}, {}, 0

@@ -133,6 +133,55 @@ def _run_worker(settings: Settings, topic: str, total: int, mode: str,
     return total / (last - first), cpu / (total / 1e6)
 
 
+def _run_faust(settings: Settings, topic: str, total: int) -> float:
+    """Heartbeats/s of the faust engine, in its own process, read from its /metrics."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "STUMPCAST_ANALYTICS_METRICS_PORT": str(port)}
+    exe = Path(sys.executable).with_name("stumpcast")
+    proc = subprocess.Popen([str(exe), "analytics", "worker", "--engine", "faust", "--topic", topic,
+                             "--out-topic", f"{topic}.out", "--group",
+                             f"bench-faust-{uuid.uuid4().hex[:6]}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def folded() -> float:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+        except OSError:
+            return 0.0
+        for line in body.decode().splitlines():
+            if line.startswith("stumpcast_analytics_heartbeats_total"):
+                return float(line.split()[1])
+        return 0.0
+
+    first = None
+    deadline = time.monotonic() + 600
+    try:
+        while (done := folded()) < total:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the faust worker stopped or stalled")
+            if done and first is None:
+                first = (time.perf_counter(), done)
+            time.sleep(0.05)
+        assert first is not None
+        return (total - first[1]) / (time.perf_counter() - first[0])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _delay(settings: Settings, topic: str, probes: int) -> list[float]:
     """Seconds from producing a new session's heartbeat to the watching count including it."""
     import redis
@@ -195,7 +244,7 @@ def _topics(settings: Settings, create: bool, name: str) -> None:
 
 
 def run_bench(settings: Settings, viewers: int, beats: int, probes: int,
-              modes: tuple[str, ...] = ("exact", "hll")) -> Result:
+              modes: tuple[str, ...] = ("exact", "hll"), faust: bool = True) -> Result:
     from stumpcast.benchlog import median, percentile
 
     res = Result()
@@ -218,6 +267,10 @@ def run_bench(settings: Settings, viewers: int, beats: int, probes: int,
             res.add(f"worker ({mode}): heartbeats/s per process", f"{rate:,.0f}")
             res.add(f"worker ({mode}) / baseline", f"{rate / base:.2f}")
             res.add(f"worker ({mode}): CPU s per million heartbeats", f"{cpu:.2f}")
+        if faust:
+            rate = _run_faust(settings, topic, n)
+            res.add("faust engine: heartbeats/s per process", f"{rate:,.0f}")
+            res.add("faust engine / baseline", f"{rate / base:.2f}")
         if "exact" in windows and "hll" in windows:
             errs = [abs(windows["hll"][w] - c) / c for w, c in windows["exact"].items()
                     if c and w in windows["hll"]]

@@ -101,11 +101,12 @@ class PartitionWindows:
         self.next_offset = 0
         self.late = 0
         self.floor = NEVER       # watermark floor from wall time while the partition idles
+        self.fresh: dict[str, set[str]] = {}   # match -> sessions new since the last drain
 
     # -- folding -----------------------------------------------------------------------
     def fold(self, beats: Iterable[tuple[int, Heartbeat]]) -> int:
         """Fold (offset, beat) pairs in offset order; returns how many were late."""
-        step, late0 = self.spec.step_ms, self.late
+        step, late0, exact = self.spec.step_ms, self.late, self.spec.mode == "exact"
         for offset, hb in beats:
             b = hb.ts_ms // step
             if self.closed_before is None:
@@ -120,23 +121,42 @@ class PartitionWindows:
             groups = bucket.matches.get(hb.match_id)
             if groups is None:
                 groups = bucket.matches[hb.match_id] = {}
-            self._add(groups, (hb.region, hb.cdn), hb)
-            self._add(groups, TOTAL, hb)
+            total = groups.get(TOTAL) or self._new(groups, TOTAL)
+            if not exact or hb.session_id not in total.sessions:  # type: ignore[operator]
+                self._maybe_fresh(b, hb, exact)
+            for group in ((hb.region, hb.cdn), TOTAL):   # inlined: the per-beat hot path
+                acc = groups.get(group) or self._new(groups, group)
+                acc.sessions.add(hb.session_id)
+                acc.beats += 1
+                acc.bitrate += hb.bitrate_kbps
+                acc.buffering += hb.buffering_ms
             if hb.ts_ms > self.max_ts:
                 self.max_ts = hb.ts_ms
             self.next_offset = offset + 1
         return self.late - late0
 
-    def _add(self, groups: dict[Group, _Acc], group: Group, hb: Heartbeat) -> None:
-        acc = groups.get(group)
-        if acc is None:
-            sketch: set[str] | HyperLogLog = (
-                set() if self.spec.mode == "exact" else HyperLogLog(self.spec.hll_precision))
-            acc = groups[group] = _Acc(sketch)
-        acc.sessions.add(hb.session_id)
-        acc.beats += 1
-        acc.bitrate += hb.bitrate_kbps
-        acc.buffering += hb.buffering_ms
+    def _maybe_fresh(self, b: int, hb: Heartbeat, exact: bool) -> None:
+        """Views: a session not in this bucket nor the previous one may be new to Redis too.
+        Exact mode thus sends arrivals, not every beat; hll mode has no sets to ask."""
+        if exact:
+            prev = self.buckets.get(b - 1)
+            seen = prev.matches.get(hb.match_id, {}).get(TOTAL) if prev else None
+            if seen is not None and hb.session_id in seen.sessions:  # type: ignore[operator]
+                return
+        fresh = self.fresh.get(hb.match_id)
+        if fresh is None:
+            fresh = self.fresh[hb.match_id] = set()
+        fresh.add(hb.session_id)
+
+    def drain_fresh(self) -> dict[str, set[str]]:
+        out, self.fresh = self.fresh, {}
+        return out
+
+    def _new(self, groups: dict[Group, _Acc], group: Group) -> _Acc:
+        sketch: set[str] | HyperLogLog = (
+            set() if self.spec.mode == "exact" else HyperLogLog(self.spec.hll_precision))
+        acc = groups[group] = _Acc(sketch)
+        return acc
 
     # -- time ---------------------------------------------------------------------------
     def advance(self, to_ms: int) -> None:

@@ -95,7 +95,8 @@ def cmd_bench_heartbeats(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.benchlog import record
 
     modes = ("exact", "hll") if args.mode == "both" else (args.mode,)
-    res = run_bench(settings, args.viewers, args.beats, args.probes, modes)
+    res = run_bench(settings, args.viewers, args.beats, args.probes, modes,
+                    faust=not args.no_faust)
     if not args.no_record:
         record("analytics: heartbeats/s per worker process, heartbeat -> count delay", res.rows,
                notes="One worker process (confluent-kafka batch loop, 1 s flush) on the shared "
@@ -156,6 +157,7 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--beats", type=int, default=3_000_000, help="heartbeats produced")
     b.add_argument("--probes", type=int, default=30, help="delay probes")
     b.add_argument("--mode", choices=("exact", "hll", "both"), default="both")
+    b.add_argument("--no-faust", action="store_true", help="skip the faust engine's run")
     b.set_defaults(func=cmd_bench_heartbeats)
 
 

@@ -170,3 +170,22 @@ def test_a_partition_starved_by_a_backlog_is_behind_not_idle():
         parts.setdefault(f.start_ms, []).extend(f.parts.values())
     totals = {w: merge(ps)[("*", "*")].sessions for w, ps in parts.items()}
     assert totals[T0] == 4 and totals[T0 - STEP] == 4
+
+
+@pytest.mark.parametrize("mode", ["exact", "hll"])
+def test_views_get_every_session_and_exact_mode_sends_arrivals_only(mode):
+    aud = simulate("m5", 300, T0, span_ms=200_000)
+    agg = Aggregator(WindowSpec(step_ms=STEP, mode=mode))
+    for p in range(4):
+        agg.assign(p, None, now_ms=0)
+    sent: list[str] = []
+    offsets = [0] * 4
+    for i in range(0, len(aud.beats), 100):
+        for hb in aud.beats[i:i + 100]:
+            p = _partition(hb.session_id, 4)
+            agg.fold(p, [(offsets[p], hb)], now_ms=0)
+            offsets[p] += 1
+        sent += [s for sessions in agg.flush(now_ms=0).sessions.values() for s in sessions]
+    assert set(sent) == {hb.session_id for hb in aud.beats}
+    if mode == "exact":   # sessions beat in consecutive buckets: sent about once each
+        assert len(sent) < 1.5 * len(set(sent)) < len(aud.beats)
