@@ -183,14 +183,14 @@ def _run_faust(settings: Settings, topic: str, total: int) -> float:
 
 
 def _delay(settings: Settings, topic: str, probes: int) -> list[float]:
-    """Seconds from producing a new session's heartbeat to the watching count including it."""
+    """Seconds from producing a heartbeat to the "N watching" stream counting it. Each probe is
+    the first viewer of a match of its own, so its count goes from 0 to 1 exactly then."""
     import redis
     from confluent_kafka import Producer
 
     r = redis.Redis.from_url(settings.redis_url)
-    match_id = f"bench-probe-{uuid.uuid4().hex[:6]}"
-    cfg = WorkerConfig(topic=topic, out_topic=f"{topic}.out",
-                       group=f"bench-live-{uuid.uuid4().hex[:6]}")
+    tag = uuid.uuid4().hex[:6]
+    cfg = WorkerConfig(topic=topic, out_topic=f"{topic}.out", group=f"bench-live-{tag}")
     worker = AnalyticsWorker(settings, WindowSpec(step_ms=STEP), cfg)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -204,24 +204,29 @@ def _delay(settings: Settings, topic: str, probes: int) -> list[float]:
             time.sleep(0.05)
         time.sleep(1.0)
         for i in range(probes):
-            hb = Heartbeat(f"probe-{i}", match_id, "mumbai", "akamai", 1600, 0,
-                           int(time.time() * 1000) - 20_000, "web", int(time.time() * 1000))
-            sent = time.perf_counter()
-            p.produce(topic, key=hb.key, value=hb.encode())
-            p.flush(5)
-            while _watching(r, match_id) < i + 1:
-                if time.perf_counter() - sent > 10:
-                    raise RuntimeError("probe not counted within 10 s")
-                time.sleep(0.002)
-            delays.append(time.perf_counter() - sent)
+            delays.append(_probe(r, p, topic, f"bench-probe-{tag}-{i}"))
             time.sleep(random.uniform(0.1, 0.6))
     finally:
         worker.stop.set()
         thread.join(30)
-        r.delete(RedisKeys.watching(match_id), RedisKeys.concurrency(match_id),
-                 RedisKeys.views(match_id))
+        for i in range(probes):
+            _cleanup(settings, f"bench-probe-{tag}-{i}")
         r.close()
     return delays
+
+
+def _probe(r: Any, producer: Any, topic: str, match_id: str) -> float:
+    now = int(time.time() * 1000)
+    hb = Heartbeat(f"{match_id}-viewer", match_id, "mumbai", "akamai", 1600, 0, now - 20_000,
+                   "web", now)
+    sent = time.perf_counter()
+    producer.produce(topic, key=hb.key, value=hb.encode())
+    producer.flush(5)
+    while _watching(r, match_id) < 1:
+        if time.perf_counter() - sent > 10:
+            raise RuntimeError("probe not counted within 10 s")
+        time.sleep(0.002)
+    return time.perf_counter() - sent
 
 
 def _watching(r: Any, match_id: str) -> int:
