@@ -33,7 +33,8 @@ from pathlib import Path
 from media.ladder import Ladder, Rung
 
 # The burned-in barcode: 48 bits of the UTC epoch in milliseconds, MSB first, one cell per bit,
-# across the top-left of the frame. Cells are WIDTH/BAR_CELL_DIV wide and HEIGHT/BAR_H_DIV high.
+# across the top-left of the frame. Cells are width/BAR_CELL_DIV wide (fractional pixels are
+# fine: the probe averages each cell) and height/BAR_H_DIV high.
 BAR_BITS = 48
 BAR_CELL_DIV = 80
 BAR_H_DIV = 45
@@ -140,11 +141,15 @@ def clock_template() -> str:
     return "%{pts:gmtime:0}.%{eif:mod(floor(t*1000),1000):d:3} UTC"
 
 
-def _barcode(width: int, height: int) -> str:
-    cell, bar_h = width // BAR_CELL_DIV, height // BAR_H_DIV
-    bit = f"mod(floor(floor(T*1000+0.5)/pow(2,{BAR_BITS - 1}-floor(X/{cell}))),2)"
-    return (f"crop={cell * BAR_BITS}:{bar_h}:0:0,"
-            f"geq=lum='if({bit},235,16)':cb=128:cr=128")
+def _barcode_crop() -> str:
+    """The barcode strip as a fraction of the frame, so any frame size reads back the same way
+    (854 px is not a multiple of 80: whole-pixel cells would drift from the probe's grid)."""
+    return f"crop=w=iw*{BAR_BITS}/{BAR_CELL_DIV}:h=ih/{BAR_H_DIV}:x=0:y=0"
+
+
+def _barcode() -> str:
+    bit = f"mod(floor(floor(T*1000+0.5)/pow(2,{BAR_BITS - 1}-floor(X*{BAR_BITS}/W))),2)"
+    return f"{_barcode_crop()},geq=lum='if({bit},235,16)':cb=128:cr=128"
 
 
 def _capture_pts(fps: int, audio_rate: int) -> tuple[str, str]:
@@ -170,7 +175,7 @@ def synthetic_args(source: Source, fps: int, audio_rate: int, font: Path, clock_
             f"metadata=mode=print:file={capture_file}:direct=1,nullsink")
     graph = (
         f"[0:v]{vpts},split=3[m][s][c];{note};"
-        f"[s]{_barcode(w, h)}[bar];[m][bar]overlay=0:0,"
+        f"[s]{_barcode()}[bar];[m][bar]overlay=0:0,"
         f"drawtext={text}:textfile={clock_file}:fontsize={h // 20}:x=w/40:y=h/12,"
         f"drawtext={text}:textfile={bug_file}:reload=1:fontsize={h // 16}:x=w/40:y=h-h/6[v];"
         f"[1:a]{apts}[a]"
@@ -195,8 +200,7 @@ def parse_capture_note(text: str, fps: int) -> int | None:
 
 def barcode_probe_args(segment: Path, ffmpeg: str = "ffmpeg") -> list[str]:
     """Decode a segment's first frame; average each barcode cell to one grey byte on stdout."""
-    crop = (f"crop=w=iw*{BAR_BITS}/{BAR_CELL_DIV}:h=ih/{BAR_H_DIV}:x=0:y=0,"
-            f"scale={BAR_BITS}:1:flags=area")
+    crop = f"{_barcode_crop()},scale={BAR_BITS}:1:flags=area"
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(segment),
             "-frames:v", "1", "-vf", crop, "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]
 

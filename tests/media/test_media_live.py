@@ -49,6 +49,28 @@ def _keyframes(path: Path) -> list[str]:
     return [line.split(",")[0] for line in out.stdout.splitlines() if ",K" in line]
 
 
+@pytest.mark.parametrize("size,scaled", [((854, 480), "640:360"), ((1280, 720), "426:240")])
+def test_burned_clock_reads_back_at_any_size(ffmpeg: str, tmp_path: Path,
+                                             size: tuple[int, int], scaled: str) -> None:
+    """The barcode of frame 0, downscaled like a rung, is the capture note's instant."""
+    from media.worker import find_font
+
+    note, raw, small = tmp_path / "capture.txt", tmp_path / "src.nut", tmp_path / "small.nut"
+    (tmp_path / "clock.txt").write_text(fa.clock_template())
+    (tmp_path / "bug.txt").write_text("bug")
+    argv = fa.synthetic_args(fa.Source("synthetic", width=size[0], height=size[1]), 25, 48000,
+                             find_font(), tmp_path / "clock.txt", tmp_path / "bug.txt", note,
+                             realtime=False, ffmpeg=ffmpeg)
+    subprocess.run([*argv[:-1], "-frames:v", "2", str(raw)], check=True, timeout=60)
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(raw), "-vf", f"scale={scaled}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "300k", str(small)],
+                   check=True, timeout=60)
+    capture0 = fa.parse_capture_note(note.read_text(), 25)
+    assert capture0 is not None and abs(capture0 - time.time() * 1000) < 30_000
+    assert _barcode_ms(raw) == capture0
+    assert _barcode_ms(small) == capture0
+
+
 def _fetch_set(w: WorkerProc) -> tuple[str, dict[str, str]]:
     master = w.get("/hls/master.m3u8")[2].decode()
     uris = [p.uri for p in m3u8.loads(master).playlists]
