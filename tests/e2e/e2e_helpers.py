@@ -119,6 +119,7 @@ class Services:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
+        shutil.rmtree(ARTIFACTS / "logs", ignore_errors=True)  # this session's logs only
         self.gateway_port = free_port()
         self.media_port = free_port()
         self.env = {
