@@ -90,12 +90,15 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
     outputs = FaustOutputs(app.topic(NOTIFICATIONS.name, **raw), app.topic(SCORECARDS.name, **raw),
                            app.topic(MATCH_EVENTS_DLQ.name, **raw))
     engine, on_start = engine_factory(outputs)
+    from streams.lanes import Lanes
+
+    lanes = Lanes(engine)
 
     @app.agent(events, name="match-events")
     async def process(stream: Any) -> None:
         manual = stream.noack()
         async for event in manual.events():
-            await engine.handle(event.value, ack=lambda ev=event: manual.ack(ev))
+            await lanes.submit(event.value, ack=_acker(manual, event))
 
     @app.task
     async def start() -> None:
@@ -115,6 +118,11 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
         await engine.audit()
 
     return app
+
+
+def _acker(stream: Any, event: Any) -> Any:
+    """The ack of one message, run by the engine once its effects are durable."""
+    return lambda: stream.ack(event)
 
 
 def _observe_lag(app: Any, engine: Any) -> None:

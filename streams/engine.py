@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from schemas import codec
+from schemas.events import Event
 from schemas.notifications import Notification
 from schemas.view import ViewUpdate, make_update
 from streams.cards import CardPublisher
@@ -110,13 +111,22 @@ class Engine:
     # -- entry points -----------------------------------------------------------------------
 
     async def handle(self, raw: bytes, ack: Ack = None) -> None:
+        """One message, start to end (the lanes of ``streams.lanes`` run matches side by side)."""
+        event = await self.admit(raw, ack)
+        if event is not None:
+            await self.handle_event(event, raw, ack)
+
+    async def admit(self, raw: bytes, ack: Ack = None) -> Event | None:
+        """Validate and authorise; a reject goes to the DLQ here and ``None`` is returned."""
         first = classify(raw, ack, self.config.allowed_sources)
         if isinstance(first, Rejected):
             self.metrics.events_in.labels("?").inc()
             await self._run([first])
-            return
-        event = first
-        self.metrics.events_in.labels(event.payload.TYPE).inc()
+            return None
+        self.metrics.events_in.labels(first.payload.TYPE).inc()
+        return first
+
+    async def handle_event(self, event: Event, raw: bytes, ack: Ack = None) -> None:
         proc = self.matches.get(event.match_id) or await self._recover(event.match_id, event)
         if proc is None:
             detail = "no match.created seen for this match"

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     UNKNOWN_MATCH = "unknown_match"
     SEQUENCE_GAP = "sequence_gap"
     FOLD_REJECTED = "fold_rejected"
+    INTERNAL = "internal_error"
 
 
 class Folder(Protocol):

@@ -241,3 +241,40 @@ async def test_cards_are_conflated_and_acks_wait_for_them() -> None:
     assert sent == [("m", b"card3")] and acked == [1, 2, 3]
     cards.gate("m", 3, lambda: acked.append(99))  # already covered: acked at once
     assert acked[-1] == 99 and await cards.flush() == 0
+
+
+async def test_lanes_run_matches_side_by_side(rig: Rig) -> None:
+    from streams.lanes import Lanes
+
+    lanes = Lanes(rig.engine, max_in_flight=50)
+    matches = {m: match_events(m) for m in ("a", "b", "c")}
+    longest = max(len(v) for v in matches.values())
+    for i in range(longest):  # interleaved, as a partition would deliver them
+        for events in matches.values():
+            if i < len(events):
+                await lanes.submit(codec.encode(events[i]), ack=None)
+    await lanes.idle()
+    await rig.engine.backlog.drain()
+    for events in matches.values():
+        await expect_final(rig, events)
+
+
+async def test_a_lane_survives_an_unexpected_error(rig: Rig) -> None:
+    from streams.lanes import Lanes
+
+    lanes = Lanes(rig.engine)
+    ev = match_events()
+    calls = {"n": 0}
+    real = rig.engine.handle_event
+
+    async def flaky(event, raw, ack):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        await real(event, raw, ack)
+
+    rig.engine.handle_event = flaky  # type: ignore[method-assign]
+    for e in ev[:10]:
+        await lanes.submit(codec.encode(e), ack=None)
+    await lanes.idle()
+    assert [d["reason"] for d in rig.sink.dlq][:1] == ["internal_error"]

@@ -302,7 +302,10 @@ def test_pipeline_bad_events_are_counted(stack: Settings, worker: Worker) -> Non
         if all(reasons[k] >= n for k, n in want.items()) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert reasons == Counter(want)
+    # Junk has no match id: a redelivery of an older run's junk may match too, hence >=.
+    assert reasons["invalid"] >= 2, reasons
+    assert {k: v for k, v in reasons.items() if k != "invalid"} == \
+        {k: v for k, v in want.items() if k != "invalid"}, reasons
     # The swap was reordered and the duplicates absorbed: the view and the store hold 40.
     rows = wait_store(stack, m, 40)
     assert [r.seq for r in rows] == list(range(1, 41))
