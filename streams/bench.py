@@ -129,7 +129,10 @@ class PlainLoop:
             for msg in c.consume(500, timeout=0.05):
                 if msg.error():
                     continue
-                event = codec.decode(msg.value() or b"")
+                try:
+                    event = codec.decode(msg.value() or b"")
+                except ValueError:  # junk on the topic is the worker's DLQ's business
+                    continue
                 m = "plain-" + event.match_id
                 proc = procs.setdefault(m, MatchProcessor(
                     MatchState(m, card=folder.initial(event.match_id)), folder, 5.0, epoch=1))
