@@ -247,6 +247,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.no_watch or not _has_watch():
             _wait_replay(sup)
         else:
+            _wait_for_card(settings, match_id)
             sup.start(Child("watch", stumpcast_argv("watch", match_id)), foreground=True)
             _wait_any(sup)
         print("demo: the match is over; Ctrl-C stops everything", flush=True)
@@ -296,6 +297,15 @@ def _banner(settings: Settings, match_id: str, speed: float, log_dir: Path) -> N
           f"  Logs:       {log_dir}\n"
           f"  {CREDIT}\n"
           "  Ctrl-C stops everything.\n", flush=True)
+
+
+def _wait_for_card(settings: Settings, match_id: str, timeout: float = 60.0) -> None:
+    """Until the gateway has the match's scorecard (the first events went through)."""
+    url = (f"http://{settings.gateway_host}:{settings.gateway_port}"
+           f"/v1/matches/{match_id}/scorecard")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not http_ok(url):
+        time.sleep(0.5)
 
 
 def _wait_replay(sup: Supervisor) -> None:
