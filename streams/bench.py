@@ -34,7 +34,8 @@ from schemas.settings import Settings
 from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 from stumpcast import benchlog
 
-DATA = Path(os.environ.get("STUMPCAST_CRICSHEET_DIR", "/work/shared/data/cricsheet"))
+# Cricsheet files: shared/ beside the repository (as in CI), or the working copy's.
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cricsheet"
 
 
 def _free_port() -> int:

@@ -14,9 +14,9 @@ from schemas.notifications import Kind, Priority
 from streams import cricsheet, rules
 from streams.pipeline import ScorecardFolder, all_notes, replay_state
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cricsheet"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/cricsheet")
+DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
+                         Path("/work/shared/data/cricsheet")) if p.exists()),
+            Path("/work/shared/data/cricsheet"))
 FILES = sorted(DATA.glob("*.json"))[:12]
 
 

@@ -30,7 +30,9 @@ from streams.pipeline import (
 )
 from streams.viewstore import InMemoryViewStore
 
-DATA = Path("/work/shared/data/cricsheet")
+DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
+                         Path("/work/shared/data/cricsheet")) if p.exists()),
+            Path("/work/shared/data/cricsheet"))
 MATCH = sorted(DATA.glob("*.json"))[0]
 
 

@@ -8,7 +8,10 @@ from schemas import codec
 from streams import cricsheet
 from streams.producer import Ticker, pace, parse_lines
 
-MATCH = sorted(Path("/work/shared/data/cricsheet").glob("*.json"))[0]
+DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
+                         Path("/work/shared/data/cricsheet")) if p.exists()),
+            Path("/work/shared/data/cricsheet"))
+MATCH = sorted(DATA.glob("*.json"))[0]
 
 
 def events() -> list:

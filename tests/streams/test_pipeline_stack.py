@@ -39,7 +39,9 @@ from streams.pipeline import ScorecardFolder, all_notes, replay_state
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-DATA = Path("/work/shared/data/cricsheet")
+DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
+                         Path("/work/shared/data/cricsheet")) if p.exists()),
+            Path("/work/shared/data/cricsheet"))
 STUMPCAST = Path(sys.executable).with_name("stumpcast")
 FILES = sorted(DATA.glob("*.json"))[:5]
 
