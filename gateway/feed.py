@@ -41,6 +41,7 @@ class FeedStats:
     cache_answers: int = 0    # snapshots and resumes answered from memory
     redis_answers: int = 0    # resumes that needed a Redis read
     resets: int = 0           # gap or epoch change: subscribers reset to a snapshot
+    wakes: int = 0            # blocking reads ended early because a stream joined
     lag_seconds: float = 0.0
 
 
@@ -65,6 +66,11 @@ class Feed:
         self._behind: dict[str, float] = {}
         self._http_cache: dict[str, tuple[float, tuple[int, int, str, bytes]]] = {}
         self._live: tuple[float, list[tuple[str, int]]] = (-1e9, [])
+        # Waking the shared read when a key joins it (see ``_wake``).
+        self._reader_id: int | None = None
+        self._keys_gen = 0                  # bumped whenever a stream joins the read
+        self._reading_gen: int | None = None  # the generation of the read in flight
+        self._keys_added = asyncio.Event()
 
     # -- loading, once per process -------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class Feed:
         cache = _build_match(match_id, card_raw, pos, entries, self.recovery_max)
         self.stats.loads += 1
         self.matches[match_id] = cache
+        await self._wake()
         return cache
 
     async def _read_view(self, match_id: str) -> list[Any]:
@@ -118,6 +125,7 @@ class Feed:
         cache = NotesCache(match_id, entries, complete=len(entries) < keep, keep=keep)
         self.stats.note_loads += 1
         self.notes[match_id] = cache
+        await self._wake()
         return cache
 
     async def notes_from_redis(self, match_id: str, since: p.Position
@@ -185,22 +193,51 @@ class Feed:
         """Forever: one XREAD over every cached match's history and notifications streams."""
         backoff = 0.1
         while True:
+            gen = self._keys_gen
             streams = self._stream_offsets()
             if not streams:
-                await asyncio.sleep(self.block_ms / 1000)
+                self._keys_added.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._keys_added.wait(), self.block_ms / 1000)
                 continue
             try:
+                if self._reader_id is None:
+                    self._reader_id = int(await self._call(self.reader.client_id()))
+                self._reading_gen = gen
                 reply = await self._call(self.reader.xread(streams, count=500,
                                                            block=self.block_ms))
                 backoff = 0.1
             except FeedUnavailable as exc:
+                self._reader_id = None  # a new connection has a new client id
                 log.warning("feed read failed; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                self._reading_gen = None
             for key, rows in _normalise(reply):
                 await self._dispatch(key, rows)
             self._evict_idle()
+
+    async def _wake(self) -> None:
+        """A stream joined: end the blocking read now so the next one includes it.
+
+        Without this a new match's first live update waits for the read in flight to time
+        out (up to ``block_ms``). ``CLIENT UNBLOCK`` makes the blocked XREAD return as if timed
+        out; it finds nothing to unblock when the XREAD has not reached Redis yet, so it is
+        retried briefly while that read (which lacks the new key) is still in flight.
+        """
+        self._keys_gen += 1
+        self._keys_added.set()
+        for _ in range(50):
+            reading, rid = self._reading_gen, self._reader_id
+            if reading is None or reading == self._keys_gen or rid is None:
+                return
+            with contextlib.suppress(FeedUnavailable):
+                if await self._call(self.redis.client_unblock(rid)):
+                    self.stats.wakes += 1
+                    return
+            await asyncio.sleep(0.002)
 
     def _stream_offsets(self) -> dict[str, str]:
         out = {RedisKeys.history(m): f"{c.seq}-0" for m, c in self.matches.items()}

@@ -49,6 +49,7 @@ class GatewayMetrics:
             "conflated": "Score messages replaced by a newer snapshot for slow clients.",
             "slow_closes": "Clients closed with the slow code.",
             "rejected": "Connections refused (origin, auth, accept rate).",
+            "pong_timeouts": "Connections aborted: no pong within the ping timeout.",
             "redis_loads": "Views loaded from Redis.",
             "cache_answers": "Snapshots and resumes answered from memory.",
             "redis_answers": "Resumes that needed a Redis read.",

@@ -15,11 +15,12 @@ import logging
 import os
 import socket
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.auth import AuthConfig, origin_allowed, token_from_request, verify_token
+from gateway.auth import AuthConfig, Claims, origin_allowed, token_from_request, verify_token
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
 from gateway.http import HttpApi, HttpResponse, json_error
@@ -46,6 +47,7 @@ class GatewayConfig:
     panic_flag: Path | None = Path(".run/gateway/PANIC")
     max_lag: float = 5.0
     ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0  # unanswered this long after a ping: the peer is gone
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
     mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
     worker: str = "0"
@@ -84,6 +86,11 @@ class Gateway:
                                    config.limits.accept_burst, time.monotonic())
         self.connections = 0
         self.rejected = 0
+        self.pong_timeouts = 0
+        # Claims (or the auth error) from the upgrade until the handler takes them. Kept off
+        # the connection object: a new attribute there un-shares its __dict__ (~1.5 KB each).
+        self._auth: weakref.WeakKeyDictionary[Any, Claims | AuthFailed] = (
+            weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[Any]] = set()
         self.server: Any = None
         self.port = config.port
@@ -147,17 +154,44 @@ class Gateway:
                 self.hub.sweep(time.monotonic())
 
     async def _keepalive(self) -> None:
-        """Ping every connection from one loop (websockets' keepalive costs a task per
-        connection, ~2 KB each); idle proxies keep the connection, dead peers surface as write
-        errors. Clients answer with pongs that websockets absorbs."""
+        """Ping every connection from one loop, and drop peers that stopped answering.
+
+        websockets' own keepalive costs a task per connection (~2 KB each); this sweep uses
+        its ``ping()`` (a waiter in ``pending_pings`` until the pong) from one task instead. A
+        connection whose oldest ping is unanswered after ``ping_timeout`` is aborted: a
+        vanished peer (no FIN, no RST) would otherwise hold its socket and subscriptions.
+        """
         interval = self.config.ping_interval
         if not interval:
             return
+        timeout = self.config.ping_timeout or interval
         while True:
             await asyncio.sleep(interval)
-            for conn in list(self.server.connections):
-                if conn.protocol.state is _OPEN:
-                    conn.transport.write(b"\x89\x00")  # unmasked ping, empty payload
+            await self.ping_sweep(asyncio.get_running_loop().time(), timeout)
+
+    async def ping_sweep(self, now: float, timeout: float) -> int:
+        """One keepalive round; returns how many connections were aborted."""
+        from websockets.exceptions import ConnectionClosed
+
+        dead = 0
+        for i, conn in enumerate(list(self.server.connections)):
+            if conn.protocol.state is not _OPEN:
+                continue
+            pending = conn.pending_pings
+            if pending:
+                oldest = min(stamp for _, stamp in pending.values())
+                if now - oldest >= timeout:
+                    dead += 1
+                    self.pong_timeouts += 1
+                    conn.transport.abort()  # the handler ends and the hub drops the client
+                continue  # still within the timeout: one ping in flight is enough
+            if conn.transport.get_write_buffer_size() >= self.config.limits.write_high_water:
+                continue  # a slow reader is the hub's business (write timeout, SLOW close)
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ping()
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # let deliveries through during a 20k-connection sweep
+        return dead
 
     async def _save_panic_copies(self) -> None:
         while True:
@@ -184,7 +218,8 @@ class Gateway:
             "connections": self.connections, "subscriptions": self.hub.subscriptions(),
             "queue_bytes": s.queued_bytes, "backlogged_clients": len(self.hub.backlog),
             "messages_out": s.messages_out, "bytes_out": s.bytes_out, "writes": s.writes,
-            "conflated": s.conflated, "slow_closes": s.slow_closes, "rejected": self.rejected}
+            "conflated": s.conflated, "slow_closes": s.slow_closes, "rejected": self.rejected,
+            "pong_timeouts": self.pong_timeouts}
         if f is not None:
             out.update(feed_lag_seconds=f.stats.lag_seconds, cached_matches=len(f.matches),
                        redis_loads=f.stats.loads + f.stats.note_loads,
@@ -209,19 +244,20 @@ class Gateway:
             return _response(json_error(503, "accept_rate_limited", "too many new connections;"
                                         " retry with backoff", (("Retry-After", "1"),)))
         try:
-            conn.claims = verify_token(token_from_request(path, request.headers),
-                                       self.config.auth, time.time())
-            conn.auth_error = None
+            self._auth[conn] = verify_token(token_from_request(path, request.headers),
+                                            self.config.auth, time.time())
         except AuthFailed as exc:  # answered after the upgrade, so browsers see the code
             self.rejected += 1
-            conn.auth_error = exc
+            self._auth[conn] = exc
         return None
 
     # -- one connection ------------------------------------------------------------------------
 
     async def handle(self, conn: Any) -> None:
-        if conn.auth_error is not None:
-            exc = conn.auth_error
+        claims = self._auth.pop(conn, None)
+        _forget_handshake(conn)
+        if not isinstance(claims, Claims):
+            exc = claims if isinstance(claims, AuthFailed) else AuthFailed("no credentials")
             await conn.close(exc.close_code or p.CloseCode.UNAUTHORIZED, str(exc)[:120])
             return
         if self.config.socket_send_buffer:
@@ -229,7 +265,7 @@ class Gateway:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer)
         client = Client(WsSink(conn, self), conn)
-        session = Session(conn.claims, self.config.limits, time.time())
+        session = Session(claims, self.config.limits, time.time())
         self.connections += 1
         try:
             async for raw in conn:
@@ -298,6 +334,18 @@ class Gateway:
                 catch = CatchUp(True, notes.position, [f for _, f in rows] + newer)
         assert catch is not None
         return catch, (catch.position.seq, catch.position.k)
+
+
+def _forget_handshake(conn: Any) -> None:
+    """Drop the upgrade's headers once the connection is open (~2 KB per idle connection).
+
+    websockets keeps the request for the connection's lifetime (``conn.request`` and a local of
+    the protocol's parser generator) and the response; nothing reads their headers after the
+    handshake, so they are emptied in place (``Headers.clear()``) rather than detached.
+    """
+    for message in (conn.request, conn.response):
+        if message is not None:
+            message.headers.clear()
 
 
 def _is_closed(exc: Exception) -> bool:
