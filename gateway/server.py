@@ -57,16 +57,26 @@ class GatewayConfig:
 class WsSink:
     """The hub's view of one socket: raw frame writes, buffer size, close."""
 
-    __slots__ = ("conn", "transport", "gateway")
+    __slots__ = ("conn", "protocol", "transport", "gateway")
 
     def __init__(self, conn: Any, gateway: Gateway) -> None:
         self.conn = conn
+        self.protocol = conn.protocol
         self.transport = conn.transport
         self.gateway = gateway
 
     def write(self, data: bytes) -> None:
-        if self.conn.protocol.state is _OPEN and not self.transport.is_closing():
+        # After a close frame (state CLOSING) no data frame may follow (RFC 6455 §5.5.1).
+        if self.protocol.state is _OPEN and not self.transport.is_closing():
             self.transport.write(data)
+
+    def offer(self, data: bytes, high_water: int) -> bool:
+        transport = self.transport
+        if transport.get_write_buffer_size() >= high_water:
+            return False
+        if self.protocol.state is _OPEN and not transport.is_closing():
+            transport.write(data)
+        return True
 
     def buffered(self) -> int:
         return int(self.transport.get_write_buffer_size())

@@ -21,6 +21,12 @@ class FakeSink:
     def buffered(self) -> int:
         return self.backed_up
 
+    def offer(self, data: bytes, high_water: int) -> bool:
+        if self.backed_up >= high_water:
+            return False
+        self.write(data)
+        return True
+
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 
