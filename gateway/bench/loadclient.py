@@ -27,6 +27,20 @@ def ts_seconds(ts: str) -> float:
     return (dt.datetime.fromisoformat(ts[:-1]) - _EPOCH).total_seconds()
 
 
+_TS = b',"ts":"'
+
+
+def head(payload: bytes) -> tuple[dict[str, Any], str]:
+    """The small head of an update or snapshot (type, epoch, seq, prev_seq) and its ``ts``,
+    without decoding the patch or card that follows (the generator must stay cheap so that
+    the gateway, not the client, is what the latency measures). Other messages: all of it."""
+    i = payload.find(_TS)
+    if i < 0:
+        return orjson.loads(payload), ""
+    j = payload.index(b'"', i + len(_TS))
+    return orjson.loads(payload[:i] + b"}"), payload[i + len(_TS):j].decode()
+
+
 class Totals:
     def __init__(self) -> None:
         self.reset()
@@ -124,8 +138,8 @@ class Generator:
     def on_message(self, conn: Conn, payload: bytes) -> None:
         t = self.totals
         t.frames += 1
-        t.last_rx = time.time()
-        msg = orjson.loads(payload)
+        now = t.last_rx = time.time()
+        msg, ts = head(payload)
         kind = msg.get("type")
         if kind == "update":
             if msg["prev_seq"] != conn.pos or msg["epoch"] != conn.epoch:
@@ -150,8 +164,8 @@ class Generator:
             return
         else:
             return
-        if self.measure and msg.get("ts"):
-            lat = (time.time() - ts_seconds(msg["ts"])) * 1000
+        if self.measure and ts:
+            lat = (now - ts_seconds(ts)) * 1000
             t.latency.append(lat)
             key = (conn.match, msg["seq"])
             if lat > t.last.get(key, 0.0):
@@ -242,6 +256,8 @@ async def _serve(pipe: Any, port: int) -> None:
         elif cmd == "storm":
             await gen.storm(arg)
             reply = True
+        elif cmd == "progress":
+            reply = gen.totals.covered
         elif cmd == "report":
             reply = gen.report(arg)
         elif cmd == "abort":

@@ -58,6 +58,8 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--port", type=int, default=18180, help="port for the benchmark gateway")
     b.add_argument("--skip", default="", help="phases to skip, comma separated "
                    "(hot,throughput,storm,baseline)")
+    b.add_argument("--no-record", action="store_true",
+                   help="print the figures without appending them to BENCHMARKS.md")
     b.set_defaults(func=cmd_bench)
 
 
