@@ -127,7 +127,11 @@ class PlainLoop:
         script = redis.Redis.from_url(self.settings.redis_url).register_script(lua_source())
         folder, procs = ScorecardFolder(), {}  # type: ignore[var-annotated]
         while not self.stop.is_set():
-            for msg in c.consume(500, timeout=0.05):
+            # poll() returns as soon as a message is there; consume(timeout=0) then takes what
+            # else is buffered (consume(n, t) alone would wait t for n messages).
+            first = c.poll(0.05)
+            batch = [first] + c.consume(499, timeout=0) if first is not None else []
+            for msg in batch:
                 if msg.error():
                     continue
                 try:
