@@ -3,23 +3,32 @@
 The fanout loop increments plain ints (``Hub.stats``, ``FeedStats``); a collector turns them into
 metric families only when ``/metrics`` is scraped, so a delivery costs no lock. Each process has
 its own registry (nothing registered at import) and labels its series with ``worker``.
+
+With several workers a scrape lands on whichever process the kernel picks (``SO_REUSEPORT``), so
+each worker rewrites its counters to a file in a shared directory twice a second and every
+worker's ``/metrics`` also reports its siblings' counters and gauges from there (files older than
+``STALE_SECONDS`` belong to a dead worker and are skipped). Histograms stay per process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+STALE_SECONDS = 5.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class GatewayMetrics:
-    def __init__(self, worker: str, read: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, worker: str, read: Callable[[], dict[str, Any]],
+                 siblings: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         from prometheus_client import CollectorRegistry, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.worker = worker
         self._read = read
+        self._siblings = siblings or (lambda: [])
         self.registry.register(self)  # type: ignore[arg-type]
         self.latency = Histogram(
             "stumpcast_gateway_delivery_latency_seconds",
@@ -33,7 +42,9 @@ class GatewayMetrics:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        values = self._read()
+        rows = [(self.worker, self._read())]
+        rows += [(str(v.get("worker", "?")), v) for v in self._siblings()
+                 if str(v.get("worker")) != self.worker]
         gauges = {
             "connections": "Open WebSocket connections.",
             "subscriptions": "Channel subscriptions.",
@@ -57,14 +68,31 @@ class GatewayMetrics:
         }
         for name, doc in gauges.items():
             g = GaugeMetricFamily(f"stumpcast_gateway_{name}", doc, labels=["worker"])
-            g.add_metric([self.worker], float(values.get(name, 0)))
+            for worker, values in rows:
+                g.add_metric([worker], float(values.get(name, 0)))
             yield g
         for name, doc in counters.items():
             c = CounterMetricFamily(f"stumpcast_gateway_{name}", doc, labels=["worker"])
-            c.add_metric([self.worker], float(values.get(name, 0)))
+            for worker, values in rows:
+                c.add_metric([worker], float(values.get(name, 0)))
             yield c
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
+
+
+def read_siblings(stats_dir: Path, now: float) -> list[dict[str, Any]]:
+    """Every worker's last counters in ``stats_dir`` (``worker-*.json``), fresh ones only."""
+    import orjson
+
+    out = []
+    for path in stats_dir.glob("worker-*.json"):
+        try:
+            if now - path.stat().st_mtime > STALE_SECONDS:
+                continue
+            out.append(orjson.loads(path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError):
+            continue  # a worker is replacing its file, or it just went away
+    return out

@@ -26,7 +26,7 @@ from gateway.feed import Feed, UnknownMatch
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client, Hub
 from gateway.limits import Limits, TokenBucket
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, read_siblings
 from gateway.panic import PanicStore
 from gateway.session import Close, Join, Leave, Send, Session
 from gateway.web import static as web_static
@@ -51,7 +51,8 @@ class GatewayConfig:
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
     mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
     worker: str = "0"
-    stats_path: Path | None = None    # benchmarks: this worker's counters, rewritten twice a second
+    stats_path: Path | None = None    # this worker's counters, rewritten twice a second (workers
+                                      # read each other's for /metrics; the bench reads them)
 
 
 class WsSink:
@@ -122,7 +123,11 @@ class Gateway:
                                         socket_timeout=5)
         reader = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2,
                                          single_connection_client=True)
-        self.metrics = GatewayMetrics(cfg.worker, self.read_stats)
+        siblings = None
+        if cfg.stats_path is not None:
+            stats_dir = cfg.stats_path.parent
+            siblings = lambda: read_siblings(stats_dir, time.time())  # noqa: E731
+        self.metrics = GatewayMetrics(cfg.worker, self.read_stats, siblings)
         self.feed = Feed(redis, reader, self.hub, cfg.limits.recovery_max,
                          on_latency=self.metrics.latency.observe)
         self.feed.on_fanout = self.metrics.fanout.observe
@@ -218,7 +223,8 @@ class Gateway:
 
         while True:
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(orjson.dumps({**self.read_stats(), "pid": os.getpid()}))
+            tmp.write_bytes(orjson.dumps({**self.read_stats(), "pid": os.getpid(),
+                                          "worker": self.config.worker}))
             os.replace(tmp, path)
             await asyncio.sleep(0.5)
 

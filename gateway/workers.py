@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,13 @@ def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
             "--mode", mode]
     if port is not None:
         argv += ["--port", str(port)]
-    children = [subprocess.Popen([*argv, "--worker-id", str(i)]) for i in range(workers)]
+    env, stats = dict(os.environ), None
+    if not env.get("STUMPCAST_GATEWAY_STATS_DIR"):
+        # Where workers leave their counters for each other's /metrics (one scrape, all workers).
+        stats = Path(tempfile.mkdtemp(prefix="stumpcast-gateway-stats-"))
+        env["STUMPCAST_GATEWAY_STATS_DIR"] = str(stats)
+    children = [subprocess.Popen([*argv, "--worker-id", str(i)], env=env)
+                for i in range(workers)]
     stop = {"now": False}
 
     def forward(signum: int, _frame: Any) -> None:
@@ -55,6 +63,8 @@ def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
         if child.poll() is None:
             child.terminate()
     codes = [c.wait() for c in children]
+    if stats is not None:
+        shutil.rmtree(stats, ignore_errors=True)
     return 0 if stop["now"] else max(abs(c) for c in codes) or 1
 
 
@@ -62,7 +72,7 @@ def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
     from gateway.server import config_from_settings, serve
 
     overrides: dict[str, Any] = {"mode": mode, "worker": worker_id}
-    stats_dir = os.environ.get("STUMPCAST_GATEWAY_STATS_DIR")  # set by the benchmark only
+    stats_dir = os.environ.get("STUMPCAST_GATEWAY_STATS_DIR")  # set by the parent or the bench
     if stats_dir:
         overrides["stats_path"] = Path(stats_dir) / f"worker-{worker_id}.json"
     if port is not None:

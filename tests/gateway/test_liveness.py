@@ -106,3 +106,26 @@ async def test_upgrade_headers_are_not_kept_per_connection(gateway):
     assert len(conn.request.headers) == 0 and len(conn.response.headers) == 0
     assert not gateway._auth  # claims handed to the session, not kept aside
     await peer.close()
+
+
+async def test_metrics_of_one_worker_include_its_siblings(settings, tmp_path, redis):
+    """Workers share a port, so a scrape reaches one of them; it must report all of them."""
+    from tests.gateway.test_gateway_stack import http_get
+
+    stats = tmp_path / "stats"
+    stats.mkdir()
+    a = await started(settings, tmp_path, worker="0", stats_path=stats / "worker-0.json")
+    b = await started(settings, tmp_path, worker="1", stats_path=stats / "worker-1.json")
+    try:
+        peers = [await connect(b.port) for _ in range(3)]
+        await asyncio.sleep(1.2)  # worker 1 has rewritten its counters since
+        status, _, body = await http_get(a.port, "/metrics")
+        text = body.decode()
+        assert status == 200
+        assert 'stumpcast_gateway_connections{worker="0"} 0.0' in text
+        assert 'stumpcast_gateway_connections{worker="1"} 3.0' in text
+        for peer in peers:
+            await peer.close()
+    finally:
+        await a.stop()
+        await b.stop()
