@@ -37,14 +37,26 @@ class Backoff:
         self._next = 0.0
 
 
-def classify_exit(rc: int | None, stderr_tail: Sequence[str], stopping: bool = False) -> str:
-    """A short, stable reason for an encoder exit: the worker's status and a metric label."""
+# How a live input that was flowing ends when its publisher goes away (RTMP/SRT socket closed
+# or reset): ffmpeg reports an I/O error on the input and still exits 0.
+_INPUT_GONE = ("Input/output error", "Connection reset", "End of file")
+
+
+def classify_exit(rc: int | None, stderr_tail: Sequence[str], stopping: bool = False,
+                  had_frames: bool = False) -> str:
+    """A short, stable reason for an encoder exit: the worker's status and a metric label.
+
+    ``had_frames``: the input delivered frames before the end, so an I/O error means the
+    publisher went away (``input_ended``), not a source that could not be read.
+    """
     if stopping:
         return "stopped"
     if rc is not None and rc < 0:
         return f"encoder_crashed:{signal.Signals(-rc).name}" if -rc in signal.valid_signals() \
             else f"encoder_crashed:{-rc}"
     text = "\n".join(stderr_tail)
+    if had_frames and rc == 0 and any(marker in text for marker in _INPUT_GONE):
+        return "input_ended"
     if any(marker in text for marker in _INPUT_ERRORS):
         return "input_error"
     if rc == 0:

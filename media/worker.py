@@ -119,7 +119,8 @@ class Launch:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._publish_ready()  # segments the encoder closed on its way out
-        reason = reason or classify_exit(rc, list(procs.stderr_tail), stop.is_set())
+        reason = reason or classify_exit(rc, list(procs.stderr_tail), stop.is_set(),
+                                         had_frames=self.frames > 0)
         if reason not in {"stopped", "input_ended"}:
             log.warning("ffmpeg launch ended", extra={"reason": reason, "rc": rc,
                                                       "stderr": list(procs.stderr_tail)[-5:]})

@@ -247,6 +247,11 @@ def test_exit_reasons_and_backoff() -> None:
     assert classify_exit(1, ["pipe:0: Invalid data found when processing input"]) == "input_error"
     assert classify_exit(0, []) == "input_ended"
     assert classify_exit(1, ["x"]) == "encoder_failed:rc=1"
+    # A publisher that went away after frames flowed (ffmpeg exits 0 with an I/O error) is
+    # not a malformed source; the same error before any frame is.
+    gone = ["rtmp://127.0.0.1:1/live/stream: Input/output error"]
+    assert classify_exit(0, gone, had_frames=True) == "input_ended"
+    assert classify_exit(0, gone, had_frames=False) == "input_error"
     b = Backoff(initial=0.5, cap=2)
     assert [b.next() for _ in range(4)] == [0.5, 1.0, 2.0, 2.0]
 
