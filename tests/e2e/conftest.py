@@ -63,7 +63,9 @@ def replay(e2e: Services) -> Iterator[Callable[..., Proc]]:
         proc.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while sync Playwright runs, the main thread counts as running an
+# event loop, and every later asyncio test (pytest-asyncio's Runner) would refuse to start.
+@pytest.fixture(scope="module")
 def _chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
