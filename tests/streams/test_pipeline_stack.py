@@ -57,22 +57,29 @@ class Worker:
     name: str
     port: int
     log: Path
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "STUMPCAST_STREAMS_METRICS_PORT": str(self.port),
                "STUMPCAST_STREAMS_INSTANCE_ID": self.name, "STUMPCAST_LOG_FORMAT": "text",
-               "STUMPCAST_STREAMS_GAP_TIMEOUT": "3"}
+               "STUMPCAST_STREAMS_GAP_TIMEOUT": "3", **(self.env or {})}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([str(STUMPCAST), "streams", "worker"], env=env,
                                          stdout=out, stderr=out, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 90, require_ready: bool = True) -> None:
+        """Until /readyz says ready (or, with ``require_ready=False``, until it answers and
+        partitions are assigned, e.g. while the event store is unreachable)."""
         deadline = time.monotonic() + timeout
+        path = "readyz" if require_ready else "metrics"
         while time.monotonic() < deadline:
             assert self.proc and self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{path}", timeout=1):
+                    if require_ready:
+                        return
+                    time.sleep(8)  # the metrics server starts before the group is joined
                     return
             except OSError:
                 time.sleep(0.3)
@@ -233,6 +240,46 @@ def test_pipeline_five_matches_at_once(stack: Settings, worker: Worker) -> None:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
     check_results(stack, runs, since)
+    import redis
+
+    r = redis.Redis.from_url(stack.redis_url)
+    first = next(iter(runs))
+    epoch = int(r.hget(RedisKeys.position(first), "epoch") or 0)
+    rebuilt = subprocess.run([str(STUMPCAST), "rebuild", first], capture_output=True, text=True,
+                             timeout=120)
+    assert rebuilt.returncode == 0 and "equal to the live view" in rebuilt.stdout, rebuilt
+    assert int(r.hget(RedisKeys.position(first), "epoch") or 0) > epoch
+    assert orjson.loads(r.get(RedisKeys.card(first)) or b"null") == truth(runs[first], first)[1]
+    assert len(r.xrange(RedisKeys.history(first))) == 1  # history restarted with the card
+
+
+def test_pipeline_store_outage_catches_up(stack: Settings, tmp_path: Path) -> None:
+    """A worker that cannot reach Cassandra keeps the view moving and acks nothing; once it is
+    gone, the events are re-read by a worker that can, and stored."""
+    m = f"c{uuid.uuid4().hex[:6]}"
+    events, doc, _ = truth(FILES[0], m)
+    blind = Worker(f"test-blind-{m}", free_port(), tmp_path / "blind.log",
+                   env={"STUMPCAST_CASSANDRA_PORT": "1"})
+    blind.start()
+    blind.wait_ready(require_ready=False)
+    try:
+        from streams.producer import EventProducer
+
+        p = EventProducer(stack.kafka_bootstrap_str)
+        for e in events:
+            p.send(e)
+        assert p.flush() == 0
+        wait_views(stack, {m: len(events)})
+    finally:
+        blind.kill()
+    healthy = Worker(f"test-heal-{m}", free_port(), tmp_path / "heal.log")
+    healthy.start()
+    try:
+        healthy.wait_ready()
+        rows = wait_store(stack, m, len(events), timeout=90)
+        assert [r.seq for r in rows] == [e.seq for e in events]
+    finally:
+        healthy.stop()
 
 
 def test_pipeline_survives_kills_and_a_redis_flush(stack: Settings, tmp_path: Path) -> None:
