@@ -277,8 +277,19 @@ class LazyCassandraEventStore:
         if self._store is None:
             async with self._lock:
                 if self._store is None:
-                    self._store = await asyncio.to_thread(CassandraEventStore.connect, *self._args)
+                    self._store = await asyncio.to_thread(self._connect_quietly)
         return self._store
+
+    def _connect_quietly(self) -> CassandraEventStore:
+        """The driver logs a traceback per failed attempt; while Cassandra is down the
+        backlog's one warning says it all (one logging policy: no line per retry)."""
+        driver = logging.getLogger("cassandra.cluster")
+        level = driver.level
+        driver.setLevel(logging.CRITICAL)
+        try:
+            return CassandraEventStore.connect(*self._args)
+        finally:
+            driver.setLevel(level)
 
     def close(self) -> None:
         if self._store is not None:
