@@ -90,6 +90,10 @@ class Conn(asyncio.Protocol):
         head = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0xFE]) + n.to_bytes(2, "big")
         self.transport.write(head + b"\0\0\0\0" + payload)  # mask key 0: payload unchanged
 
+    def control(self, first: int, payload: bytes) -> None:
+        """A masked control frame (payload ≤ 125 bytes), mask key 0."""
+        self.transport.write(bytes([first, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         if not self.open:
@@ -118,8 +122,11 @@ class Conn(asyncio.Protocol):
                 length, start = int.from_bytes(buf[i + 2:i + 10], "big"), i + 10
             if n < start + length:
                 break
-            if buf[i] & 0x0F == 1:
+            opcode = buf[i] & 0x0F
+            if opcode == 1:
                 self.gen.on_message(self, buf[start:start + length])
+            elif opcode == 9:  # ping: pong with the same payload, as every client must
+                self.control(0x8A, buf[start:start + length])
             i = start + length
         self.buf = buf[i:]
 

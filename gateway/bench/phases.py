@@ -47,6 +47,8 @@ async def run_all(rig: Rig) -> tuple[Rows, str]:
         hub_last = await hot_phase(rig, "hub")
     if "storm" not in skip:  # on the hot match when it ran: all clients resume one match
         rows += show(await storm_phase(rig))
+    rows += show([("connections aborted for unanswered pings (hub run, should be 0)",
+                   f"{rig.stat_sum('pong_timeouts'):.0f}")])
     if "hot" not in skip:
         rig.stop_gateway()
         rig.start_gateway("floor")
