@@ -117,6 +117,19 @@ class FfmpegProcs:
         assert self.encoder is not None
         return await self.encoder.wait()
 
+    async def close(self) -> None:
+        """Read both processes' pipes to EOF and reap them, so asyncio closes the transports
+        now rather than in a finaliser after the loop is gone ("Event loop is closed")."""
+        await self.stop()
+        for proc in (self.generator, self.encoder):
+            if proc is None:
+                continue
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        await stream.read()
+            await proc.wait()
+
     async def stop(self, grace: float = 5.0) -> None:
         """SIGINT (ffmpeg closes its outputs cleanly), then SIGKILL after ``grace``."""
         for proc in (self.generator, self.encoder):

@@ -118,6 +118,7 @@ class Launch:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await procs.close()
         self._publish_ready()  # segments the encoder closed on its way out
         reason = reason or classify_exit(rc, list(procs.stderr_tail), stop.is_set(),
                                          had_frames=self.frames > 0)
