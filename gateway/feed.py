@@ -315,7 +315,11 @@ class Feed:
                 await self.check_positions()
 
     async def check_positions(self) -> None:
-        ids = list(self.matches)
+        # What each cache held when the read was sent: the XREAD connection may deliver newer
+        # updates before this reply is processed, so "Redis is behind the cache" is only a
+        # rebuild when Redis is behind what the cache held *before* asking (else: a race).
+        asked = {m: (c, c.epoch, c.seq) for m, c in self.matches.items()}
+        ids = list(asked)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.ping()
             for m in ids:
@@ -324,10 +328,11 @@ class Feed:
         now, lag = time.monotonic(), 0.0
         for m, pos in zip(ids, replies[1:], strict=True):
             cache = self.matches.get(m)
-            if cache is None or not pos:
-                continue
+            held, epoch_then, seq_then = asked[m]
+            if cache is None or cache is not held or not pos:
+                continue  # evicted or reloaded meanwhile
             epoch, seq = int(pos[b"epoch"]), int(pos[b"seq"])
-            if epoch != cache.epoch or seq < cache.seq:
+            if epoch != epoch_then or seq < seq_then:
                 await self._reset(m)
             elif seq > cache.seq:
                 lag = max(lag, now - self._behind.setdefault(m, now))

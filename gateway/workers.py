@@ -63,6 +63,9 @@ def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
         if child.poll() is None:
             child.terminate()
     codes = [c.wait() for c in children]
+    if not stop["now"]:
+        died = ", ".join(f"worker {i}: exit {c}" for i, c in enumerate(codes))
+        print(f"stumpcast gateway: a worker ended, all stopped ({died})", file=sys.stderr)
     if stats is not None:
         shutil.rmtree(stats, ignore_errors=True)
     return 0 if stop["now"] else max(abs(c) for c in codes) or 1

@@ -18,8 +18,11 @@ from stumpcast.benchlog import median, percentile
 Rows = list[tuple[str, str]]
 
 
-def show(rows: Rows) -> Rows:
-    """Print figures as they come, so a long run that fails later still says something."""
+def show(rows: Rows, rig: Rig | None = None) -> Rows:
+    """Print figures as they come, so a long run that fails later still says something; with
+    ``rig``, first check that every gateway worker survived the phase."""
+    if rig is not None:
+        rig.assert_alive(rows[0][0] if rows else "a phase")
     for name, value in rows:
         print(f"  {name:60s} {value}", flush=True)
     return rows
@@ -38,15 +41,16 @@ async def run_all(rig: Rig) -> tuple[Rows, str]:
     await rig.setup_redis()
     rig.start_clients()
     rig.start_gateway("hub")
-    rows += show(connect_and_measure_memory(rig))
-    rows += show(await latency_phase(rig))
+    rows += show(connect_and_measure_memory(rig), rig)
+    rows += show(await latency_phase(rig), rig)
     if "throughput" not in skip:
         hub_rate, more = await burst_phase(rig, "hub")
-        rows += show(more)
+        rows += show(more, rig)
     if "hot" not in skip:
         hub_last = await hot_phase(rig, "hub")
+        rig.assert_alive("the hot phase")
     if "storm" not in skip:  # on the hot match when it ran: all clients resume one match
-        rows += show(await storm_phase(rig))
+        rows += show(await storm_phase(rig), rig)
     rows += show([("connections aborted for unanswered pings (hub run, should be 0)",
                    f"{rig.stat_sum('pong_timeouts'):.0f}")])
     if "hot" not in skip:

@@ -93,6 +93,16 @@ class Rig:
                 raise RuntimeError("the gateway did not start")
             time.sleep(0.2)
 
+    def assert_alive(self, phase: str) -> None:
+        """Every worker still runs: figures from a half-dead gateway are not figures."""
+        if self.gateway is None or self.gateway.poll() is not None:
+            code = None if self.gateway is None else self.gateway.returncode
+            raise RuntimeError(f"the gateway exited during {phase} (code {code})")
+        for s in self.worker_stats():
+            if not Path(f"/proc/{s['pid']}").exists():
+                raise RuntimeError(f"gateway worker {s.get('worker')} (pid {s['pid']}) died "
+                                   f"during {phase}")
+
     def stop_gateway(self) -> None:
         self.call_all("abort", None)
         if self.gateway is not None:
