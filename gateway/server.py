@@ -34,6 +34,7 @@ from schemas import protocol as p
 
 log = logging.getLogger("stumpcast.gateway")
 HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
+KEEPALIVE_SLICES = 20
 
 
 @dataclass(frozen=True)
@@ -180,16 +181,23 @@ class Gateway:
         if not interval:
             return
         timeout = self.config.ping_timeout or interval
+        # Spread over the interval: one slice of the connections per tick, so their pongs
+        # come back in small waves instead of 10k callbacks queued ahead of the next update.
+        slices, tick = KEEPALIVE_SLICES, 0
         while True:
-            await asyncio.sleep(interval)
-            await self.ping_sweep(asyncio.get_running_loop().time(), timeout)
+            await asyncio.sleep(interval / slices)
+            await self.ping_sweep(asyncio.get_running_loop().time(), timeout,
+                                  tick % slices, slices)
+            tick += 1
 
-    async def ping_sweep(self, now: float, timeout: float) -> int:
-        """One keepalive round; returns how many connections were aborted."""
+    async def ping_sweep(self, now: float, timeout: float, part: int = 0,
+                         parts: int = 1) -> int:
+        """Keepalive for slice ``part`` of ``parts`` of the connections; returns how many
+        were aborted."""
         from websockets.exceptions import ConnectionClosed
 
         dead = 0
-        for i, conn in enumerate(list(self.server.connections)):
+        for i, conn in enumerate(list(self.server.connections)[part::parts]):
             if conn.protocol.state is not _OPEN:
                 continue
             pending = conn.pending_pings
