@@ -228,6 +228,10 @@ class Generator:
                 conn.transport.abort()
         self.conns = []
 
+    def settled(self, finals: dict[str, int]) -> int:
+        """Clients open and at the final position of their match."""
+        return sum(1 for c in self.conns if c.open and finals.get(c.match, 0) == c.pos)
+
     def report(self, finals: dict[str, int]) -> dict[str, Any]:
         t = self.totals
         behind = sum(1 for c in self.conns if finals.get(c.match, 0) != c.pos)
@@ -265,6 +269,8 @@ async def _serve(pipe: Any, port: int) -> None:
             reply = True
         elif cmd == "progress":
             reply = gen.totals.covered
+        elif cmd == "settled":
+            reply = gen.settled(arg)
         elif cmd == "report":
             reply = gen.report(arg)
         elif cmd == "abort":
