@@ -19,7 +19,7 @@ Three wire types, each ``{"type": ..., "v": 1, ...}`` encoded with orjson:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -46,8 +46,7 @@ def _count(name: str, value: Any) -> None:
         raise HeartbeatError(f"{name}: must be an integer >= 0")
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class _HeartbeatFields(NamedTuple):
     session_id: str
     match_id: str
     region: str
@@ -58,30 +57,22 @@ class Heartbeat:
     device: str
     ts_ms: int
 
-    def __post_init__(self) -> None:
-        # One boolean expression on the hot path (50k+ beats/s); the slow path names the field.
-        sid, mid, reg, cdn, dev = self.session_id, self.match_id, self.region, self.cdn, \
-            self.device
-        if not (type(sid) is str and 0 < len(sid) <= _MAX_TEXT
-                and type(mid) is str and 0 < len(mid) <= _MAX_TEXT
-                and type(reg) is str and 0 < len(reg) <= _MAX_TEXT and reg != ALL
-                and type(cdn) is str and 0 < len(cdn) <= _MAX_TEXT and cdn != ALL
-                and type(dev) is str and 0 < len(dev) <= _MAX_TEXT
-                and type(self.bitrate_kbps) is int and self.bitrate_kbps >= 0
-                and type(self.buffering_ms) is int and self.buffering_ms >= 0
-                and type(self.playhead_ms) is int and self.playhead_ms >= 0
-                and type(self.ts_ms) is int and self.ts_ms >= 0):
-            self._explain()
 
-    def _explain(self) -> None:
-        for name in ("session_id", "match_id", "region", "cdn", "device"):
-            _text(name, getattr(self, name))
-        for name in ("bitrate_kbps", "buffering_ms", "playhead_ms", "ts_ms"):
-            _count(name, getattr(self, name))
-        raise HeartbeatError(f"region/cdn: {ALL!r} is reserved for totals")
+class Heartbeat(_HeartbeatFields):
+    """Immutable and validated on construction. A tuple underneath, not a dataclass: a worker
+    builds 50k+ of these a second, and a frozen dataclass's ``__init__`` alone cost ~3 us."""
+
+    __slots__ = ()
+
+    def __new__(cls, session_id: str, match_id: str, region: str, cdn: str, bitrate_kbps: int,
+                buffering_ms: int, playhead_ms: int, device: str, ts_ms: int) -> Heartbeat:
+        hb = tuple.__new__(cls, (session_id, match_id, region, cdn, bitrate_kbps,
+                                 buffering_ms, playhead_ms, device, ts_ms))
+        _validate(hb)
+        return hb
 
     def encode(self) -> bytes:
-        return orjson.dumps({"type": HEARTBEAT_TYPE, "v": VERSION, **asdict(self)})
+        return orjson.dumps({"type": HEARTBEAT_TYPE, "v": VERSION, **self._asdict()})
 
     @property
     def key(self) -> bytes:
@@ -89,17 +80,34 @@ class Heartbeat:
         return self.session_id.encode()
 
 
-_HEARTBEAT_FIELDS = frozenset(Heartbeat.__dataclass_fields__)
-# decode's fast path: the slots' own setters (the frozen dataclass __init__ costs ~3 us, a
-# measurable share of a worker's per-beat budget), then the same validation as __init__.
-_SETTERS = tuple((name, Heartbeat.__dict__[name].__set__) for name in _HEARTBEAT_FIELDS)
+def _validate(hb: Heartbeat) -> None:
+    # One boolean expression on the hot path; the slow path names the field.
+    sid, mid, reg, cdn, rate, buf, play, dev, ts = hb
+    if not (type(sid) is str and 0 < len(sid) <= _MAX_TEXT
+            and type(mid) is str and 0 < len(mid) <= _MAX_TEXT
+            and type(reg) is str and 0 < len(reg) <= _MAX_TEXT and reg != ALL
+            and type(cdn) is str and 0 < len(cdn) <= _MAX_TEXT and cdn != ALL
+            and type(dev) is str and 0 < len(dev) <= _MAX_TEXT
+            and type(rate) is int and rate >= 0 and type(buf) is int and buf >= 0
+            and type(play) is int and play >= 0 and type(ts) is int and ts >= 0):
+        _explain(hb)
+
+
+def _explain(hb: Heartbeat) -> None:
+    for name in ("session_id", "match_id", "region", "cdn", "device"):
+        _text(name, getattr(hb, name))
+    for name in ("bitrate_kbps", "buffering_ms", "playhead_ms", "ts_ms"):
+        _count(name, getattr(hb, name))
+    raise HeartbeatError(f"region/cdn: {ALL!r} is reserved for totals")
+
+
+_ORDER = _HeartbeatFields._fields
+_HEARTBEAT_FIELDS = frozenset(_ORDER)
 
 
 def _build(doc: dict[str, Any]) -> Heartbeat:
-    hb = object.__new__(Heartbeat)
-    for name, setter in _SETTERS:
-        setter(hb, doc[name])
-    hb.__post_init__()
+    hb = tuple.__new__(Heartbeat, [doc[name] for name in _ORDER])
+    _validate(hb)
     return hb
 
 
