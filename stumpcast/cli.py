@@ -17,6 +17,7 @@ from schemas.settings import Settings, SettingsError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.stack",
+    "stumpcast.commands.settings",
     "stumpcast.commands.smoke",
     "stumpcast.commands.match",
     "stumpcast.commands.media",
@@ -71,3 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stumpcast: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stumpcast tail ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
