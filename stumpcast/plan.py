@@ -114,6 +114,7 @@ UPDATES_PER_S = 1.0                   # 1 msg/s per match topic (Hotstar PubSub,
 VIDEO_MBPS_PER_VIEWER = 0.55          # 5.7 Tbps at 10.3M viewers (Hotstar 2018 slides, §1c, A)
 PARTITION_MSGS_PER_S = 50_000         # keep each heartbeat partition <= ~13 MB/s (assumption)
 REDIS_ELEMENTS_PER_S = 500_000        # SADD members/s per shard, pipelined (assumption, measure)
+ARRIVALS_PER_S = 5_000_000 / 30       # 50 lakh joined in 20-30 s (Akamai, industry.md §1c)
 REDIS_GB_PER_SHARD = 25.0             # usable memory per shard (assumption)
 SET_BYTES_PER_SESSION = 80            # Redis set member overhead, exact views (assumption)
 
@@ -141,7 +142,8 @@ def plan(viewers: int, matches: int, figs: dict[str, Figure], headroom: float = 
     analytics = math.ceil(hb_rate / hb_worker)
     hb_parts = max(analytics, math.ceil(hb_rate / PARTITION_MSGS_PER_S))
     views_gb = design * SET_BYTES_PER_SESSION / 1e9
-    redis = max(1, math.ceil(hb_rate / REDIS_ELEMENTS_PER_S),
+    arrivals = ARRIVALS_PER_S * headroom   # exact views SADD arrivals only, not every beat
+    redis = max(1, math.ceil(arrivals / REDIS_ELEMENTS_PER_S),
                 math.ceil(views_gb / REDIS_GB_PER_SHARD))
     return [
         Line("design load", design, f"{viewers:,} expected x {headroom:g} headroom = "
@@ -158,9 +160,9 @@ def plan(viewers: int, matches: int, figs: dict[str, Figure], headroom: float = 
              f"max(2 for failover, ceil({matches} matches x 2 events/s burst / {streams:,.0f}))"),
         Line("notifier processes", 2, "2 for failover; the push providers' quotas bound sends "
              "(FCM 600K/min default, industry.md §5), not this process"),
-        Line("Redis shards (primaries)", redis, f"max(1, ceil({hb_rate:,.0f} SADD/s / "
+        Line("Redis shards (primaries)", redis, f"max(1, ceil({arrivals:,.0f} arrivals/s SADD / "
              f"{REDIS_ELEMENTS_PER_S:,}), ceil({views_gb:,.1f} GB exact views / "
-             f"{REDIS_GB_PER_SHARD:g} GB)); hll mode needs 12 KB per match"),
+             f"{REDIS_GB_PER_SHARD:g} GB)), each with a replica; hll views: 12 KB per match"),
         Line("video egress, Tbps (CDN)", design * VIDEO_MBPS_PER_VIEWER / 1e6,
              f"{design:,} x {VIDEO_MBPS_PER_VIEWER} Mbps (5.7 Tbps / 10.3M, Hotstar 2018)"),
         Line("WebSocket egress, Gbps (gateways)", design * UPDATE_BYTES * 8 * UPDATES_PER_S / 1e9,
