@@ -101,7 +101,8 @@ def _path(raw: str) -> Path:
 
 def _env(name: str, default: str | None, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a dataclass field bound to one environment variable."""
-    return field(default=None, metadata={"env": name, "default": default, "parse": parse, "doc": doc})
+    meta = {"env": name, "default": default, "parse": parse, "doc": doc}
+    return field(default=None, metadata=meta)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ MATCH_EVENTS = Topic("match.events", 8, "Validated-on-read match events from sco
                      retention_ms=7 * _DAY_MS)
 MATCH_EVENTS_DLQ = Topic("match.events.dlq", 2, "Rejected events with the reason they failed.",
                          retention_ms=30 * _DAY_MS)
-NOTIFICATIONS = Topic("match.notifications", 8, "Milestones derived from the fold, and retractions.",
+NOTIFICATIONS = Topic("match.notifications", 8,
+                      "Milestones derived from the fold, and retractions.",
                       retention_ms=7 * _DAY_MS)
 SCORECARDS = Topic("match.scorecards", 8, "Latest scorecard per match, for analysts.",
                    compacted=True)

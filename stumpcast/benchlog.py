@@ -62,7 +62,7 @@ def machine() -> str:
 def record(title: str, rows: Sequence[tuple[str, str]], notes: str = "",
            path: Path = Path("BENCHMARKS.md")) -> str:
     """Append one run as a Markdown section; return the text written."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"\n### {title} — {stamp}\n",
              f"commit `{commit()}` · {machine()}\n",
              "| figure | value |", "|---|---|"]

@@ -30,7 +30,7 @@ def test_every_stumpcast_variable_is_a_setting(compose):
 
 
 def test_every_service_environment_parses(compose):
-    for name, env in _services_env(compose):
+    for _name, env in _services_env(compose):
         if any(k.startswith("STUMPCAST_") for k in env):
             Settings.from_env(env)  # raises SettingsError naming the variable
 

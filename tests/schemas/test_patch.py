@@ -11,7 +11,8 @@ from schemas import patch
 json_scalars = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=5)
 json_docs = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner, max_size=5),
+    lambda inner: (st.lists(inner, max_size=5)
+                   | st.dictionaries(st.text(max_size=4), inner, max_size=5)),
     max_leaves=30,
 )
 
@@ -25,8 +26,9 @@ def test_apply_of_diff_reproduces_new(old, new):
 
 
 def test_ball_sized_change_is_small():
-    old = {"innings": [{"runs": 10, "batting": [{"name": "A", "runs": 4}, {"name": "B", "runs": 6}]}]}
-    new = {"innings": [{"runs": 14, "batting": [{"name": "A", "runs": 8}, {"name": "B", "runs": 6}]}]}
+    b = {"name": "B", "runs": 6}
+    old = {"innings": [{"runs": 10, "batting": [{"name": "A", "runs": 4}, b]}]}
+    new = {"innings": [{"runs": 14, "batting": [{"name": "A", "runs": 8}, b]}]}
     assert patch.diff(old, new) == [
         ["n", ["innings", 0], [["s", ["batting", 0, "runs"], 8], ["s", ["runs"], 14]]],
     ]

@@ -1,4 +1,4 @@
-"""The settings object: defaults follow the local stack, cluster values parse, bad ones are named."""
+"""Settings: defaults follow the local stack, cluster values parse, bad ones are named."""
 
 import pytest
 
