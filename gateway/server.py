@@ -29,6 +29,7 @@ from gateway.limits import Limits, TokenBucket
 from gateway.metrics import GatewayMetrics, read_siblings
 from gateway.panic import PanicStore
 from gateway.session import Close, Join, Leave, Send, Session
+from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
 from schemas import protocol as p
 
@@ -140,8 +141,10 @@ class Gateway:
             ping_interval=None, ping_timeout=None,  # one process-wide sweep, not a task each
             close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
         self.port = self.server.sockets[0].getsockname()[1]
+        self.watching = WatchingRelay(redis, self.hub)
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
-                     self._save_panic_copies(), self._dump_stats(), self._keepalive()):
+                     self._save_panic_copies(), self._dump_stats(), self._keepalive(),
+                     self.watching.run()):
             self.spawn(coro)
         with contextlib.suppress(FeedUnavailable):
             await self.feed.check_positions()
