@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,12 +107,18 @@ class Rig:
     def stop_gateway(self) -> None:
         self.call_all("abort", None)
         if self.gateway is not None:
+            workers = [int(s["pid"]) for s in self.worker_stats()]
             self.gateway.terminate()
             try:
                 self.gateway.wait(20)
             except subprocess.TimeoutExpired:
-                self.gateway.kill()  # the parent only; its workers get SIGTERM from it first
+                self.gateway.kill()  # the parent only; its workers got SIGTERM from it first
                 self.gateway.wait(5)
+            for pid in workers:  # a worker still draining after 20 s would hold the port
+                with contextlib.suppress(OSError):
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"gateway\0serve" in cmd and str(self.args.port).encode() in cmd:
+                        os.kill(pid, signal.SIGKILL)  # ours, not a reused pid
             self.gateway = None
             time.sleep(1.0)
 
