@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.auth import AuthConfig, Claims, origin_allowed, token_from_request, verify_token
+from gateway.beats import HeartbeatForwarder
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
 from gateway.http import HttpApi, HttpResponse, json_error
@@ -28,7 +29,7 @@ from gateway.hub import Client, Hub
 from gateway.limits import Limits, TokenBucket
 from gateway.metrics import GatewayMetrics, read_siblings
 from gateway.panic import PanicStore
-from gateway.session import Close, Join, Leave, Send, Session
+from gateway.session import Beat, Close, Join, Leave, Send, Session
 from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
 from schemas import protocol as p
@@ -53,6 +54,7 @@ class GatewayConfig:
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
     mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
     worker: str = "0"
+    kafka_bootstrap: str | None = None  # where viewers' heartbeats go; None: not accepted
     stats_path: Path | None = None    # this worker's counters, rewritten twice a second (workers
                                       # read each other's for /metrics; the bench reads them)
 
@@ -142,6 +144,7 @@ class Gateway:
             close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
         self.port = self.server.sockets[0].getsockname()[1]
         self.watching = WatchingRelay(redis, self.hub)
+        self.beats = HeartbeatForwarder(cfg.kafka_bootstrap)
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
                      self._save_panic_copies(), self._dump_stats(), self._keepalive(),
                      self.watching.run()):
@@ -157,6 +160,8 @@ class Gateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if getattr(self, "beats", None) is not None:
+            await asyncio.to_thread(self.beats.close)
         for client in (self.feed.redis, self.feed.reader):
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -319,6 +324,9 @@ class Gateway:
             self.hub.send(client, [p.unsubscribed(out.req_id, out.channel.key)], now)
         elif isinstance(out, Close):
             self.hub.close(client, out.code, out.reason)
+        elif isinstance(out, Beat) and not self.beats.forward(dict(out.fields)):
+            reason = "heartbeats are not accepted here" if not self.beats.enabled else "busy"
+            self.hub.send(client, [p.error(p.ErrorCode.UNAVAILABLE, reason)], now)
 
     async def _join(self, client: Client, session: Session, join: Join) -> None:
         key, match_id = join.channel.key, join.channel.match_id
@@ -419,6 +427,7 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
     values: dict[str, Any] = dict(
         host=settings.gateway_host, port=settings.gateway_port, redis_url=settings.redis_url,
         limits=limits, auth=auth, panic_dir=settings.gateway_panic_dir,
-        panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag)
+        panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
+        kafka_bootstrap=settings.kafka_bootstrap_str)
     values.update(overrides)
     return GatewayConfig(**values)

@@ -41,7 +41,14 @@ class Close:
     reason: str
 
 
-Outbound = Send | Join | Leave | Close
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """Forward a viewer's heartbeat to the analytics topic."""
+
+    fields: dict[str, object]
+
+
+Outbound = Send | Join | Leave | Close | Beat
 
 
 class Session:
@@ -79,6 +86,8 @@ class Session:
             return self._subscribe(msg)
         if isinstance(msg, p.Unsubscribe):
             return self._unsubscribe(msg)
+        if isinstance(msg, p.Heartbeat):
+            return [Beat(msg.fields)]
         return [Send(p.pong(msg.id))]
 
     def _subscribe(self, msg: p.Subscribe) -> list[Outbound]:

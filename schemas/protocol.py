@@ -143,7 +143,18 @@ class Ping:
     id: str | int | None
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A player's heartbeat (``schemas.heartbeats`` fields less ``ts_ms``, which the gateway
+    stamps on receipt so that viewers' clocks cannot skew the concurrency windows)."""
+
+    id: str | int | None
+    fields: dict[str, Any]
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Heartbeat
+HEARTBEAT_FIELDS = ("session_id", "match_id", "region", "cdn", "bitrate_kbps", "buffering_ms",
+                    "playhead_ms", "device")
 
 
 def _req_id(doc: dict[str, Any]) -> str | int | None:
@@ -176,8 +187,30 @@ def parse_client_message(raw: bytes | str) -> ClientMessage:
         return Unsubscribe(rid, parse_channel(doc.get("channel"), rid))
     if kind == "ping":
         return Ping(rid)
-    raise ProtocolError(ErrorCode.UNKNOWN_TYPE,
-                        f"unknown type {kind!r}; expected subscribe, unsubscribe or ping", rid)
+    if kind == "heartbeat":
+        return Heartbeat(rid, parse_heartbeat(doc.get("beat"), rid))
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind!r}; expected subscribe, "
+                        "unsubscribe, ping or heartbeat", rid)
+
+
+def parse_heartbeat(beat: Any, rid: str | int | None) -> dict[str, Any]:
+    """Validate a heartbeat's fields with the heartbeat contract itself (one rule set)."""
+    from schemas.heartbeats import Heartbeat as Beat
+    from schemas.heartbeats import HeartbeatError
+
+    if not isinstance(beat, dict) or set(beat) != set(HEARTBEAT_FIELDS):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE,
+                            f"beat must be an object with exactly {', '.join(HEARTBEAT_FIELDS)}",
+                            rid)
+    try:
+        Beat(**beat, ts_ms=0)
+    except (HeartbeatError, TypeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"beat.{exc}", rid) from None
+    return dict(beat)
+
+
+def heartbeat_message(beat: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": "heartbeat", "v": VERSION, "beat": beat})
 
 
 def subscribe_message(channel: str, since: Position | None = None,
