@@ -11,6 +11,7 @@ A terminal close code (4100-4199) ends the iteration with ``GatewayClosed``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -93,11 +94,36 @@ class ClientState:
 
 class GatewayClient:
     def __init__(self, url: str, channels: list[str], token: str | None = None,
-                 base: float = 0.5, cap: float = 30.0) -> None:
+                 base: float = 0.5, cap: float = 30.0,
+                 heartbeat: Callable[[], dict[str, Any]] | None = None,
+                 heartbeat_interval: float = 10.0) -> None:
         self.url = url if token is None else f"{url}{'&' if '?' in url else '?'}token={token}"
         self.state = ClientState(channels)
         self.base, self.cap = base, cap
         self.reconnects = 0
+        self.heartbeat = heartbeat  # the viewer's heartbeat fields, sent while connected
+        self.heartbeat_interval = heartbeat_interval
+
+    @contextlib.asynccontextmanager
+    async def _beating(self, ws: Any) -> AsyncIterator[None]:
+        """Send the viewer's heartbeat every interval while this connection lasts."""
+        if self.heartbeat is None:
+            yield
+            return
+        beat = self.heartbeat
+
+        async def loop() -> None:
+            while True:
+                await ws.send(p.heartbeat_message(beat()).decode())
+                await asyncio.sleep(self.heartbeat_interval)
+
+        task = asyncio.ensure_future(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def events(self) -> AsyncIterator[Event]:
         from websockets.asyncio.client import connect
@@ -106,7 +132,8 @@ class GatewayClient:
         attempt = 0
         while True:
             try:
-                async with connect(self.url, compression=None, max_size=2**22) as ws:
+                async with (connect(self.url, compression=None, max_size=2**22) as ws,
+                            self._beating(ws)):
                     for frame in self.state.subscribe_messages():
                         await ws.send(frame.decode())
                     attempt = 0

@@ -86,3 +86,31 @@ async def test_without_kafka_heartbeats_get_a_clear_error(gateway):
     msg = await peer.recv()
     assert msg["type"] == "error" and msg["code"] == "unavailable"
     await peer.close()
+
+
+@pytest.mark.stack
+async def test_the_client_library_beats_while_connected(settings, redis, tmp_path, kafka_stack):
+    import asyncio
+
+    from gateway.client import GatewayClient
+
+    gw = Gateway(make_config(settings, tmp_path, kafka_bootstrap=settings.kafka_bootstrap_str))
+    await gw.start()
+    client = GatewayClient(f"ws://127.0.0.1:{gw.port}/ws", ["match:no-such-match"],
+                           heartbeat=lambda: beat(session_id="lib"), heartbeat_interval=0.2)
+
+    async def consume() -> None:
+        async for _ in client.events():
+            pass
+
+    task = asyncio.ensure_future(consume())
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if gw.beats.forwarded >= 3:
+                break
+        assert gw.beats.forwarded >= 3 and gw.beats.dropped == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.stop()

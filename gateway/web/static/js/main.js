@@ -5,6 +5,7 @@
 // window.stumpcast; nothing else depends on it.
 
 import { MatchConnection } from "./connection.js";
+import { Heartbeat } from "./heartbeat.js";
 import { showMatchList } from "./matches.js";
 import { Player } from "./player.js";
 import { renderScorecard } from "./scorecard.js";
@@ -47,11 +48,14 @@ function openMatch(matchId) {
   sync.onchange = () => reveal.setEnabled(sync.checked);
   $("#go-live").onclick = () => player.liveEdge();
 
+  const heartbeat = new Heartbeat(conn, player, matchId, mediaOrigin);
+
   player.start();
   conn.start();
+  heartbeat.start();
   const timer = setInterval(() => frame(player, reveal), 250);
-  window.stumpcast = { matchId, conn, player, reveal, mediaOrigin };
-  return () => { clearInterval(timer); conn.stop(); player.hls?.destroy(); };
+  window.stumpcast = { matchId, conn, player, reveal, mediaOrigin, heartbeat };
+  return () => { clearInterval(timer); heartbeat.stop(); conn.stop(); player.hls?.destroy(); };
 }
 
 // Four times a second: reveal what the playhead has reached, redraw the seek bar and clock.
