@@ -81,7 +81,7 @@ class MarkerFeed:
                 self.metrics.errors.labels("kafka_consume").inc()
                 continue
             try:
-                out.append(decode(msg.value()))
+                out.append(decode(msg.value() or b""))
             except NotificationError as exc:
                 self.metrics.errors.labels("bad_notification").inc()
                 log.warning("bad notification skipped", extra={"error": str(exc)})

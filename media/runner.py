@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 _INPUT_ERRORS = ("Invalid data found", "Error opening input", "No such file",
@@ -98,7 +98,7 @@ class FfmpegProcs:
         return {name: proc.pid for name, proc in
                 (("encoder", self.encoder), ("generator", self.generator)) if proc}
 
-    async def progress_lines(self) -> AsyncIterator[str]:
+    async def progress_lines(self) -> AsyncGenerator[str, None]:
         assert self.encoder is not None and self.encoder.stdout is not None
         while line := await self.encoder.stdout.readline():
             yield line.decode(errors="replace")

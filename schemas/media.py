@@ -7,6 +7,7 @@ media worker writes them; analytics and monitoring read them. Versioned wire typ
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class SegmentPublished:
         if not self.duration > 0 or self.bytes <= 0:
             raise MediaEventError("duration/bytes: must be positive")
 
-    def encode(self) -> bytes:
+    def encode(self) -> builtins.bytes:  # the field named bytes shadows the builtin here
         doc: dict[str, Any] = {"type": TYPE, "v": VERSION, **asdict(self)}
         return orjson.dumps(doc)
 
