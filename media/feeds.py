@@ -64,12 +64,15 @@ async def scorebug_loop(redis_url: str, match_id: str, path: Path, stop: asyncio
 class MarkerFeed:
     """Notifications from ``match.notifications``, polled without blocking the event loop."""
 
-    def __init__(self, bootstrap: str, metrics: MediaMetrics) -> None:
+    def __init__(self, bootstrap: str, match_id: str, metrics: MediaMetrics) -> None:
         from confluent_kafka import Consumer
 
         self.metrics = metrics
+        # One group per match: each worker follows its own match and must see every partition.
+        # A shared group would split the partitions between workers of different matches.
         self.consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": topology.GROUP_MEDIA_MARKERS,
+            "bootstrap.servers": bootstrap,
+            "group.id": topology.media_markers_group(match_id),
             # earliest: a new worker catches up on markers still inside its playlist window.
             "auto.offset.reset": "earliest", "enable.auto.commit": True})
         self.consumer.subscribe([topology.NOTIFICATIONS.name])

@@ -296,7 +296,7 @@ class MediaWorker:
 
     async def _markers(self, stop: asyncio.Event) -> None:
         assert self.cfg.kafka_bootstrap
-        feed = MarkerFeed(self.cfg.kafka_bootstrap, self.metrics)
+        feed = MarkerFeed(self.cfg.kafka_bootstrap, self.cfg.match_id, self.metrics)
         try:
             while not stop.is_set():
                 for note in feed.poll():

@@ -58,6 +58,11 @@ TOPICS: tuple[Topic, ...] = (
 # Consumer groups, one per service role.
 GROUP_STREAMS = "stumpcast-streams"
 GROUP_MEDIA_MARKERS = "stumpcast-media-markers"
+
+
+def media_markers_group(match_id: str) -> str:
+    """The media worker's consumer group for one match's markers (one group per match)."""
+    return f"{GROUP_MEDIA_MARKERS}.{match_id}"
 GROUP_NOTIFIER = "stumpcast-notifier"
 GROUP_ANALYTICS = "stumpcast-analytics"
 
