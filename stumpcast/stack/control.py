@@ -16,7 +16,13 @@ from pathlib import Path
 from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
 from stumpcast.stack.cassandra_server import CassandraServer
-from stumpcast.stack.errors import PortInUse, ServerDied, StackError, StartTimeout
+from stumpcast.stack.errors import (
+    PortInUse,
+    ServerDied,
+    ServerFailed,
+    StackError,
+    StartTimeout,
+)
 from stumpcast.stack.kafka_server import KafkaServer
 from stumpcast.stack.layout import RunLayout
 from stumpcast.stack.procs import ProcRecord, is_ours, launch, stop, tail
@@ -66,8 +72,12 @@ def up(settings: Settings, only: Iterable[str] | None = None,
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
     todo = list(chosen) if chosen is not None else servers(settings, only)
     ctx = StartContext(settings, say, maven_repo)
-    if any(s.needs_java() and not s.probe(1.0) for s in todo):
-        ctx.java()  # fail fast, before any download, if there is no JDK 17
+    needing_java = [s for s in todo if s.needs_java() and not s.probe(1.0)]
+    if needing_java:
+        try:
+            ctx.java()  # fail fast, before any download, if there is no JDK 17
+        except StackError as exc:
+            raise logged(exc, needing_java) from None
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
         futures = [pool.submit(_bring_up, s, ctx) for s in todo]
     results: list[UpResult] = []
@@ -95,8 +105,13 @@ def _bring_up(server: Server, ctx: StartContext) -> UpResult:
         return UpResult(server.name, "already healthy", record.pid if record else None, 0.0)
     action = "was starting"
     if record is None:
-        check_ports(server)
-        argv = server.prepare(ctx)
+        try:
+            check_ports(server)
+            argv = server.prepare(ctx)
+        except ServerFailed:
+            raise
+        except StackError as exc:
+            raise logged(exc, [server]) from None
         ctx.say(f"starting {server.name} (log: {server.log_path})")
         record, exit_code = launch(argv, server.log_path, server.marker, server.layout.root)
         record.save(server.layout.pid_record(server.name))
@@ -109,6 +124,21 @@ def _bring_up(server: Server, ctx: StartContext) -> UpResult:
     ctx.say(f"{server.name} healthy on port {server.ports()[0].number} "
             f"(pid {record.pid}, {seconds:.1f} s)")
     return UpResult(server.name, action, record.pid, seconds)
+
+
+def logged(exc: StackError, failed: Sequence[Server]) -> StackError:
+    """A failure before a server could start, written where its own failures go: its log.
+
+    ``stack logs <server>`` then says why it is not running, and the message names the file.
+    """
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    for server in failed:
+        server.layout.prepare(server.name)
+        with server.log_path.open("a") as fh:
+            fh.write(f"[{stamp} stumpcast] not started: {exc}\n")
+    logs = ", ".join(str(s.log_path) for s in failed)
+    exc.args = (f"{exc}\nNot started; this is also in {logs} (stumpcast stack logs).",)
+    return exc
 
 
 def check_ports(server: Server) -> None:

@@ -78,6 +78,8 @@ def test_port_taken_names_port_setting_and_holder(private_stack: PrivateStack,
     assert "STUMPCAST_STACK_REDIS_PORT" in out.stderr
     assert f"pid {os.getpid()}" in out.stderr  # the holder, found through /proc
     assert "Traceback" not in out.stderr
+    log = RunLayout.at(private_stack.settings.run_dir).log("redis")
+    assert str(log) in out.stderr and "already in use" in log.read_text()
 
 
 def test_java_missing_says_what_to_install(private_stack: PrivateStack,
@@ -91,6 +93,8 @@ def test_java_missing_says_what_to_install(private_stack: PrivateStack,
     assert "openjdk-17-jre-headless" in out.stderr
     assert "Traceback" not in out.stderr
     assert private_stack.processes() == []
+    log = RunLayout.at(private_stack.settings.run_dir).log("kafka")
+    assert str(log) in out.stderr and "has no bin/java" in log.read_text()
 
 
 class BrokenRedis(RedisServer):
