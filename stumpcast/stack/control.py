@@ -72,29 +72,33 @@ def up(settings: Settings, only: Iterable[str] | None = None,
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
     todo = list(chosen) if chosen is not None else servers(settings, only)
     ctx = StartContext(settings, say, maven_repo)
-    needing_java = [s for s in todo if s.needs_java() and not s.probe(1.0)]
-    if needing_java:
-        try:
-            ctx.java()  # fail fast, before any download, if there is no JDK 17
-        except StackError as exc:
-            raise logged(exc, needing_java) from None
+    _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
         futures = [pool.submit(_bring_up, s, ctx) for s in todo]
     results: list[UpResult] = []
     errors: list[StackError] = []
     for future in futures:
-        exc = future.exception()
-        if exc is None:
+        failure = future.exception()
+        if failure is None:
             results.append(future.result())
-        elif isinstance(exc, StackError):
-            errors.append(exc)
+        elif isinstance(failure, StackError):
+            errors.append(failure)
         else:
-            raise exc
+            raise failure
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise StackError("\n\n".join(str(e) for e in errors))
     return results
+
+
+def _check_java(ctx: StartContext, needing_java: list[Server]) -> None:
+    """Fail fast, before any download, if a server that needs a JDK 17 has none."""
+    if needing_java:
+        try:
+            ctx.java()
+        except StackError as exc:
+            raise logged(exc, needing_java) from None
 
 
 def _bring_up(server: Server, ctx: StartContext) -> UpResult:
