@@ -35,10 +35,41 @@ def state(page: Any) -> dict[str, Any]:
     return dict(page.evaluate(STATE))
 
 
-def test_page_loads_and_the_video_plays(page, e2e, media_worker, replay) -> None:
+class HeartbeatTap:
+    """Reads ``viewer.heartbeats`` from the offsets it saw when made: only new beats."""
+
+    def __init__(self, settings: Any) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from schemas.topology import VIEWER_HEARTBEATS
+
+        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
+                                  "group.id": unique("beats"), "enable.auto.commit": False})
+        topic = VIEWER_HEARTBEATS.name
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [TopicPartition(topic, p, self.consumer.get_watermark_offsets(
+            TopicPartition(topic, p), timeout=10)[1]) for p in parts]
+        self.consumer.assign(ends)
+
+    def beats_of(self, session_id: str, timeout: float) -> list[Any]:
+        """The session's beats, until one carries a playhead (the video is playing)."""
+        from schemas.heartbeats import decode
+
+        found: list[Any] = []
+        deadline = time.time() + timeout
+        while not any(b.playhead_ms > 0 for b in found) and time.time() < deadline:
+            for msg in self.consumer.consume(500, 0.5):
+                if not msg.error() and msg.key() == session_id.encode():
+                    found.append(decode(msg.value()))
+        self.consumer.close()
+        return found
+
+
+def test_page_loads_and_the_video_plays(page, e2e, media_worker, replay, settings) -> None:
     match_id = unique("video")
     media_worker(match_id)
     replay(match_id, speed=100)
+    tap = HeartbeatTap(settings)
     page.goto(e2e.page_url(match_id).split("#")[0])
     link = page.locator(f'a[data-match="{match_id}"]')
     link.wait_for(timeout=30_000)
@@ -52,6 +83,11 @@ def test_page_loads_and_the_video_plays(page, e2e, media_worker, replay) -> None
     assert later["currentTime"] > first["currentTime"]
     assert page.locator("#score").inner_text()
     assert "Cricsheet" in page.locator("footer").inner_text()
+    # The player reports itself: heartbeats through the gateway into viewer.heartbeats.
+    session_id = page.evaluate("() => window.stumpcast.heartbeat.sessionId")
+    beats = tap.beats_of(session_id, timeout=15)
+    assert beats and beats[0].match_id == match_id and beats[0].device == "web", beats
+    assert any(b.playhead_ms > 0 for b in beats), beats
     shot(page, "02-match-view")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     time.sleep(0.5)

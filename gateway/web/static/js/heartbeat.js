@@ -5,6 +5,7 @@
 // uses the playhead to hold spoilers. The gateway stamps the time of receipt.
 
 export const INTERVAL_MS = 10_000;
+const FIRST_BEAT_MS = 3_000;
 
 export class Heartbeat {
   constructor(conn, player, matchId, mediaOrigin) {
@@ -27,10 +28,12 @@ export class Heartbeat {
   }
 
   start() {
+    // A first beat soon after the start (once the connection is up), then every interval.
+    this.first = setTimeout(() => this.beat(), FIRST_BEAT_MS);
     this.timer = setInterval(() => this.beat(), INTERVAL_MS);
   }
 
-  stop() { clearInterval(this.timer); }
+  stop() { clearTimeout(this.first); clearInterval(this.timer); }
 
   beat() {
     if (this.waitingSince !== null) { this.endWait(); this.waitingSince = performance.now(); }
