@@ -129,10 +129,15 @@ class Hub:
         if client.closed or not payloads:
             return
         data = b"".join(text_frame(x) for x in payloads)
-        if not client.queued and client.sink.buffered() < self.limits.write_high_water:
-            self._write(client, data, len(payloads))
-        else:
+        if not self._write_now(client, data, len(payloads)):
             self._enqueue(client, CONTROL, "", data, now)
+
+    def _write_now(self, client: Client, data: bytes, count: int) -> bool:
+        """Write straight to the socket when nothing is queued and its buffer has room."""
+        if client.queued or client.sink.buffered() >= self.limits.write_high_water:
+            return False
+        self._write(client, data, count)
+        return True
 
     def publish_scores(self, key: str, items: list[tuple[int, bytes]], snapshot: SnapshotFn,
                        now: float) -> None:
@@ -165,8 +170,7 @@ class Hub:
             return
         sub.pos = fresh[-1][0]
         data = b"".join(text_frame(x) for _, x in fresh)
-        if not client.queued and client.sink.buffered() < self.limits.write_high_water:
-            self._write(client, data, len(fresh))
+        if self._write_now(client, data, len(fresh)):
             return
         queue = client.queue or ()
         pending = sum(1 for kind, k, _ in queue if kind == SCORE and k == key)
@@ -191,9 +195,7 @@ class Hub:
                 continue
             sub.pos = items[-1][0]
             data = b"".join(text_frame(x) for x in fresh)
-            if not client.queued and client.sink.buffered() < self.limits.write_high_water:
-                self._write(client, data, len(fresh))
-            else:
+            if not self._write_now(client, data, len(fresh)):
                 self._enqueue(client, NOTE, key, data, now)
 
     def reset(self, key: str, pos: Any, payload: bytes, now: float) -> None:
