@@ -4,7 +4,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STUMPCAST := $(VENV)/bin/stumpcast
 PYTEST_ARGS ?=
-SYSTEM_PACKAGES := redis-server ffmpeg
 
 .PHONY: setup system-deps venv web demo test test-unit lint stack-up stack-down clean
 

@@ -245,11 +245,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             "live-replay", str(path), "--match-id", match_id, "--speed", str(args.speed))))
         _banner(settings, match_id, args.speed, log_dir)
         if args.no_watch or not _has_watch():
-            _wait_replay(sup)
+            _wait_for(sup, "replay")
         else:
             _wait_for_card(settings, match_id)
             sup.start(Child("watch", stumpcast_argv("watch", match_id)), foreground=True)
-            _wait_any(sup)
+            _wait_for(sup, "watch")
         print("demo: the match is over; Ctrl-C stops everything", flush=True)
         while True:
             time.sleep(3600)
@@ -308,19 +308,12 @@ def _wait_for_card(settings: Settings, match_id: str, timeout: float = 60.0) -> 
         time.sleep(0.5)
 
 
-def _wait_replay(sup: Supervisor) -> None:
-    replay = next(c for c in sup.children if c.name == "replay")
-    assert replay.proc is not None
-    while replay.proc.poll() is None:
-        _check_services(sup)
-        time.sleep(1)
-
-
-def _wait_any(sup: Supervisor) -> None:
-    """Until the terminal viewer exits (it runs until Ctrl-C) or a service dies."""
-    watch = next(c for c in sup.children if c.name == "watch")
-    assert watch.proc is not None
-    while watch.proc.poll() is None:
+def _wait_for(sup: Supervisor, name: str) -> None:
+    """Until the child ``name`` exits (the terminal viewer runs until Ctrl-C); a service that
+    dies meanwhile stops the demo."""
+    child = next(c for c in sup.children if c.name == name)
+    assert child.proc is not None
+    while child.proc.poll() is None:
         _check_services(sup)
         time.sleep(1)
 
