@@ -38,6 +38,11 @@ MATCH_EVENTS_DLQ = Topic("match.events.dlq", 2, "Rejected events with the reason
 NOTIFICATIONS = Topic("match.notifications", 8,
                       "Milestones derived from the fold, and retractions.",
                       retention_ms=7 * _DAY_MS)
+# The relay's checkpoint (last notification id per match), written in the same Kafka transaction
+# as the notifications. Partition p is written only by the relay of match.events partition p.
+NOTIFY_RELAY = Topic("match.notifications.relay", MATCH_EVENTS.partitions,
+                     "Notification relay checkpoints: the last id published per match.",
+                     compacted=True)
 SCORECARDS = Topic("match.scorecards", 8, "Latest scorecard per match, for analysts.",
                    compacted=True)
 VIEWER_HEARTBEATS = Topic("viewer.heartbeats", 8, "Player heartbeats: session, CDN, bitrate.",
@@ -51,7 +56,7 @@ SMOKE = Topic("stumpcast.smoke", 1, "Round trips of `make demo`'s smoke run and 
               retention_ms=3600 * 1000)
 
 TOPICS: tuple[Topic, ...] = (
-    MATCH_EVENTS, MATCH_EVENTS_DLQ, NOTIFICATIONS, SCORECARDS, VIEWER_HEARTBEATS,
+    MATCH_EVENTS, MATCH_EVENTS_DLQ, NOTIFICATIONS, NOTIFY_RELAY, SCORECARDS, VIEWER_HEARTBEATS,
     ANALYTICS_CONCURRENCY, MEDIA_SEGMENTS, SMOKE,
 )
 

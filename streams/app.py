@@ -9,8 +9,9 @@ Latency tuning (defaults in brackets, see infra.md §3 and faust's settings modu
 
 * ``broker_commit_interval`` 0.2 s [2.8 s] and ``broker_commit_every`` 200 [10 000]: commit
   offsets often, so a restarted worker re-reads little (the re-read is harmless, not free);
-* ``producer_linger`` 0 [0] and ``producer_acks`` -1: a notification is sent at once and is
-  acknowledged by all in-sync replicas before the view moves;
+* ``producer_linger`` 0 [0] and ``producer_acks`` -1: a card or a reject is sent at once and
+  acknowledged by all in-sync replicas (notifications go through ``streams.relay``'s own
+  transactional producers, ``linger.ms`` 0);
 * ``stream_buffer_maxsize`` 1024 [4096]: bounded read-ahead per partition;
 * aiokafka's ``fetch_max_wait_ms`` is fixed at 1500 ms by faust's driver, but with
   ``fetch_min_bytes=1`` the broker answers a fetch as soon as one record is there, so it only
@@ -27,18 +28,14 @@ Latency tuning (defaults in brackets, see infra.md §3 and faust's settings modu
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from schemas.notifications import Notification
 from schemas.settings import Settings
 from schemas.topology import (
     GROUP_STREAMS,
     MATCH_EVENTS,
     MATCH_EVENTS_DLQ,
-    NOTIFICATIONS,
     SCORECARDS,
 )
 
@@ -46,15 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class FaustOutputs:
-    """``engine.Outputs`` on faust topics (raw bytes, keyed by match)."""
+    """``engine.Outputs`` on faust topics (raw bytes, keyed by match). Notifications do not
+    go through faust: ``streams.relay`` publishes them in Kafka transactions."""
 
-    def __init__(self, notes: Any, cards: Any, dlq: Any) -> None:
-        self._notes, self._cards, self._dlq = notes, cards, dlq
-
-    async def notifications(self, match_id: str, notes: Sequence[Notification]) -> None:
-        key = match_id.encode()
-        futs = [await self._notes.send(key=key, value=n.encode()) for n in notes]
-        await asyncio.gather(*futs)  # acknowledged before the view moves
+    def __init__(self, cards: Any, dlq: Any) -> None:
+        self._cards, self._dlq = cards, dlq
 
     async def scorecard(self, match_id: str, card: bytes) -> None:
         await (await self._cards.send(key=match_id.encode(), value=card))
@@ -87,7 +80,7 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
     raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                                value_serializer="raw")
     events = app.topic(MATCH_EVENTS.name, **raw)
-    outputs = FaustOutputs(app.topic(NOTIFICATIONS.name, **raw), app.topic(SCORECARDS.name, **raw),
+    outputs = FaustOutputs(app.topic(SCORECARDS.name, **raw),
                            app.topic(MATCH_EVENTS_DLQ.name, **raw))
     engine, on_start = engine_factory(outputs)
     from streams.lanes import Lanes
@@ -98,7 +91,8 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
     async def process(stream: Any) -> None:
         manual = stream.noack()
         async for event in manual.events():
-            await lanes.submit(event.value, ack=_acker(manual, event))
+            await lanes.submit(event.value, ack=_acker(manual, event),
+                               partition=event.message.partition)
 
     @app.task
     async def start() -> None:
@@ -143,6 +137,7 @@ def make_engine_factory(settings: Settings) -> Any:
     from streams.eventstore import LazyCassandraEventStore, StoreBacklog
     from streams.metrics import Metrics, serve
     from streams.pipeline import ScorecardFolder
+    from streams.relay import KafkaTxnLog, NoteRelay
     from streams.viewstore import RedisViewStore
 
     def factory(outputs: FaustOutputs) -> tuple[Any, Any]:
@@ -150,8 +145,12 @@ def make_engine_factory(settings: Settings) -> Any:
                                         settings.cassandra_keyspace)
         backlog = StoreBacklog(store, settings.streams_store_backlog)
         config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout)
+        metrics = Metrics()
+        relay = NoteRelay(lambda p: KafkaTxnLog(settings.kafka_bootstrap_str, p),
+                          on_lost=lambda p, ms: engine.relay_lost(p, ms),
+                          on_published=metrics.published)
         engine = Engine(ScorecardFolder(), RedisViewStore.from_url(settings.redis_url), store,
-                        backlog, outputs, config, Metrics())
+                        backlog, outputs, config, relay, metrics)
 
         async def on_start(app: Any) -> None:
             await serve(engine.metrics, settings.streams_metrics_port,

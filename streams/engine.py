@@ -3,13 +3,13 @@
 Independent of faust, so it runs against the in-memory stores in tests and is driven by the
 faust agent (``streams.app``) in the worker. Order of effects for an accepted event:
 
-1. notifications to Kafka, acknowledged (only for events past the view's seq at recovery, so a
-   redelivery after a restart does not send them twice);
-2. the view commit (card, position, history, notifications in Redis, one Lua script);
+1. the view commit (card, position, history, notifications in Redis, one Lua script);
+2. its notifications to the relay (``streams.relay``), which publishes them to Kafka exactly
+   once, in transactions that also move the match's checkpoint;
 3. the latest card to the compacted scorecards topic (conflated: ``streams.cards``);
-4. the event into the store backlog; the Kafka message is acked only once it is in Cassandra
-   and a card at or past it is on the scorecards topic, so the committed consumer offset never
-   passes an event whose effects a restart could not redo.
+4. the event into the store backlog; the Kafka message is acked only once it is in Cassandra,
+   a card at or past it is on the scorecards topic and its notifications are committed, so the
+   committed consumer offset never passes an event whose effects a restart could not redo.
 
 A commit conflict means the view moved under us: flushed or restarted older (re-seeded from
 this state under a new epoch), rebuilt under a new epoch (adopted), or advanced by another
@@ -49,6 +49,7 @@ from streams.pipeline import (
     reject,
     replay_state,
 )
+from streams.relay import NoteKey, NoteRelay
 from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch, note_id
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,6 @@ Ack = Callable[[], Any] | None
 
 
 class Outputs(Protocol):
-    async def notifications(self, match_id: str, notes: Sequence[Notification]) -> None: ...
-
     async def scorecard(self, match_id: str, card: bytes) -> None: ...
 
     async def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
@@ -90,31 +89,43 @@ def view_write(match_id: str, epoch: int, seq: int, prev: int, ts: str, before: 
 
 
 def _note_ids(notes: Sequence[Notification]) -> list[str]:
+    return [note_id(*key) for key in _note_keys(notes)]
+
+
+def _note_keys(notes: Sequence[Notification]) -> list[NoteKey]:
+    """``(seq, index)`` of each note: its index among the notes its event caused."""
     out, counts = [], {}  # type: ignore[var-annotated]
     for n in notes:
         counts[n.seq] = counts.get(n.seq, -1) + 1
-        out.append(note_id(n.seq, counts[n.seq]))
+        out.append((n.seq, counts[n.seq]))
     return out
+
+
+def note_records(notes: Sequence[Notification]) -> list[tuple[NoteKey, bytes]]:
+    return [(k, n.encode()) for k, n in zip(_note_keys(notes), notes, strict=True)]
 
 
 class Engine:
     def __init__(self, folder: Folder, views: ViewStore, store: EventStore,
                  backlog: StoreBacklog, outputs: Outputs, config: EngineConfig,
-                 metrics: Metrics | None = None,
+                 relay: NoteRelay, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.folder, self.views, self.store, self.backlog = folder, views, store, backlog
-        self.outputs, self.config, self.clock = outputs, config, clock
+        self.outputs, self.config, self.clock, self.relay = outputs, config, clock, relay
         self.metrics = metrics or Metrics()
         self.matches: dict[str, MatchProcessor] = {}
+        self.partitions: dict[str, int] = {}  # match -> its match.events partition
         self.cards = CardPublisher(outputs.scorecard)
 
     # -- entry points -----------------------------------------------------------------------
 
-    async def handle(self, raw: bytes, ack: Ack = None) -> None:
-        """One message, start to end (the lanes of ``streams.lanes`` run matches side by side)."""
+    async def handle(self, raw: bytes, ack: Ack = None, partition: int = 0) -> None:
+        """One message, start to end (the lanes of ``streams.lanes`` run matches side by side).
+        ``partition`` is the message's partition of ``match.events``: the relay's fencing
+        scope for the match's notifications."""
         event = await self.admit(raw, ack)
         if event is not None:
-            await self.handle_event(event, raw, ack)
+            await self.handle_event(event, raw, ack, partition)
 
     async def admit(self, raw: bytes, ack: Ack = None) -> Event | None:
         """Validate and authorise; a reject goes to the DLQ here and ``None`` is returned."""
@@ -126,7 +137,9 @@ class Engine:
         self.metrics.events_in.labels(first.payload.TYPE).inc()
         return first
 
-    async def handle_event(self, event: Event, raw: bytes, ack: Ack = None) -> None:
+    async def handle_event(self, event: Event, raw: bytes, ack: Ack = None,
+                           partition: int = 0) -> None:
+        self.partitions[event.match_id] = partition
         proc = self.matches.get(event.match_id) or await self._recover(event.match_id, event)
         if proc is None:
             detail = "no match.created seen for this match"
@@ -164,6 +177,10 @@ class Engine:
         for m in list(self.matches) if match_ids is None else match_ids:
             self.matches.pop(m, None)
 
+    def relay_lost(self, partition: int, match_ids: list[str]) -> None:
+        """Another worker fenced this one off ``partition``'s relay: it owns those matches."""
+        self.forget(match_ids)
+
     # -- outcomes ---------------------------------------------------------------------------
 
     async def _run(self, outcomes: Sequence[Outcome]) -> None:
@@ -176,7 +193,8 @@ class Engine:
                     return
             elif isinstance(o, Duplicate):
                 self.metrics.duplicates.inc()
-                await self.backlog.put(_stored(o.event, o.raw), _acker(o.token), if_absent=True)
+                e, ack = o.event, _acker(o.token)
+                await self.backlog.put(_stored(e, o.raw), self._gated(e, ack), if_absent=True)
             elif isinstance(o, Rejected):
                 self.metrics.rejects.labels(o.reason.value).inc()
                 key = o.match_id.encode() if o.match_id else None
@@ -186,18 +204,27 @@ class Engine:
     async def _accepted(self, o: Accepted) -> None:
         e = o.event
         proc = self.matches[e.match_id]
-        if o.notes and e.seq > proc.view_seq:
-            await self.outputs.notifications(e.match_id, o.notes)
+        await self._commit(proc, o)
+        if o.notes:
+            self.relay.publish(e.match_id, self._partition(e.match_id), note_records(o.notes))
             for n in o.notes:
                 self.metrics.notifications.labels(n.kind.value).inc()
-        await self._commit(proc, o)
         self.cards.update(e.match_id, e.seq, orjson.dumps(o.after))
-        ack = _acker(o.token)
+        ack = self._gated(e, _acker(o.token))
         await self.backlog.put(_stored(e, o.raw),
                                lambda: self.cards.gate(e.match_id, e.seq, ack))
         self.metrics.events_out.labels(e.payload.TYPE).inc()
         self.metrics.backlog.set(len(self.backlog))
         self.metrics.store_up.set(1 if self.backlog.healthy else 0)
+
+    def _partition(self, match_id: str) -> int:
+        return self.partitions.get(match_id, 0)
+
+    def _gated(self, e: Event, ack: Callable[[], Any] | None) -> Callable[[], Any] | None:
+        """``ack`` held until the notifications caused at or before ``e`` are published."""
+        if ack is None:
+            return None
+        return lambda: self.relay.gate(e.match_id, self._partition(e.match_id), e.seq, ack)
 
     async def _commit(self, proc: MatchProcessor, o: Accepted) -> None:
         e = o.event
@@ -245,11 +272,11 @@ class Engine:
         state = replay_state(match_id, events, self.folder)
         pos = view.position
         proc = MatchProcessor(state, self.folder, self.config.gap_timeout,
-                              epoch=pos.epoch if pos else next_epoch(None, _now_ms()),
-                              view_seq=pos.seq if pos else 0)
+                              epoch=pos.epoch if pos else next_epoch(None, _now_ms()))
         if state.seq > 0 and (pos is None or pos.seq < state.seq):
             await self._reseed(proc, pos)
-            proc.view_seq = max(proc.view_seq, state.seq)
+        # Notifications a crash may have kept off Kafka: the relay skips what it committed.
+        self.relay.publish(match_id, self._partition(match_id), note_records(all_notes(state)))
         if state.doc is not None:  # the card a crash may have kept off the scorecards topic
             self.cards.update(match_id, state.seq, orjson.dumps(state.doc))
         return proc

@@ -20,16 +20,19 @@ from streams.viewstore import ViewStoreError
 
 log = logging.getLogger(__name__)
 
+Queued = tuple[Event, bytes, Ack, int]  # event, its bytes, its ack, its partition
+
 
 class Lanes:
     def __init__(self, engine: Engine, max_in_flight: int = 2000) -> None:
         self.engine = engine
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._lanes: dict[str, asyncio.Queue[tuple[Event, bytes, Ack]]] = {}
+        self._lanes: dict[str, asyncio.Queue[Queued]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, raw: bytes, ack: Ack = None) -> None:
-        """Queue one message; waits while ``max_in_flight`` events are unfinished."""
+    async def submit(self, raw: bytes, ack: Ack = None, partition: int = 0) -> None:
+        """Queue one message (from ``partition`` of ``match.events``); waits while
+        ``max_in_flight`` events are unfinished."""
         event = await self.engine.admit(raw, ack)
         if event is None:
             return
@@ -40,27 +43,27 @@ class Lanes:
             task = asyncio.create_task(self._drive(event.match_id, lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        lane.put_nowait((event, raw, ack))
+        lane.put_nowait((event, raw, ack, partition))
 
     async def idle(self) -> None:
         """Wait until every lane is empty (tests, shutdown)."""
         while self._lanes:
             await asyncio.sleep(0.005)
 
-    async def _drive(self, match_id: str, lane: asyncio.Queue[tuple[Event, bytes, Ack]]) -> None:
+    async def _drive(self, match_id: str, lane: asyncio.Queue[Queued]) -> None:
         while not lane.empty():
-            event, raw, ack = lane.get_nowait()
+            event, raw, ack, partition = lane.get_nowait()
             try:
-                await self._one(event, raw, ack)
+                await self._one(event, raw, ack, partition)
             finally:
                 self._slots.release()
         del self._lanes[match_id]  # no await since the check: nothing was queued meanwhile
 
-    async def _one(self, event: Event, raw: bytes, ack: Ack) -> None:
+    async def _one(self, event: Event, raw: bytes, ack: Ack, partition: int) -> None:
         delay = 0.05
         while True:
             try:
-                await self.engine.handle_event(event, raw, ack)
+                await self.engine.handle_event(event, raw, ack, partition)
                 return
             except ViewStoreError as exc:
                 log.warning("redis unreachable, retrying", extra={"error": str(exc),

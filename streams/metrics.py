@@ -41,8 +41,19 @@ class Metrics:
                              "Events waiting for the event store (Cassandra)", registry=r)
         self.store_up = Gauge("stumpcast_streams_store_up",
                               "1 when the last event store write succeeded", registry=r)
+        self.notes_published = Counter("stumpcast_streams_notifications_published",
+                                       "Notifications committed to match.notifications by the "
+                                       "transactional relay", registry=r)
+        self.relay_commit_seconds = Histogram("stumpcast_streams_relay_commit_seconds",
+                                              "Relay transaction time (begin to commit)",
+                                              buckets=_LATENCY_BUCKETS, registry=r)
         self.held = Gauge("stumpcast_streams_held", "Events held behind a sequence gap",
                           registry=r)
+
+    def published(self, count: int, seconds: float) -> None:
+        """The relay committed ``count`` notifications in one transaction."""
+        self.notes_published.inc(count)
+        self.relay_commit_seconds.observe(seconds)
 
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest

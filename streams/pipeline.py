@@ -115,16 +115,15 @@ class MatchState:
 
 
 class MatchProcessor:
-    """One match's sequence discipline and fold. ``epoch`` and ``view_seq`` are the shell's
-    bookkeeping of the Redis view (its epoch; the seq it had when this state was recovered)."""
+    """One match's sequence discipline and fold. ``epoch`` is the shell's bookkeeping of the
+    Redis view's epoch."""
 
     def __init__(self, state: MatchState, folder: Folder, gap_timeout: float,
-                 epoch: int = 0, view_seq: int = 0) -> None:
+                 epoch: int = 0) -> None:
         self.state = state
         self.folder = folder
         self.gap_timeout = gap_timeout
         self.epoch = epoch
-        self.view_seq = view_seq
         self.held: dict[int, tuple[Event, bytes, Any]] = {}
         self.gap_since: float | None = None
 

@@ -6,11 +6,12 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from schemas import codec
+from schemas import codec, notifications
 from schemas.events import Event
 from schemas.notifications import Notification
 from streams import cricsheet
@@ -28,6 +29,7 @@ from streams.pipeline import (
     all_notes,
     replay_state,
 )
+from streams.relay import InMemoryTxnLog, NoteRelay
 from streams.viewstore import InMemoryViewStore
 
 DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
@@ -73,13 +75,16 @@ def test_gap_timeout_reports_every_held_event() -> None:
 
 
 class Sink:
+    """The worker's outputs; ``kafka`` stands in for the transactional notifications topic."""
+
     def __init__(self) -> None:
-        self.notes: list[Notification] = []
+        self.kafka: dict[str, Any] = {}
         self.cards: dict[str, bytes] = {}
         self.dlq: list[dict] = []
 
-    async def notifications(self, match_id: str, notes: Sequence[Notification]) -> None:
-        self.notes += notes
+    @property
+    def notes(self) -> list[Notification]:
+        return [notifications.decode(raw) for _, raw in self.kafka.get("topic", [])]
 
     async def scorecard(self, match_id: str, card: bytes) -> None:
         self.cards[match_id] = card
@@ -102,6 +107,7 @@ class Rig:
             raw = e if isinstance(e, bytes) else codec.encode(e)
             seq = -1 if isinstance(e, bytes) else e.seq
             await self.engine.handle(raw, ack=lambda s=seq: self.acked.append(s))
+        await self.engine.relay.drained()
         await self.engine.backlog.drain()
         await self.engine.cards.flush()
 
@@ -112,8 +118,10 @@ def make_rig(views: InMemoryViewStore | None = None, store: InMemoryEventStore |
     store = store or InMemoryEventStore()
     sink = sink or Sink()
     backlog = StoreBacklog(store, maxsize=100, retry_max=0.01)
+    relay = NoteRelay(lambda p: InMemoryTxnLog(sink.kafka, p), retry_max=0.01,
+                      on_lost=lambda p, ms: engine.relay_lost(p, ms))
     engine = Engine(ScorecardFolder(), views, store, backlog, sink,
-                    EngineConfig(("cricsheet", "scorer:*"), gap_timeout=0.05))
+                    EngineConfig(("cricsheet", "scorer:*"), gap_timeout=0.05), relay)
     return Rig(views, store, sink, engine, asyncio.create_task(backlog.run()), [])
 
 
@@ -269,11 +277,11 @@ async def test_a_lane_survives_an_unexpected_error(rig: Rig) -> None:
     calls = {"n": 0}
     real = rig.engine.handle_event
 
-    async def flaky(event, raw, ack):  # type: ignore[no-untyped-def]
+    async def flaky(event, raw, ack, partition=0):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("boom")
-        await real(event, raw, ack)
+        await real(event, raw, ack, partition)
 
     rig.engine.handle_event = flaky  # type: ignore[method-assign]
     for e in ev[:10]:

@@ -1,0 +1,373 @@
+"""Notifications to Kafka exactly once: a transactional relay per ``match.events`` partition.
+
+A worker killed between sending a notification and recording that it did would send it again
+on restart, and consumers of ``match.notifications`` (the notifier, the media worker, analysts)
+would see it twice. So notifications are not sent as a side effect of folding. The engine hands
+each match's notifications, with their deterministic ids ``(seq, index)``, to this relay, which
+publishes them in Kafka transactions that also write the match's **checkpoint** (the last id
+published) to the compacted ``match.notifications.relay`` topic. Either both land or neither.
+
+Fencing follows ownership. A match's events arrive on one partition ``p`` of ``match.events``,
+and its notifications are published by the producer with transactional id
+``stumpcast-notify-relay-{p}``, whose checkpoints live in partition ``p`` of the relay topic.
+A worker that takes over ``p`` (after a kill or a rebalance) opens that producer, which fences
+the previous owner and aborts its open transaction, then reads partition ``p`` of the relay
+topic to its end: no other transactional id writes there, so nothing committed is hidden from
+it. It publishes only ids above the checkpoint, and ids are the same on every fold of the same
+events, so a redelivered or re-recovered event's notifications are skipped, not repeated.
+
+Nothing is lost either. An input event's Kafka ack is held (``gate``) until every notification
+caused at or before its seq is committed, so a restart re-reads any event whose notifications
+might be missing; the engine also hands the relay every notification of a match it recovers
+from the event store.
+
+``NoteRelay`` is the asyncio shell; the transactional log is behind ``TxnLog``, with
+``KafkaTxnLog`` for the worker and ``InMemoryTxnLog`` for unit tests of the relay itself.
+Blocking client calls run in a thread, one at a time per partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+NoteKey = tuple[int, int]  # (seq of the event that caused it, index among that event's notes)
+TXN_PREFIX = "stumpcast-notify-relay"
+
+
+def key_str(key: NoteKey) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+def parse_key(text: str) -> NoteKey:
+    seq, _, index = text.partition("-")
+    return int(seq), int(index)
+
+
+class FencedError(RuntimeError):
+    """Another worker opened this partition's transactional producer: it owns the partition."""
+
+
+class TxnLog(Protocol):
+    """The transactional sink of one partition. Both calls block (they run in a thread)."""
+
+    def open(self) -> dict[str, NoteKey]:
+        """Fence older owners; return the committed checkpoint of every match."""
+        ...
+
+    def commit(self, notes: Sequence[tuple[str, bytes]], checkpoints: dict[str, NoteKey]) -> None:
+        """Publish ``(match_id, bytes)`` notes and the checkpoints atomically, or raise."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Partition:
+    number: int
+    log: TxnLog
+    checkpoint: dict[str, NoteKey] | None = None  # None until the log is open
+    pending: dict[str, list[tuple[NoteKey, bytes]]] = field(default_factory=dict)
+    queued: dict[str, NoteKey] = field(default_factory=dict)  # highest id taken per match
+    waiting: dict[str, list[tuple[int, Callable[[], Any]]]] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class NoteRelay:
+    def __init__(self, open_log: Callable[[int], TxnLog],
+                 on_lost: Callable[[int, list[str]], None] | None = None,
+                 on_published: Callable[[int, float], None] | None = None,
+                 retry_max: float = 5.0) -> None:
+        """``open_log(p)`` makes partition p's log; ``on_lost(p, matches)`` runs when another
+        worker fenced this one off p; ``on_published(count, seconds)`` after each commit
+        (metrics)."""
+        self._open_log, self._on_lost, self._on_published = open_log, on_lost, on_published
+        self._retry_max = retry_max
+        self._parts: dict[int, _Partition] = {}
+
+    # -- the engine's side -------------------------------------------------------------------
+
+    def publish(self, match_id: str, partition: int,
+                notes: Sequence[tuple[NoteKey, bytes]]) -> None:
+        """Queue notes of one match, in id order. Ids at or below what was already taken (or
+        committed, once the checkpoint is known) are dropped: they are out already."""
+        part = self._part(partition)
+        floor = max(part.queued.get(match_id, (0, -1)),
+                    (part.checkpoint or {}).get(match_id, (0, -1)))
+        fresh = [(k, b) for k, b in notes if k > floor]
+        if fresh:
+            part.pending.setdefault(match_id, []).extend(fresh)
+            part.queued[match_id] = fresh[-1][0]
+            part.wake.set()
+
+    def gate(self, match_id: str, partition: int, seq: int, ack: Callable[[], Any] | None) -> Any:
+        """Run ``ack`` now if no notification caused at or before ``seq`` is still to be
+        committed, else once it is (returns its result, which may be awaitable)."""
+        if ack is None:
+            return None
+        part = self._part(partition)
+        if self._clear(part, match_id, seq):
+            return ack()
+        part.waiting.setdefault(match_id, []).append((seq, ack))
+        return None
+
+    def pending(self) -> int:
+        return sum(len(v) for p in self._parts.values() for v in p.pending.values())
+
+    async def drained(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued is committed and its acks released (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while any(p.pending or p.waiting or p.checkpoint is None for p in self._parts.values()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"notification relay not drained: {self.pending()} pending")
+            await asyncio.sleep(0.002)
+
+    async def close(self) -> None:
+        for part in list(self._parts.values()):
+            await self._drop(part)
+
+    # -- the relay loop ----------------------------------------------------------------------
+
+    def _part(self, number: int) -> _Partition:
+        part = self._parts.get(number)
+        if part is None:
+            part = self._parts[number] = _Partition(number, self._open_log(number))
+            part.task = asyncio.create_task(self._run(part), name=f"note-relay-{number}")
+        return part
+
+    def _clear(self, part: _Partition, match_id: str, seq: int) -> bool:
+        if part.checkpoint is None and part.pending.get(match_id):
+            return False
+        first = part.pending.get(match_id)
+        return not first or first[0][0][0] > seq
+
+    async def _run(self, part: _Partition) -> None:
+        try:
+            part.checkpoint = await self._retry(part, part.log.open, "open")
+            for m, notes in list(part.pending.items()):  # queued while opening
+                cp = part.checkpoint.get(m, (0, -1))
+                part.pending[m] = [(k, b) for k, b in notes if k > cp]
+            await self._release(part)
+            while True:
+                await part.wake.wait()
+                part.wake.clear()
+                await self._flush(part)
+        except FencedError:
+            log.warning("notification relay fenced: another worker owns the partition",
+                        extra={"partition": part.number})
+            matches = sorted(set(part.pending) | set(part.waiting) | set(part.queued))
+            await self._drop(part, cancel=False)
+            if self._on_lost is not None:
+                self._on_lost(part.number, matches)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the relay must not die silently: acks would wait forever
+            log.exception("notification relay failed", extra={"partition": part.number})
+            matches = sorted(set(part.pending) | set(part.waiting) | set(part.queued))
+            await self._drop(part, cancel=False)
+            if self._on_lost is not None:
+                self._on_lost(part.number, matches)
+
+    async def _flush(self, part: _Partition) -> None:
+        batch, part.pending = part.pending, {}
+        batch = {m: notes for m, notes in batch.items() if notes}
+        if not batch:
+            return
+        records = [(m, b) for m, notes in batch.items() for _, b in notes]
+        marks = {m: notes[-1][0] for m, notes in batch.items()}
+        started = time.perf_counter()
+        try:
+            await self._retry(part, lambda: part.log.commit(records, marks), "commit")
+        except BaseException:
+            for m, notes in batch.items():  # put back in front of anything queued since
+                part.pending[m] = notes + part.pending.get(m, [])
+            raise
+        elapsed = time.perf_counter() - started
+        assert part.checkpoint is not None
+        part.checkpoint.update(marks)
+        if self._on_published is not None:
+            self._on_published(len(records), elapsed)
+        await self._release(part)
+
+    async def _release(self, part: _Partition) -> None:
+        for m in list(part.waiting):
+            waiting = part.waiting.pop(m)
+            keep = []
+            for seq, ack in waiting:
+                if self._clear(part, m, seq):
+                    result = ack()
+                    if asyncio.iscoroutine(result):
+                        await result
+                else:
+                    keep.append((seq, ack))
+            if keep:
+                part.waiting.setdefault(m, []).extend(keep)
+
+    async def _retry(self, part: _Partition, call: Callable[[], Any], what: str) -> Any:
+        """Run a blocking log call in a thread; transient failures are retried with backoff
+        (the acks wait meanwhile, so nothing is lost), fencing is not."""
+        delay = 0.05
+        while True:
+            try:
+                return await asyncio.to_thread(call)
+            except FencedError:
+                raise
+            except Exception as exc:
+                log.warning(f"notification relay {what} failed, retrying",
+                            extra={"partition": part.number, "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+
+    async def _drop(self, part: _Partition, cancel: bool = True) -> None:
+        if self._parts.get(part.number) is part:
+            del self._parts[part.number]
+        if cancel and part.task is not None and part.task is not asyncio.current_task():
+            part.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await part.task
+        try:
+            await asyncio.to_thread(part.log.close)
+        except Exception as exc:
+            log.warning("notification relay close failed", extra={"error": str(exc)})
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+class InMemoryTxnLog:
+    """One partition's log over a shared dict (tests): ``topic`` collects committed notes,
+    ``checkpoints`` the committed marks; ``owner`` fences like a transactional id."""
+
+    def __init__(self, shared: dict[str, Any], partition: int) -> None:
+        self.shared, self.partition = shared, partition
+        self.epoch = 0
+
+    def open(self) -> dict[str, NoteKey]:
+        owners = self.shared.setdefault("owners", {})
+        self.epoch = owners[self.partition] = owners.get(self.partition, 0) + 1
+        return dict(self.shared.setdefault("checkpoints", {}).get(self.partition, {}))
+
+    def commit(self, notes: Sequence[tuple[str, bytes]], checkpoints: dict[str, NoteKey]) -> None:
+        if self.shared["owners"][self.partition] != self.epoch:
+            raise FencedError(f"partition {self.partition} opened by a newer owner")
+        fail = self.shared.get("fail_commits", 0)
+        if fail:
+            self.shared["fail_commits"] = fail - 1
+            raise RuntimeError("injected commit failure")
+        self.shared.setdefault("topic", []).extend(notes)
+        self.shared["checkpoints"].setdefault(self.partition, {}).update(checkpoints)
+
+    def close(self) -> None:
+        pass
+
+
+class KafkaTxnLog:
+    """Partition ``p``'s log on Kafka: producer ``stumpcast-notify-relay-{p}`` writes the notes
+    to ``match.notifications`` (keyed by match) and checkpoints to partition ``p`` of
+    ``match.notifications.relay``, in one transaction."""
+
+    def __init__(self, bootstrap: str, partition: int, transaction_timeout_ms: int = 10_000,
+                 call_timeout: float = 30.0, txn_prefix: str = TXN_PREFIX) -> None:
+        self.bootstrap, self.partition, self.txn_prefix = bootstrap, partition, txn_prefix
+        self.txn_timeout_ms, self.call_timeout = transaction_timeout_ms, call_timeout
+        self.producer: Any = None
+        self.initialised = False
+        self.in_txn = False  # a commit that timed out is retried, not begun again
+
+    def open(self) -> dict[str, NoteKey]:
+        from confluent_kafka import Producer
+
+        if self.producer is None:
+            self.producer = Producer({
+                "bootstrap.servers": self.bootstrap,
+                "transactional.id": f"{self.txn_prefix}-{self.partition}",
+                "enable.idempotence": True, "acks": "all", "linger.ms": 0,
+                "transaction.timeout.ms": self.txn_timeout_ms,
+            })
+        if not self.initialised:  # init_transactions may be retried after a timeout
+            self._call(lambda: self.producer.init_transactions(self.call_timeout))
+            self.initialised = True
+        return read_checkpoints(self.bootstrap, self.partition, self.call_timeout)
+
+    def commit(self, notes: Sequence[tuple[str, bytes]], checkpoints: dict[str, NoteKey]) -> None:
+        from schemas.topology import NOTIFICATIONS, NOTIFY_RELAY
+
+        p = self.producer
+
+        def run() -> None:
+            if not self.in_txn:
+                p.begin_transaction()
+                self.in_txn = True
+                for match_id, value in notes:
+                    p.produce(NOTIFICATIONS.name, key=match_id.encode(), value=value)
+                for match_id, key in checkpoints.items():
+                    p.produce(NOTIFY_RELAY.name, key=match_id.encode(),
+                              value=key_str(key).encode(), partition=self.partition)
+            p.commit_transaction(self.call_timeout)
+            self.in_txn = False
+
+        self._call(run)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            fn()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError):
+                if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                  KafkaError.INVALID_PRODUCER_EPOCH):
+                    raise FencedError(str(err)) from exc
+                if err.txn_requires_abort():
+                    with contextlib.suppress(KafkaException):
+                        self.producer.abort_transaction(self.call_timeout)
+                    self.in_txn = False  # the retry begins a new transaction
+                elif err.fatal():
+                    raise FencedError(f"fatal producer error: {err}") from exc
+            raise
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(1.0)
+            self.producer = None
+
+
+def read_checkpoints(bootstrap: str, partition: int, timeout: float = 30.0) -> dict[str, NoteKey]:
+    """Every committed checkpoint in partition ``partition`` of the relay topic, read to its
+    end (compacted: at most one record per match once cleaned)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from schemas.topology import NOTIFY_RELAY
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{TXN_PREFIX}-reader",
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "enable.partition.eof": True})
+    out: dict[str, NoteKey] = {}
+    try:
+        c.assign([TopicPartition(NOTIFY_RELAY.name, partition, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {NOTIFY_RELAY.name}[{partition}] timed out")
+            msg = c.poll(1.0)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return out
+                raise RuntimeError(f"reading {NOTIFY_RELAY.name}: {error}")
+            key, value = msg.key(), msg.value()
+            if key is not None and value is not None:
+                out[key.decode()] = parse_key(value.decode())
+    finally:
+        c.close()

@@ -1,0 +1,118 @@
+"""The notification relay on an in-memory transactional log: exactly once, acks held, fencing.
+
+The Kafka log itself (transactions, fencing, read_committed checkpoints) is tested against the
+real broker in ``test_relay_kafka.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from streams.relay import FencedError, InMemoryTxnLog, NoteRelay, parse_key
+
+
+def notes(*keys: tuple[int, int]) -> list[tuple[tuple[int, int], bytes]]:
+    return [(k, f"{k[0]}-{k[1]}".encode()) for k in keys]
+
+
+def relay(shared: dict[str, Any], lost: list[Any] | None = None) -> NoteRelay:
+    return NoteRelay(lambda p: InMemoryTxnLog(shared, p), retry_max=0.01,
+                     on_lost=lambda p, ms: (lost if lost is not None else []).append((p, ms)))
+
+
+def published(shared: dict[str, Any]) -> list[bytes]:
+    return [raw for _, raw in shared.get("topic", [])]
+
+
+async def test_notes_are_published_once_and_acks_wait_for_them() -> None:
+    shared: dict[str, Any] = {}
+    r, acked = relay(shared), []
+    r.publish("m", 0, notes((3, 0), (3, 1)))
+    r.gate("m", 0, 2, lambda: acked.append(2))  # its event caused nothing pending: ...
+    r.gate("m", 0, 3, lambda: acked.append(3))  # ... but the log is not open yet
+    r.publish("m", 0, notes((3, 0), (3, 1)))  # the same notes again (a re-recovery)
+    await r.drained()
+    assert published(shared) == [b"3-0", b"3-1"]
+    assert sorted(acked) == [2, 3]
+    assert shared["checkpoints"][0] == {"m": (3, 1)}
+    await r.close()
+
+
+async def test_a_new_owner_skips_what_was_committed() -> None:
+    """Killed after the commit, before the acks: the restarted worker re-folds the same events
+    and hands the relay the same ids, which the checkpoint filters out."""
+    shared: dict[str, Any] = {}
+    first = relay(shared)
+    first.publish("m", 1, notes((5, 0), (9, 0)))
+    await first.drained()
+    second, acked = relay(shared), []  # no close(): a SIGKILLed worker closes nothing
+    second.publish("m", 1, notes((5, 0), (9, 0), (12, 0)))
+    second.gate("m", 1, 9, lambda: acked.append(9))
+    second.gate("m", 1, 12, lambda: acked.append(12))
+    await second.drained()
+    assert published(shared) == [b"5-0", b"9-0", b"12-0"]
+    assert acked == [9, 12]
+    await second.close()
+
+
+async def test_failed_commits_are_retried_and_hold_the_acks() -> None:
+    shared: dict[str, Any] = {"fail_commits": 3}
+    r, acked = relay(shared), []
+    r.publish("m", 0, notes((1, 0)))
+    r.gate("m", 0, 1, lambda: acked.append(1))
+    for _ in range(200):
+        if acked:
+            break
+        assert published(shared) == []
+        await asyncio.sleep(0.005)
+    await r.drained()
+    assert published(shared) == [b"1-0"] and acked == [1] and shared["fail_commits"] == 0
+    await r.close()
+
+
+async def test_a_fenced_relay_stops_and_reports_its_matches() -> None:
+    shared: dict[str, Any] = {}
+    lost: list[Any] = []
+    old, acked = relay(shared, lost), []
+    old.publish("a", 2, notes((1, 0)))
+    await old.drained()
+    new = relay(shared)
+    new.publish("a", 2, notes((1, 0), (4, 0)))  # the new owner opens partition 2 ...
+    await new.drained()
+    old.publish("a", 2, notes((4, 0), (6, 0)))  # ... so the old one's next commit is fenced
+    old.gate("a", 2, 6, lambda: acked.append(6))
+    for _ in range(200):
+        if lost:
+            break
+        await asyncio.sleep(0.005)
+    assert lost == [(2, ["a"])]
+    assert acked == []  # never acked: the new owner re-reads that event
+    assert published(shared) == [b"1-0", b"4-0"]
+    await new.close()
+
+
+async def test_matches_and_partitions_are_independent() -> None:
+    shared: dict[str, Any] = {}
+    r = relay(shared)
+    r.publish("a", 0, notes((1, 0)))
+    r.publish("b", 3, notes((2, 0)))
+    r.publish("c", 0, notes((1, 0)))
+    await r.drained()
+    assert sorted(published(shared)) == [b"1-0", b"1-0", b"2-0"]
+    assert shared["checkpoints"] == {0: {"a": (1, 0), "c": (1, 0)}, 3: {"b": (2, 0)}}
+    await r.close()
+
+
+def test_in_memory_log_fences_like_a_transactional_id() -> None:
+    shared: dict[str, Any] = {}
+    a, b = InMemoryTxnLog(shared, 0), InMemoryTxnLog(shared, 0)
+    a.open()
+    b.open()
+    try:
+        a.commit([("m", b"x")], {"m": (1, 0)})
+    except FencedError:
+        pass
+    else:
+        raise AssertionError("the older owner committed")
+    assert parse_key("12-3") == (12, 3)
