@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import MATCH_FILE, ROOT, missing
@@ -51,7 +53,10 @@ def test_patch_js_applies_the_writers_patches_like_schemas_patch(tmp_path: Path)
     cards = _cards()
     patches = [patch.diff(a, b) for a, b in zip(cards, cards[1:], strict=False)]
     bad = [[["d", []]], [["t", ["teams"], 99]], [["s", ["nope", "x"], 1]], [["q", []]],
-           [["a", ["innings"], "not a list"]]]
+           [["a", ["innings"], "not a list"]], [["s", ["venue"]]], [["d", ["venue"], 1]],
+           [["k", [], [99, 1]]], [["k", [], [0]]], [["k", ["teams"], [0, 1]]],
+           [["w", ["teams"], 3, []]], [["w", ["teams"], 1]], [["p", ["teams"], [2]]],
+           [["p", ["venue"], [0]]]]
     script = tmp_path / "run.mjs"
     script.write_text(RUNNER % PATCH_JS.as_uri())
     doc = json.dumps({"first": cards[0], "patches": patches, "bad": bad})
@@ -64,6 +69,75 @@ def test_patch_js_applies_the_writers_patches_like_schemas_patch(tmp_path: Path)
     for p in bad:  # and Python agrees that these are errors
         with pytest.raises(patch.PatchError):
             patch.apply(cards[0], p)
+
+
+def _random_doc(rng: random.Random, depth: int = 0) -> Any:
+    keys = ["a", "b", "B", "runs", "é", "\uff01", "\U0001f600", "10", "2"]  # ranks by code point
+    pick = rng.random()
+    if depth < 3 and pick < 0.3:
+        return {k: _random_doc(rng, depth + 1) for k in rng.sample(keys, rng.randint(0, 5))}
+    if depth < 3 and pick < 0.55:
+        return [rng.choice(["1", "•", "4", 6, None]) if rng.random() < 0.7
+                else _random_doc(rng, depth + 1) for _ in range(rng.randint(0, 6))]
+    return rng.choice([0, 1, 7, "x", "•", True, None, 2.5])
+
+
+def _mutate(rng: random.Random, doc: Any) -> Any:
+    """A small change to ``doc``, the way a ball changes a card (keys set, added or removed;
+    items appended, dropped, swapped, slid)."""
+    if isinstance(doc, dict):
+        out = {k: (_mutate(rng, v) if rng.random() < 0.4 else v) for k, v in doc.items()}
+        if out and rng.random() < 0.2:
+            del out[rng.choice(list(out))]
+        if rng.random() < 0.2:
+            out[rng.choice(["new", "b", "\U0001f600"])] = _random_doc(rng, 2)
+        return out
+    if isinstance(doc, list):
+        items = [_mutate(rng, v) if rng.random() < 0.2 else v for v in doc]
+        roll = rng.random()
+        if roll < 0.25:
+            return [*items[rng.randint(1, 3):], *rng.sample(["1", "•", "4"], rng.randint(0, 2))]
+        if roll < 0.4:
+            return items[::-1]
+        if roll < 0.55:
+            return [*items, rng.choice(["1", "•"])]
+        if roll < 0.7:
+            return items[: rng.randint(0, len(items))]
+        return items
+    return _random_doc(rng, 3) if rng.random() < 0.7 else doc
+
+
+def test_patch_js_applies_every_kind_of_operation_like_schemas_patch(tmp_path: Path) -> None:
+    """Random documents (repeated items, swaps, keys whose code-point and UTF-16 orders differ),
+    so that every operation kind, "k", "w" and "p" included, is applied in Node."""
+    node = shutil.which("node")
+    if node is None:
+        missing("node is not installed (make setup installs npm and node)")
+    rng = random.Random(5)
+    pairs = []
+    for _ in range(400):
+        old = {"x": _random_doc(rng), "y": _random_doc(rng)}
+        pairs.append((old, _mutate(rng, old)))
+    pairs.append(({"w": ["1", "1", "•", "1"]}, {"w": ["1", "•", "1", "4"]}))
+    pairs.append(({"p": ["A", "B"]}, {"p": ["B", "A"]}))
+    patches = [patch.diff(a, b) for a, b in pairs]
+    kinds = {op[0] for p in patches for op in _flat(p)}
+    assert {"s", "m", "k", "d", "a", "t", "h", "w", "p", "n"} <= kinds
+    runner = tmp_path / "pairs.mjs"
+    runner.write_text(f"""
+import {{ readFileSync }} from "node:fs";
+import {{ applyPatch }} from "{PATCH_JS.as_uri()}";
+const pairs = JSON.parse(readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(pairs.map(([old, p]) => applyPatch(old, p))));
+""")
+    doc = json.dumps([[a, p] for (a, _), p in zip(pairs, patches, strict=True)])
+    out = subprocess.run([node, str(runner)], input=doc, capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert json.loads(out.stdout) == [b for _, b in pairs]
+
+
+def _flat(ops: list[Any]) -> list[Any]:
+    return [x for op in ops for x in ([op, *_flat(op[2])] if op[0] == "n" else [op])]
 
 
 def test_live_timeline_keeps_order_and_shortens_breaks() -> None:

@@ -10,7 +10,7 @@ def test_small_change_becomes_a_patch_and_big_one_a_card():
     old = {"match_id": "m", "innings": [{"runs": 10, "wickets": 0, "name": "x" * 50}]}
     new = {"match_id": "m", "innings": [{"runs": 14, "wickets": 0, "name": "x" * 50}]}
     up = view.make_update("m", 1, 5, 4, "2023-05-29T14:00:00Z", old, new)
-    assert up.patch == [["s", ["innings", 0, "runs"], 14]] and up.card is None
+    assert up.patch == [["k", ["innings", 0], [1, 14]]] and up.card is None  # "runs", rank 1
     first = view.make_update("m", 1, 1, 0, "2023-05-29T14:00:00Z", None, new)
     assert first.card == new and first.patch is None
     assert view.decode_update(up.encode()) == up
