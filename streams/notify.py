@@ -7,8 +7,10 @@ the notification's ``ts``, and ids are deterministic (``{match}:{seq}:{kind}:{su
 replay of the same events derives byte-identical notifications.
 
 ``NotifyState`` is what derivation needs beyond the cards: the notifications each event caused
-(so a correction can retract them) and each bowler's run of consecutive wicket-taking balls
-(hat-tricks). It is rebuilt by replaying the match, like the card.
+(so a correction can retract them), each bowler's run of consecutive wicket-taking balls and a
+ledger of the balls as they now stand (hat-tricks: a correction anywhere in a hat-trick's three
+balls re-derives them, retracting one that no longer stands and announcing one that now does).
+It is rebuilt by replaying the match, like the card.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class NotifyState:
     # ball seq -> the live notifications about that ball (a correction's go to its target)
     by_ball: Mapping[int, tuple[Notification, ...]] = field(default_factory=dict)
     streaks: Mapping[str, int] = field(default_factory=dict)  # bowler -> consecutive wickets
+    # ball seq -> (bowler, legal, wicket credited to the bowler), corrections applied
+    ledger: Mapping[int, tuple[str, bool, bool]] = field(default_factory=dict)
+    hat_tricks: Mapping[tuple[str, int], Notification] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,18 +143,51 @@ def _result(ball: _Ball, before: Doc | None, after: Doc) -> list[Notification]:
     return []
 
 
-def _hat_trick(ball: _Ball, streaks: Mapping[str, int],
-               d: Delivery) -> tuple[dict[str, int], list[Notification]]:
-    """Three wickets credited to the bowler on consecutive legal balls he bowls (counted across
-    overs and spells of the match); a wide or no-ball neither counts nor breaks the run."""
-    out = dict(streaks)
-    if not rules.is_legal(d):
-        return out, []
-    credited = any(rules.bowler_credited(w) for w in d.wickets)
-    out[d.bowler] = out.get(d.bowler, 0) + 1 if credited else 0
-    if credited and out[d.bowler] == 3:
-        return out, [ball.note(Kind.HAT_TRICK, d.bowler, f"HAT-TRICK! {d.bowler}")]
-    return out, []
+def _ledger_entry(d: Delivery) -> tuple[str, bool, bool]:
+    return d.bowler, rules.is_legal(d), any(rules.bowler_credited(w) for w in d.wickets)
+
+
+def _hat_trick_balls(ledger: Mapping[int, tuple[str, bool, bool]]
+                     ) -> tuple[set[tuple[str, int]], dict[str, int]]:
+    """Every (bowler, seq of the ball completing three in a row) in the ledger, and each
+    bowler's current run. Three wickets credited to the bowler on consecutive legal balls he
+    bowls (counted across overs and spells); a wide or no-ball neither counts nor breaks it."""
+    found: set[tuple[str, int]] = set()
+    streaks: dict[str, int] = {}
+    for seq in sorted(ledger):
+        bowler, legal, credited = ledger[seq]
+        if not legal:
+            continue
+        streaks[bowler] = streaks.get(bowler, 0) + 1 if credited else 0
+        if credited and streaks[bowler] == 3:
+            found.add((bowler, seq))
+    return found, streaks
+
+
+def _hat_tricks(ball: _Ball, state: NotifyState, ledger: dict[int, tuple[str, bool, bool]],
+                appended: bool) -> tuple[dict[str, int], dict[tuple[str, int], Notification],
+                                         list[Notification]]:
+    """Hat-tricks after this ball. A new ball extends the runs; a correction rescans."""
+    held = dict(state.hat_tricks)
+    if appended:  # the common case, O(1): only this ball's bowler moves
+        bowler, legal, credited = ledger[ball.event.seq]
+        streaks = dict(state.streaks)
+        if not legal:
+            return streaks, held, []
+        streaks[bowler] = streaks.get(bowler, 0) + 1 if credited else 0
+        if not (credited and streaks[bowler] == 3):
+            return streaks, held, []
+        note = ball.note(Kind.HAT_TRICK, bowler, f"HAT-TRICK! {bowler}")
+        held[(bowler, ball.event.seq)] = note
+        return streaks, held, [note]
+    found, streaks = _hat_trick_balls(ledger)
+    out = [retraction(held.pop(k), format_ts(ball.event.ts), ball.event.seq)
+           for k in sorted(set(held) - found)]
+    for bowler, seq in sorted(found - set(held)):
+        note = ball.note(Kind.HAT_TRICK, f"{bowler}@{seq}", f"HAT-TRICK! {bowler}")
+        held[(bowler, seq)] = note
+        out.append(note)
+    return streaks, held, out
 
 
 def _retractions(state: NotifyState, event: Event) -> list[Notification]:
@@ -165,21 +203,28 @@ def derive(state: NotifyState, before: Doc | None, after: Doc,
     """The notifications ``event`` causes, and the state to derive the next event's from."""
     ball = _where(event, after)
     notes = _retractions(state, event)
-    streaks = dict(state.streaks)
+    streaks, ledger, held = state.streaks, state.ledger, state.hat_tricks
     d = _delivery_of(event)
+    target = getattr(event.payload, "target_seq", None)
     if d is not None:
         notes += _ball_notes(ball, d)
-        if isinstance(event.payload, Delivery):
-            streaks, hat = _hat_trick(ball, streaks, d)
-            notes += hat
+    if d is not None or target is not None:
+        ledger = dict(ledger)
+        if d is not None:
+            ledger[event.seq if target is None else target] = _ledger_entry(d)
+        elif target is not None:
+            ledger.pop(target, None)  # voided
+        streaks, held, hat = _hat_tricks(ball, state, ledger, appended=target is None)
+        notes += hat
     notes += _milestones(ball, before, after) + _result(ball, before, after)
     caused, by_ball = dict(state.caused), dict(state.by_ball)
     if notes:
         caused[event.seq] = tuple(notes)
-    target = getattr(event.payload, "target_seq", None)
-    fresh = tuple(n for n in notes if n.kind is not Kind.RETRACTION)
+    # Hat-tricks span three balls: they are retracted by the rescan, not with one ball.
+    fresh = tuple(n for n in notes if n.kind not in (Kind.RETRACTION, Kind.HAT_TRICK))
     if target is not None:
         by_ball[target] = fresh  # the old ones are retracted above
     elif fresh:
         by_ball[event.seq] = fresh
-    return replace(state, caused=caused, by_ball=by_ball, streaks=streaks), notes
+    return replace(state, caused=caused, by_ball=by_ball, streaks=streaks, ledger=ledger,
+                   hat_tricks=held), notes

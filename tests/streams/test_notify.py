@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.events import Delivery, DeliveryCorrected, DeliveryVoided, Event, Wicket
+from schemas.events import Delivery, DeliveryCorrected, DeliveryVoided, Event, Fielder, Wicket
 from schemas.notifications import Kind, Priority
 from streams import cricsheet, rules
 from streams.pipeline import ScorecardFolder, all_notes, replay_state
@@ -115,3 +115,62 @@ def test_hat_trick_on_three_consecutive_legal_balls() -> None:
     if state.seq != len(out):
         pytest.skip("the fold refused the synthetic balls (batters not in the squad)")
     assert kinds.count(Kind.HAT_TRICK) == 1
+
+
+def _hat_trick_match() -> tuple[list[Event], list[Event]]:
+    """The first match with its first three balls made bowled wickets: (events, those balls)."""
+    events = events_of(FILES[0])
+    start = next(i for i, e in enumerate(events) if isinstance(e.payload, Delivery))
+    out: list[Event] = events[:start]
+    for e, name in zip(events[start:start + 3], ["X1", "X2", "X3"], strict=True):
+        d = e.payload
+        assert isinstance(d, Delivery)
+        out.append(dataclasses.replace(e, payload=dataclasses.replace(
+            d, runs_batter=0, batter=name,
+            extras=dataclasses.replace(d.extras, wides=0, noballs=0, byes=0, legbyes=0),
+            wickets=(Wicket(kind="bowled", player_out=name),))))
+    return out, out[start:]
+
+
+def _kinds(state: object, seq: int) -> list[Kind]:
+    return [n.kind for n in state.notify.caused.get(seq, ())]  # type: ignore[attr-defined]
+
+
+def test_voiding_a_wicket_of_a_hat_trick_retracts_it() -> None:
+    events, balls = _hat_trick_match()
+    before = replay_state("m1", events, ScorecardFolder())
+    hat = next(n for n in all_notes(before) if n.kind is Kind.HAT_TRICK)
+    fix = _correction(events, balls[0], None)  # the first of the three never happened
+    state = replay_state("m1", [*events, fix], ScorecardFolder())
+    assert state.seq == fix.seq
+    retracted = {n.retracts for n in state.notify.caused[fix.seq]}
+    assert hat.id in retracted and f"m1:{balls[0].seq}:wicket:X1" in retracted
+    assert not state.notify.hat_tricks
+
+
+def test_correcting_a_ball_into_a_third_wicket_announces_the_hat_trick() -> None:
+    events, balls = _hat_trick_match()
+    d = balls[2].payload
+    assert isinstance(d, Delivery)
+    dot = dataclasses.replace(balls[2], payload=dataclasses.replace(d, wickets=()))
+    played = [*events[:-1], dot]
+    assert Kind.HAT_TRICK not in [n.kind for n in all_notes(
+        replay_state("m1", played, ScorecardFolder()))]
+    fix = _correction(played, dot, d)  # the umpire's review: it was bowled after all
+    state = replay_state("m1", [*played, fix], ScorecardFolder())
+    assert _kinds(state, fix.seq) == [Kind.WICKET, Kind.HAT_TRICK]
+    note = state.notify.caused[fix.seq][1]
+    assert note.id == f"m1:{fix.seq}:hat_trick:{d.bowler}@{dot.seq}"
+
+
+def test_correcting_a_hat_trick_ball_that_stays_a_wicket_keeps_it() -> None:
+    events, balls = _hat_trick_match()
+    d = balls[1].payload
+    assert isinstance(d, Delivery)
+    caught = dataclasses.replace(d, wickets=(Wicket(kind="caught", player_out="X2",
+                                                    fielders=(Fielder(name=d.bowler),)),))
+    fix = _correction(events, balls[1], caught)
+    state = replay_state("m1", [*events, fix], ScorecardFolder())
+    assert state.seq == fix.seq
+    assert _kinds(state, fix.seq) == [Kind.RETRACTION, Kind.WICKET]  # the wicket's new form
+    assert len(state.notify.hat_tricks) == 1
