@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -76,7 +77,8 @@ class _Partition:
     checkpoint: dict[str, NoteKey] | None = None  # None until the log is open
     pending: dict[str, list[tuple[NoteKey, bytes]]] = field(default_factory=dict)
     queued: dict[str, NoteKey] = field(default_factory=dict)  # highest id taken per match
-    waiting: dict[str, list[tuple[int, Callable[[], Any]]]] = field(default_factory=dict)
+    # acks held per match, a heap by seq: released from the front, never rescanned whole
+    waiting: dict[str, list[tuple[int, int, Callable[[], Any]]]] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -92,6 +94,7 @@ class NoteRelay:
         self._open_log, self._on_lost, self._on_published = open_log, on_lost, on_published
         self._retry_max = retry_max
         self._parts: dict[int, _Partition] = {}
+        self._ticket = 0  # ties in a heap of acks
 
     # -- the engine's side -------------------------------------------------------------------
 
@@ -116,7 +119,8 @@ class NoteRelay:
         part = self._part(partition)
         if self._clear(part, match_id, seq):
             return ack()
-        part.waiting.setdefault(match_id, []).append((seq, ack))
+        self._ticket += 1
+        heapq.heappush(part.waiting.setdefault(match_id, []), (seq, self._ticket, ack))
         return None
 
     def pending(self) -> int:
@@ -155,7 +159,7 @@ class NoteRelay:
             for m, notes in list(part.pending.items()):  # queued while opening
                 cp = part.checkpoint.get(m, (0, -1))
                 part.pending[m] = [(k, b) for k, b in notes if k > cp]
-            await self._release(part)
+            await self._release(part, list(part.waiting))
             while True:
                 await part.wake.wait()
                 part.wake.clear()
@@ -195,21 +199,18 @@ class NoteRelay:
         part.checkpoint.update(marks)
         if self._on_published is not None:
             self._on_published(len(records), elapsed)
-        await self._release(part)
+        await self._release(part, list(batch))
 
-    async def _release(self, part: _Partition) -> None:
-        for m in list(part.waiting):
-            waiting = part.waiting.pop(m)
-            keep = []
-            for seq, ack in waiting:
-                if self._clear(part, m, seq):
-                    result = ack()
-                    if asyncio.iscoroutine(result):
-                        await result
-                else:
-                    keep.append((seq, ack))
-            if keep:
-                part.waiting.setdefault(m, []).extend(keep)
+    async def _release(self, part: _Partition, matches: list[str]) -> None:
+        """Run the held acks of ``matches`` that nothing pending holds back any more."""
+        for m in matches:
+            heap = part.waiting.get(m)
+            while heap and self._clear(part, m, heap[0][0]):
+                result = heapq.heappop(heap)[2]()
+                if asyncio.iscoroutine(result):
+                    await result
+            if not heap:
+                part.waiting.pop(m, None)
 
     async def _retry(self, part: _Partition, call: Callable[[], Any], what: str) -> Any:
         """Run a blocking log call in a thread; transient failures are retried with backoff
