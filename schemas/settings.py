@@ -216,6 +216,10 @@ class Settings:
         "STUMPCAST_STREAMS_GAP_TIMEOUT", "5", _positive_float,
         "Seconds the streams worker holds events after a sequence gap before reporting them "
         "to the dead-letter topic.")
+    streams_relay_interval: float = _env(
+        "STUMPCAST_STREAMS_RELAY_INTERVAL", "0.2", _positive_float,
+        "Least seconds between two notification transactions of one match.events partition: "
+        "a sparse notification is published at once, a busy partition batches.")
     streams_instance_id: str = _env(
         "STUMPCAST_STREAMS_INSTANCE_ID", "", str,
         "Static Kafka group membership id of this streams worker (unique per worker, stable "

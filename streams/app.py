@@ -148,7 +148,8 @@ def make_engine_factory(settings: Settings) -> Any:
         metrics = Metrics()
         relay = NoteRelay(lambda p: KafkaTxnLog(settings.kafka_bootstrap_str, p),
                           on_lost=lambda p, ms: engine.relay_lost(p, ms),
-                          on_published=metrics.published)
+                          on_published=metrics.published,
+                          min_interval=settings.streams_relay_interval)
         engine = Engine(ScorecardFolder(), RedisViewStore.from_url(settings.redis_url), store,
                         backlog, outputs, config, relay, metrics)
 

@@ -23,7 +23,7 @@ from the event store.
 
 ``NoteRelay`` is the asyncio shell; the transactional log is behind ``TxnLog``, with
 ``KafkaTxnLog`` for the worker and ``InMemoryTxnLog`` for unit tests of the relay itself.
-Blocking client calls run in a thread, one at a time per partition.
+Blocking client calls run in the partition's own thread, one at a time.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,18 +82,25 @@ class _Partition:
     waiting: dict[str, list[tuple[int, int, Callable[[], Any]]]] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    last_commit: float = 0.0  # monotonic start of the last transaction
+    # Its own thread: the loop's default executor also serves event-store reads (recoveries),
+    # which must not queue behind a partition's open (~1 s) or its commits.
+    thread: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="note-relay"))
 
 
 class NoteRelay:
     def __init__(self, open_log: Callable[[int], TxnLog],
                  on_lost: Callable[[int, list[str]], None] | None = None,
                  on_published: Callable[[int, float], None] | None = None,
-                 retry_max: float = 5.0) -> None:
+                 retry_max: float = 5.0, min_interval: float = 0.0) -> None:
         """``open_log(p)`` makes partition p's log; ``on_lost(p, matches)`` runs when another
         worker fenced this one off p; ``on_published(count, seconds)`` after each commit
-        (metrics)."""
+        (metrics). Transactions of one partition start at least ``min_interval`` seconds
+        apart: a sparse note (a live match) goes at once, a busy partition batches (each
+        transaction costs the broker several requests and two markers, whatever its size)."""
         self._open_log, self._on_lost, self._on_published = open_log, on_lost, on_published
-        self._retry_max = retry_max
+        self._retry_max, self._min_interval = retry_max, min_interval
         self._parts: dict[int, _Partition] = {}
         self._ticket = 0  # ties in a heap of acks
 
@@ -162,7 +170,11 @@ class NoteRelay:
             await self._release(part, list(part.waiting))
             while True:
                 await part.wake.wait()
+                wait = part.last_commit + self._min_interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 part.wake.clear()
+                part.last_commit = time.monotonic()
                 await self._flush(part)
         except FencedError:
             log.warning("notification relay fenced: another worker owns the partition",
@@ -218,7 +230,7 @@ class NoteRelay:
         delay = 0.05
         while True:
             try:
-                return await asyncio.to_thread(call)
+                return await asyncio.get_running_loop().run_in_executor(part.thread, call)
             except FencedError:
                 raise
             except Exception as exc:
@@ -235,9 +247,10 @@ class NoteRelay:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await part.task
         try:
-            await asyncio.to_thread(part.log.close)
+            await asyncio.get_running_loop().run_in_executor(part.thread, part.log.close)
         except Exception as exc:
             log.warning("notification relay close failed", extra={"error": str(exc)})
+        part.thread.shutdown(wait=False)
 
 
 # -- logs ------------------------------------------------------------------------------------
@@ -263,6 +276,7 @@ class InMemoryTxnLog:
         if fail:
             self.shared["fail_commits"] = fail - 1
             raise RuntimeError("injected commit failure")
+        self.shared["commits"] = self.shared.get("commits", 0) + 1
         self.shared.setdefault("topic", []).extend(notes)
         self.shared["checkpoints"].setdefault(self.partition, {}).update(checkpoints)
 

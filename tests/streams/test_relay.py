@@ -116,3 +116,20 @@ def test_in_memory_log_fences_like_a_transactional_id() -> None:
     else:
         raise AssertionError("the older owner committed")
     assert parse_key("12-3") == (12, 3)
+
+
+async def test_a_busy_partition_batches_and_a_sparse_note_goes_at_once() -> None:
+    shared: dict[str, Any] = {}
+    r = NoteRelay(lambda p: InMemoryTxnLog(shared, p), min_interval=0.2)
+    r.publish("m", 0, notes((1, 0)))
+    await r.drained()
+    assert shared["commits"] == 1  # the first note did not wait
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for seq in (2, 3, 4):  # a burst right after: one transaction, 0.2 s after the last
+        r.publish("m", 0, notes((seq, 0)))
+        await asyncio.sleep(0.01)
+    await r.drained()
+    assert shared["commits"] == 2 and published(shared) == [b"1-0", b"2-0", b"3-0", b"4-0"]
+    assert loop.time() - started >= 0.15
+    await r.close()
