@@ -83,6 +83,7 @@ class _Partition:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     last_commit: float = 0.0  # monotonic start of the last transaction
+    committing: int = 0  # notes in the transaction under way
     # Its own thread: the loop's default executor also serves event-store reads (recoveries),
     # which must not queue behind a partition's open (~1 s) or its commits.
     thread: ThreadPoolExecutor = field(
@@ -137,7 +138,8 @@ class NoteRelay:
     async def drained(self, timeout: float = 10.0) -> None:
         """Wait until everything queued is committed and its acks released (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while any(p.pending or p.waiting or p.checkpoint is None for p in self._parts.values()):
+        while any(p.pending or p.waiting or p.committing or p.checkpoint is None
+                  for p in self._parts.values()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"notification relay not drained: {self.pending()} pending")
             await asyncio.sleep(0.002)
@@ -200,12 +202,15 @@ class NoteRelay:
         records = [(m, b) for m, notes in batch.items() for _, b in notes]
         marks = {m: notes[-1][0] for m, notes in batch.items()}
         started = time.perf_counter()
+        part.committing = len(records)
         try:
             await self._retry(part, lambda: part.log.commit(records, marks), "commit")
         except BaseException:
             for m, notes in batch.items():  # put back in front of anything queued since
                 part.pending[m] = notes + part.pending.get(m, [])
             raise
+        finally:
+            part.committing = 0
         elapsed = time.perf_counter() - started
         assert part.checkpoint is not None
         part.checkpoint.update(marks)
