@@ -3,7 +3,9 @@
 Runs one real worker (``stumpcast streams worker`` as a subprocess) against the stack and:
 
 1. throughput: produces ``--events`` events of fresh matches at once (``--speed 0``) and
-   times until every view holds its last seq (events/s through the worker);
+   times until every view holds its last seq (events/s through the worker), then the plain
+   loop over the same events; ``--rounds`` times, alternating, and the median ratio is the
+   figure (one round on a shared machine is mostly noise);
 2. latency at 10 matches x 1 event/s and 10 matches x 10 events/s (100 events/s in total):
    per event, from the producer's ``produce()`` call to the history entry arriving on a
    Redis ``XREAD`` (what the gateway sees). The first 5 events of each match are warm-up;
@@ -19,6 +21,7 @@ import argparse
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -261,13 +264,23 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     worker, _port = _start_worker(tag, log)
     try:
         members = _group_members(settings)
-        total, worker_eps, plain_eps = _throughput(settings, args.events, tag)
-        print(f"throughput: {total} events; worker {worker_eps:.0f}/s, plain loop "
-              f"{plain_eps:.0f}/s (ratio {plain_eps / worker_eps:.2f})")
+        rounds = [_throughput(settings, args.events, f"{tag}r{i}")
+                  for i in range(max(1, args.rounds))]
+        for i, (total, w_eps, p_eps) in enumerate(rounds, 1):
+            print(f"throughput round {i}: {total} events; worker {w_eps:.0f}/s, plain loop "
+                  f"{p_eps:.0f}/s (ratio {p_eps / w_eps:.2f})")
+        total = rounds[0][0]
+        worker_eps = statistics.median(r[1] for r in rounds)
+        plain_eps = statistics.median(r[2] for r in rounds)
+        ratios = sorted(r[2] / r[1] for r in rounds)
         rows = [("group members during the run", str(members)),
-                ("throughput, worker (--speed 0)", f"{worker_eps:.0f} events/s ({total} events)"),
-                ("throughput, plain confluent→Redis loop", f"{plain_eps:.0f} events/s"),
-                ("plain / worker", f"{plain_eps / worker_eps:.2f}")]
+                ("throughput, worker (--speed 0)",
+                 f"median {worker_eps:.0f} events/s over {len(rounds)} rounds of {total} events "
+                 f"({', '.join(f'{r[1]:.0f}' for r in rounds)})"),
+                ("throughput, plain confluent→Redis loop",
+                 f"median {plain_eps:.0f} events/s ({', '.join(f'{r[2]:.0f}' for r in rounds)})"),
+                ("plain / worker, per round", f"median {statistics.median(ratios):.2f} "
+                 f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")]
         for rate in (1.0, 10.0):
             w, p = _latency(settings, rate, args.seconds, tag)
             label = f"10 matches x {rate:g} ev/s ({10 * rate:g} ev/s)"

@@ -16,6 +16,7 @@ acknowledged before the shell has done what the outcome asks.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -86,6 +87,13 @@ Outcome = Accepted | Duplicate | Held | Rejected
 
 
 def source_allowed(source: str, allowed: Sequence[str]) -> bool:
+    return _allowed(source, tuple(allowed))
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed(source: str, allowed: tuple[str, ...]) -> bool:
+    """Memoised: a feed has a handful of sources, and fnmatch on every event showed up in
+    the worker's profile."""
     return any(fnmatch.fnmatchcase(source, pattern) for pattern in allowed)
 
 

@@ -147,4 +147,8 @@ def register(sub: Any, bench: Any) -> None:
                          "loop as the baseline. Run under `flock /tmp/stumpcast-heavy.lock`.")
     p.add_argument("--events", type=int, default=6000, help="events for the throughput run")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each latency run")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="throughput rounds, worker and plain loop alternating (median reported)")
+    p.add_argument("--no-record", action="store_true",
+                   help="print the figures without appending them to BENCHMARKS.md")
     p.set_defaults(func=cmd_bench)
