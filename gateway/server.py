@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import http
 import logging
 import os
@@ -37,6 +38,9 @@ from schemas import protocol as p
 log = logging.getLogger("stumpcast.gateway")
 HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
 KEEPALIVE_SLICES = 20
+GC_FREEZE_EVERY = 1.0       # seconds between freezes of what survived the young collections
+GC_FULL_EVERY = 600.0       # at most this often, a full collection reclaims closed connections
+GC_FULL_AFTER_CLOSES = 50_000  # ... or sooner once this many connections closed since the last
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class GatewayConfig:
     mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
     worker: str = "0"
     kafka_bootstrap: str | None = None  # where viewers' heartbeats go; None: not accepted
+    tame_gc: bool = False             # freeze survivors, full collections rarely (_tame_gc); off
+                                      # in tests, which share one process with everything else
     stats_path: Path | None = None    # this worker's counters, rewritten twice a second (workers
                                       # read each other's for /metrics; the bench reads them)
 
@@ -100,6 +106,7 @@ class Gateway:
         self.accepts = TokenBucket(config.limits.accepts_per_second,
                                    config.limits.accept_burst, time.monotonic())
         self.connections = 0
+        self.closed_since_gc = 0  # connections ended since the last full collection
         self.rejected = 0
         self.pong_timeouts = 0
         # Claims (or the auth error) from the upgrade until the handler takes them. Kept off
@@ -149,6 +156,8 @@ class Gateway:
                      self._save_panic_copies(), self._dump_stats(), self._keepalive(),
                      self.watching.run()):
             self.spawn(coro)
+        if cfg.tame_gc:
+            self.spawn(self._tame_gc())
         with contextlib.suppress(FeedUnavailable):
             await self.feed.check_positions()
 
@@ -176,6 +185,39 @@ class Gateway:
             await asyncio.sleep(0.01)
             if self.hub.backlog:
                 self.hub.sweep(time.monotonic())
+
+    async def _tame_gc(self) -> None:
+        """Keep full garbage collections off the delivery path.
+
+        CPython runs a full (generation 2) collection whenever the objects promoted since the
+        last one exceed a quarter of all long-lived objects, and every open connection is
+        ~100 of them: while connections arrive (a reconnect storm, the start of a match) a
+        worker with 10,000 clients stops for 0.5-0.9 s at a time, several times, and every
+        delivery waits (measured with ``gc.callbacks`` in ``stumpcast bench gateway``). Here
+        young collections run as usual; once a second what survived them is frozen
+        (``gc.freeze()``, O(1)) and the automatic full collection is switched off (its
+        threshold out of reach). Frozen objects freed by reference counting go as usual; only
+        cycles among them (a closed connection leaves ~20 objects in cycles) wait for the
+        full collection run here: at most every ``GC_FULL_EVERY`` seconds, and only after
+        connections closed, or sooner after ``GC_FULL_AFTER_CLOSES`` closes. Measured at
+        20,000 connections: full-collection pauses of up to 0.48 s CPU (0.63 s wall) during
+        the connects and after them, none in steady state with this.
+        """
+        loop = asyncio.get_running_loop()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, 1 << 30)  # no automatic full collection
+        gc.freeze()  # the boot heap (modules, classes, functions) is never garbage
+        last_full = loop.time()
+        while True:
+            await asyncio.sleep(GC_FREEZE_EVERY)
+            closes, now = self.closed_since_gc, loop.time()
+            if closes and (now - last_full >= GC_FULL_EVERY or closes >= GC_FULL_AFTER_CLOSES):
+                gc.unfreeze()
+                gc.collect()
+                self.closed_since_gc, last_full = 0, now
+            else:
+                gc.collect(1)  # young garbage is collected, not frozen
+            gc.freeze()
 
     async def _keepalive(self) -> None:
         """Ping every connection from one loop, and drop peers that stopped answering.
@@ -310,6 +352,7 @@ class Gateway:
                 log.exception("connection handler failed")
         finally:
             self.connections -= 1
+            self.closed_since_gc += 1
             client.closed = True
             self.hub.drop(client)
 

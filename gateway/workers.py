@@ -74,7 +74,7 @@ def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
 def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
     from gateway.server import config_from_settings, serve
 
-    overrides: dict[str, Any] = {"mode": mode, "worker": worker_id}
+    overrides: dict[str, Any] = {"mode": mode, "worker": worker_id, "tame_gc": True}
     stats_dir = os.environ.get("STUMPCAST_GATEWAY_STATS_DIR")  # set by the parent or the bench
     if stats_dir:
         overrides["stats_path"] = Path(stats_dir) / f"worker-{worker_id}.json"
