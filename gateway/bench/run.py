@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -323,6 +324,7 @@ def run_bench(args: Any, settings: Any, cards: list[dict[str, Any]]) -> int:
         for proc in rig.procs:
             proc.join(5)
         rig.stop_redis()
+        shutil.rmtree(rig.stats_dir, ignore_errors=True)  # the workers' counters
     rows += delta_rows(cards, args.match_file.parent)
     for name, value in rows:
         print(f"{name:60s} {value}")
