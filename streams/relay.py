@@ -158,10 +158,11 @@ class NoteRelay:
         return part
 
     def _clear(self, part: _Partition, match_id: str, seq: int) -> bool:
-        if part.checkpoint is None and part.pending.get(match_id):
-            return False
+        """Nothing of the match at or before ``seq`` is still to be committed."""
         first = part.pending.get(match_id)
-        return not first or first[0][0][0] > seq
+        if not first:
+            return True
+        return part.checkpoint is not None and first[0][0][0] > seq  # unknown until open
 
     async def _run(self, part: _Partition) -> None:
         try:
@@ -181,18 +182,20 @@ class NoteRelay:
         except FencedError:
             log.warning("notification relay fenced: another worker owns the partition",
                         extra={"partition": part.number})
-            matches = sorted(set(part.pending) | set(part.waiting) | set(part.queued))
-            await self._drop(part, cancel=False)
-            if self._on_lost is not None:
-                self._on_lost(part.number, matches)
+            await self._lost(part)
         except asyncio.CancelledError:
             raise
         except Exception:  # the relay must not die silently: acks would wait forever
             log.exception("notification relay failed", extra={"partition": part.number})
-            matches = sorted(set(part.pending) | set(part.waiting) | set(part.queued))
-            await self._drop(part, cancel=False)
-            if self._on_lost is not None:
-                self._on_lost(part.number, matches)
+            await self._lost(part)
+
+    async def _lost(self, part: _Partition) -> None:
+        """Give the partition up: its held acks are never run (Kafka redelivers those events
+        to whoever owns it) and the engine forgets its matches (recovered on next sight)."""
+        matches = sorted(set(part.pending) | set(part.waiting) | set(part.queued))
+        await self._drop(part, cancel=False)
+        if self._on_lost is not None:
+            self._on_lost(part.number, matches)
 
     async def _flush(self, part: _Partition) -> None:
         batch, part.pending = part.pending, {}
