@@ -217,9 +217,10 @@ class Settings:
         "Seconds the streams worker holds events after a sequence gap before reporting them "
         "to the dead-letter topic.")
     streams_relay_interval: float = _env(
-        "STUMPCAST_STREAMS_RELAY_INTERVAL", "0.2", _positive_float,
+        "STUMPCAST_STREAMS_RELAY_INTERVAL", "1", _positive_float,
         "Least seconds between two notification transactions of one match.events partition: "
-        "a sparse notification is published at once, a busy partition batches.")
+        "a sparse notification is published at once, a busy partition batches (each "
+        "transaction costs the broker and the worker CPU that the view commits need).")
     streams_instance_id: str = _env(
         "STUMPCAST_STREAMS_INSTANCE_ID", "", str,
         "Static Kafka group membership id of this streams worker (unique per worker, stable "
