@@ -279,11 +279,17 @@ class Gateway:
             return
         import orjson
 
-        while True:
+        def save(data: bytes) -> None:
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(orjson.dumps({**self.read_stats(), "pid": os.getpid(),
-                                          "worker": self.config.worker}))
+            tmp.write_bytes(data)
             os.replace(tmp, path)
+
+        while True:
+            data = orjson.dumps({**self.read_stats(), "pid": os.getpid(),
+                                 "worker": self.config.worker})
+            # In a thread: a write and a rename can wait for the file system's journal, which
+            # other processes' disk writes may hold for hundreds of ms; deliveries must not.
+            await asyncio.to_thread(save, data)
             await asyncio.sleep(0.5)
 
     def read_stats(self) -> dict[str, Any]:

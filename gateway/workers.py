@@ -17,8 +17,61 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (a dependency), else None: asyncio's own.
+
+    Per delivery the worker's cost is mostly the socket write and the loop around it; uvloop's
+    transports (libuv, written in Cython) take less of it than asyncio's selector loop. The
+    gateway's workers, the benchmark baselines (the same workers in another mode) and the
+    benchmark's load clients all run on it. ``STUMPCAST_EVENT_LOOP=asyncio`` keeps asyncio's
+    (to compare, or to rule uvloop out)."""
+    if os.environ.get("STUMPCAST_EVENT_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on the loop of ``loop_factory``."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+def _schedstat() -> tuple[int, int]:
+    """(on-CPU ns, runnable-but-waiting ns) of this process's main thread."""
+    with open("/proc/self/schedstat") as fh:
+        cpu, wait, _ = fh.read().split()
+    return int(cpu), int(wait)
+
+
+async def watch_lag(label: str, every: float = 0.01, report: float = 0.02) -> None:
+    """Diagnostics (``STUMPCAST_LAG_LOG_DIR``): sleep ``every`` seconds in a loop and log each
+    overshoot above ``report`` with the wall time, and how much of the overshot sleep this
+    process spent on a CPU and waiting for one (runnable, not scheduled): busy loop vs. a
+    machine that did not run it. One line per stall: ``wall_s overshoot_ms cpu_ms wait_ms``."""
+    folder = os.environ.get("STUMPCAST_LAG_LOG_DIR")
+    if not folder:
+        return
+    loop = asyncio.get_running_loop()
+    with open(Path(folder) / f"{label}-{os.getpid()}.log", "a", buffering=1) as fh:
+        while True:
+            t0, (c0, w0) = loop.time(), _schedstat()
+            await asyncio.sleep(every)
+            over = loop.time() - t0 - every
+            if over > report:
+                c1, w1 = _schedstat()
+                fh.write(f"{time.time():.3f} {over * 1e3:.1f} {(c1 - c0) / 1e6:.1f} "
+                         f"{(w1 - w0) / 1e6:.1f}\n")
 
 
 def raise_fd_limit() -> int:
@@ -88,8 +141,10 @@ def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
+        lag = loop.create_task(watch_lag(f"worker{worker_id}-{mode}"))
         with contextlib.suppress(asyncio.CancelledError):
             await serve(config)
+        lag.cancel()
 
-    asyncio.run(main())
+    run_loop(main())
     return 0

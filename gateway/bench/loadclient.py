@@ -283,11 +283,11 @@ class Generator:
 
 
 def main(pipe: Any, port: int) -> None:
-    from gateway.workers import raise_fd_limit
+    from gateway.workers import raise_fd_limit, run_loop
 
     raise_fd_limit()
     batch_scheduling()
-    asyncio.run(_serve(pipe, port))
+    run_loop(_serve(pipe, port))  # the same loop as the gateway workers (uvloop)
 
 
 def batch_scheduling() -> None:
@@ -304,8 +304,11 @@ def batch_scheduling() -> None:
 
 
 async def _serve(pipe: Any, port: int) -> None:
+    from gateway.workers import watch_lag
+
     gen = Generator(port)
     loop = asyncio.get_running_loop()
+    lag = loop.create_task(watch_lag("client"))  # noqa: F841 - diagnostics, runs until exit
     while True:
         cmd, arg = await loop.run_in_executor(None, pipe.recv)
         if cmd == "connect":

@@ -13,6 +13,7 @@ from gateway.bench.run import (
     latencies,
     total,
 )
+from gateway.workers import watch_lag
 from stumpcast.benchlog import median, percentile
 
 Rows = list[tuple[str, str]]
@@ -38,6 +39,7 @@ def pcts(values: list[float]) -> str:
 async def run_all(rig: Rig) -> tuple[Rows, str]:
     args, rows = rig.args, []
     skip = set(filter(None, args.skip.split(",")))
+    lag = asyncio.get_running_loop().create_task(watch_lag("driver"))  # noqa: F841
     await rig.setup_redis()
     rig.start_clients()
     rig.start_gateway("hub")
