@@ -52,7 +52,9 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--matches", type=int, default=10, help="matches the clients spread over")
     b.add_argument("--workers", type=int, default=2, help="gateway processes")
     b.add_argument("--client-procs", type=int, default=4, help="load-generator processes")
-    b.add_argument("--updates", type=int, default=60, help="updates per latency phase")
+    b.add_argument("--updates", type=int, default=60, help="updates per match per latency window")
+    b.add_argument("--windows", type=int, default=3,
+                   help="latency windows, measured one after another (median p99 reported)")
     b.add_argument("--match-file", type=Path, default=DEFAULT_MATCH,
                    help="Cricsheet match whose scorecards drive the updates")
     b.add_argument("--port", type=int, default=18180, help="port for the benchmark gateway")
