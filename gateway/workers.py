@@ -17,34 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed (a dependency), else None: asyncio's own.
-
-    Per delivery the worker's cost is mostly the socket write and the loop around it; uvloop's
-    transports (libuv, written in Cython) take less of it than asyncio's selector loop. The
-    gateway's workers, the benchmark baselines (the same workers in another mode) and the
-    benchmark's load clients all run on it. ``STUMPCAST_EVENT_LOOP=asyncio`` keeps asyncio's
-    (to compare, or to rule uvloop out)."""
-    if os.environ.get("STUMPCAST_EVENT_LOOP", "").lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
-
-
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on the loop of ``loop_factory``."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+from stumpcast.eventloop import loop_factory, run_loop  # noqa: F401 - re-exported
 
 
 def _schedstat() -> tuple[int, int]:
