@@ -156,8 +156,11 @@ def wait_healthy(server: Server, record: ProcRecord, timeout: float,
                  exit_code: Callable[[], int | None] | None) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        # A process started here is ours until its exit code says otherwise: right after the
+        # fork its /proc cmdline can still be empty (exec under way), so ``is_ours`` would call
+        # a live server dead. One adopted from a record has only ``is_ours`` to go by.
         code = exit_code() if exit_code else None
-        if code is not None or not is_ours(record):
+        if code is not None or (exit_code is None and not is_ours(record)):
             server.layout.pid_record(server.name).unlink(missing_ok=True)
             how = f"exited with code {code}" if code is not None else "exited"
             raise ServerDied(server.name, f"{how} while starting", server.log_path,
