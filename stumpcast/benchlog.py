@@ -7,6 +7,7 @@ commit and the machine, so figures in BENCHMARKS.md can always be traced.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
@@ -14,6 +15,13 @@ import statistics
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def add_no_record(parser: argparse.ArgumentParser) -> None:
+    """``--no-record`` on a bench subcommand. Its default is SUPPRESS so that the parent's
+    ``stumpcast bench --no-record WHAT`` is not reset to False by the subcommand's default."""
+    parser.add_argument("--no-record", action="store_true", default=argparse.SUPPRESS,
+                        help="print the figures without appending them to BENCHMARKS.md")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.settings import Settings
+from stumpcast import benchlog
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cricsheet"
 DEFAULT_MATCH = DEFAULT_DATA / "1370353.json"  # the 2023 IPL final
@@ -60,8 +61,7 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--port", type=int, default=18180, help="port for the benchmark gateway")
     b.add_argument("--skip", default="", help="phases to skip, comma separated "
                    "(hot,throughput,storm,baseline)")
-    b.add_argument("--no-record", action="store_true",
-                   help="print the figures without appending them to BENCHMARKS.md")
+    benchlog.add_no_record(b)
     b.set_defaults(func=cmd_bench)
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from schemas.settings import Settings
+from stumpcast import benchlog
 
 
 def register(sub: Any, bench: Any) -> None:
@@ -38,9 +39,7 @@ def register(sub: Any, bench: Any) -> None:
                    help="wall seconds of the unpaced encode-speed run (default 20)")
     b.add_argument("--live-seconds", type=float, default=60.0,
                    help="seconds of the live run (default 60)")
-    # SUPPRESS: `bench --no-record media` (the parent's flag) is not reset by this default.
-    b.add_argument("--no-record", action="store_true", default=argparse.SUPPRESS,
-                   help="print the figures without appending them to BENCHMARKS.md")
+    benchlog.add_no_record(b)
     b.set_defaults(func=run_bench)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.settings import Settings
+from stumpcast import benchlog
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -149,6 +150,5 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each latency run")
     p.add_argument("--rounds", type=int, default=3,
                    help="throughput rounds, worker and plain loop alternating (median reported)")
-    p.add_argument("--no-record", action="store_true",
-                   help="print the figures without appending them to BENCHMARKS.md")
+    benchlog.add_no_record(p)
     p.set_defaults(func=cmd_bench)

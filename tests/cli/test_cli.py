@@ -55,3 +55,11 @@ def test_bad_arguments_exit_non_zero_without_a_traceback(argv):
     out = subprocess.run([sys.executable, "-m", "stumpcast", *argv], capture_output=True,
                          text=True, cwd=ROOT)
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("what", ["streams", "gateway", "media"])
+def test_bench_no_record_before_or_after_the_subcommand(what: str) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "--no-record", what]).no_record is True
+    assert parser.parse_args(["bench", what, "--no-record"]).no_record is True
+    assert parser.parse_args(["bench", what]).no_record is False
