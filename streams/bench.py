@@ -121,7 +121,7 @@ class PlainLoop:
         import redis
         from confluent_kafka import Consumer, TopicPartition
 
-        from streams.engine import view_write
+        from streams.engine import note_records, view_write
         from streams.pipeline import Accepted, MatchProcessor, MatchState, ScorecardFolder
         from streams.viewstore import lua_source, script_call
 
@@ -149,7 +149,7 @@ class PlainLoop:
                 for o in proc.offer(event, msg.value(), None, 0.0):
                     if isinstance(o, Accepted):
                         w = view_write(m, 1, event.seq, o.prev_seq, codec.format_ts(event.ts),
-                                       o.before, o.after, o.notes, 0)
+                                       o.before, o.after, note_records(o.notes), 0)
                         keys, argv = script_call("commit", w, 2000)
                         script(keys=keys, args=argv)
                         self.committed += 1

@@ -79,17 +79,13 @@ def dlq_record(r: Rejected) -> bytes:
 
 
 def view_write(match_id: str, epoch: int, seq: int, prev: int, ts: str, before: Any,
-               after: dict[str, Any], notes: Sequence[Notification], now_ms: int,
+               after: dict[str, Any], notes: Sequence[tuple[NoteKey, bytes]], now_ms: int,
                full: bool = False) -> ViewWrite:
+    """``notes`` as ``note_records`` gives them: encoded once, for Redis and the relay."""
     update: ViewUpdate = make_update(match_id, epoch, seq, prev, ts, None if full else before,
                                      after)
-    ids = _note_ids(notes)
     return ViewWrite(match_id, epoch, seq, prev, orjson.dumps(after), update.encode(),
-                     tuple((ids[i], n.encode()) for i, n in enumerate(notes)), now_ms)
-
-
-def _note_ids(notes: Sequence[Notification]) -> list[str]:
-    return [note_id(*key) for key in _note_keys(notes)]
+                     tuple((note_id(*key), raw) for key, raw in notes), now_ms)
 
 
 def _note_keys(notes: Sequence[Notification]) -> list[NoteKey]:
@@ -102,6 +98,7 @@ def _note_keys(notes: Sequence[Notification]) -> list[NoteKey]:
 
 
 def note_records(notes: Sequence[Notification]) -> list[tuple[NoteKey, bytes]]:
+    """Each note with its ``(seq, index)`` key, encoded."""
     return [(k, n.encode()) for k, n in zip(_note_keys(notes), notes, strict=True)]
 
 
@@ -204,12 +201,13 @@ class Engine:
     async def _accepted(self, o: Accepted) -> None:
         e = o.event
         proc = self.matches[e.match_id]
-        await self._commit(proc, o)
-        if o.notes:
-            self.relay.publish(e.match_id, self._partition(e.match_id), note_records(o.notes))
+        records = note_records(o.notes)
+        card = await self._commit(proc, o, records)
+        if records:
+            self.relay.publish(e.match_id, self._partition(e.match_id), records)
             for n in o.notes:
                 self.metrics.notifications.labels(n.kind.value).inc()
-        self.cards.update(e.match_id, e.seq, orjson.dumps(o.after))
+        self.cards.update(e.match_id, e.seq, card or orjson.dumps(o.after))
         ack = self._gated(e, _acker(o.token))
         await self.backlog.put(_stored(e, o.raw),
                                lambda: self.cards.gate(e.match_id, e.seq, ack))
@@ -226,24 +224,26 @@ class Engine:
             return None
         return lambda: self.relay.gate(e.match_id, self._partition(e.match_id), e.seq, ack)
 
-    async def _commit(self, proc: MatchProcessor, o: Accepted) -> None:
+    async def _commit(self, proc: MatchProcessor, o: Accepted,
+                      records: Sequence[tuple[NoteKey, bytes]]) -> bytes | None:
+        """Commit the view; returns the card's bytes as written (None if it was re-seeded)."""
         e = o.event
         ts = codec.format_ts(e.ts)
         for _ in range(5):
             w = view_write(e.match_id, proc.epoch, e.seq, o.prev_seq, ts, o.before, o.after,
-                           o.notes, _now_ms())
+                           records, _now_ms())
             started = time.perf_counter()
             result = await self.views.commit(w)
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             if result.status is not Status.CONFLICT:
-                return
+                return w.card
             stored = result.stored
             if stored is not None and stored.seq == o.prev_seq:
                 proc.epoch = stored.epoch  # rebuilt under a new epoch: adopt it
                 continue
             if stored is None or stored.seq < o.prev_seq:
                 await self._reseed(proc, stored)  # flushed, or restarted from an old snapshot
-                return
+                return None
             raise ViewMovedError(e.match_id, stored)  # another worker advanced it
         raise ViewMovedError(e.match_id, None)
 
@@ -253,7 +253,7 @@ class Engine:
             return
         proc.epoch = next_epoch(stored, _now_ms())
         w = view_write(s.match_id, proc.epoch, s.seq, 0, _ts_of(s), None, s.doc,
-                       all_notes(s), _now_ms(), full=True)
+                       note_records(all_notes(s)), _now_ms(), full=True)
         await self.views.reset(w)
         log.warning("view re-seeded", extra={"match_id": s.match_id, "epoch": proc.epoch,
                                              "seq": s.seq})

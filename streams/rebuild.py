@@ -10,7 +10,7 @@ import orjson
 
 from schemas import codec
 from schemas.settings import Settings
-from streams.engine import view_write
+from streams.engine import note_records, view_write
 from streams.eventstore import CassandraEventStore
 from streams.pipeline import ScorecardFolder, all_notes, replay_state
 from streams.viewstore import Position, RedisViewStore, Status, next_epoch
@@ -53,7 +53,7 @@ async def rebuild(settings: Settings, match_id: str) -> RebuildReport:
         written = False
         if state.doc is not None:
             w = view_write(match_id, epoch, state.seq, 0, state.ts, None, state.doc,
-                           all_notes(state), now_ms, full=True)
+                           note_records(all_notes(state)), now_ms, full=True)
             written = (await views.reset(w)).status is Status.APPLIED
         return RebuildReport(match_id, len(rows), state.seq, live.position, equal, epoch,
                              written)
