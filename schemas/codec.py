@@ -41,9 +41,16 @@ def _match_created_v1(payload: JsonDict) -> JsonDict:
     return {**payload, "balls_per_over": 6}
 
 
+def _match_decided_v1(payload: JsonDict) -> JsonDict:
+    # v2 added the par_score kind with its margin and method, all optional: a v1 payload reads
+    # as the same v2 payload. The bump tells a v1 reader it cannot know what a v2 one means.
+    return payload
+
+
 # (type, old version) -> function returning the payload at old version + 1.
 UPCASTERS: dict[tuple[str, int], Callable[[JsonDict], JsonDict]] = {
     ("match.created", 1): _match_created_v1,
+    ("match.decided", 1): _match_decided_v1,
 }
 
 

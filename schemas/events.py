@@ -221,13 +221,18 @@ class Replacement(_Validated):
     scope: Literal["match", "role"] = req("'match': a squad change; 'role': mid-over swap")
     reason: str = req("e.g. impact_player, concussion_substitute, supersub, injury")
     player_in: str = req("player coming in")
-    player_out: str = req("player going out")
+    player_out: str | None = opt(None, "player going out; required for scope 'match'; a role "
+                                       "may be taken up with no one giving it up")
     team: str | None = opt(None, "team making a match replacement")
-    role: Literal["bowler", "batter"] | None = opt(None, "role taken over, for scope 'role'")
+    # Free text: the role vocabulary is the data source's ('bowler', 'batter', 'captain',
+    # 'wicketkeeper', ...) and the fold reads none of it.
+    role: str | None = opt(None, "role taken over, for scope 'role', e.g. 'bowler'")
 
     def _check(self) -> None:
         if self.scope == "match" and self.team is None:
             raise EventValidationError("team", "required for a match replacement")
+        if self.scope == "match" and self.player_out is None:
+            raise EventValidationError("player_out", "required for a match replacement")
         if self.scope == "role" and self.role is None:
             raise EventValidationError("role", "required for a role replacement")
 
@@ -357,20 +362,40 @@ class PenaltyAwarded(Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MatchDecided(Payload):
-    """An outcome that cannot be computed from the balls. Computable results are never sent."""
+    """An outcome that cannot be computed from the balls. Computable results are never sent.
+
+    ``par_score``: a chase stopped for good and judged against the par score at the stop
+    (DLS / VJD playing conditions); the par is not on any ball, so the officials' result is the
+    fact. It settles the main pair of innings only: ``winner`` null means level with par (a tie,
+    which a super over or a bowl-out may then settle).
+    """
 
     TYPE: ClassVar[str] = "match.decided"
-    VERSION: ClassVar[int] = 1
-    kind: Literal["no_result", "abandoned", "awarded", "bowl_out", "boundary_count"] = req(
-        "how the match was decided off the field of play")
-    winner: str | None = opt(None, "winning side; required unless no_result/abandoned")
+    VERSION: ClassVar[int] = 2  # v1 had no par_score, margin or method; upcast in codec
+    kind: Literal["no_result", "abandoned", "awarded", "bowl_out", "boundary_count",
+                  "par_score"] = req("how the match was decided off the field of play")
+    winner: str | None = opt(None, "winning side; required for awarded/bowl_out/boundary_count, "
+                                   "null for no_result/abandoned and for a tie on par")
+    margin: int | None = opt(None, "par_score with a winner: runs the chase was ahead of par "
+                                   "(or behind it)", min=1, max=1000)
+    method: Literal["DLS", "VJD", "other"] | None = opt(
+        None, "par_score: how the par was set; null for every other kind")
 
     def _check(self) -> None:
         needs_winner = self.kind in ("awarded", "bowl_out", "boundary_count")
         if needs_winner and self.winner is None:
             raise EventValidationError("winner", f"required when kind is {self.kind!r}")
-        if not needs_winner and self.winner is not None:
+        if self.kind in ("no_result", "abandoned") and self.winner is not None:
             raise EventValidationError("winner", f"must be null when kind is {self.kind!r}")
+        if self.kind != "par_score":
+            for name in ("margin", "method"):
+                if getattr(self, name) is not None:
+                    raise EventValidationError(name, f"must be null when kind is {self.kind!r}")
+            return
+        if self.method is None:
+            raise EventValidationError("method", "required when kind is 'par_score'")
+        if (self.margin is None) != (self.winner is None):
+            raise EventValidationError("margin", "required with a winner, null for a tie on par")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from streams import rules
 from streams.innings import Innings
 
 if TYPE_CHECKING:
+    from schemas.events import MatchDecided
     from streams.fold import _State
 
 Target = tuple[int, int, bool]  # runs, legal balls, revised
@@ -68,12 +69,28 @@ def result(state: _State) -> Result | None:
     main = [i for i in state.innings if not i.super_over]
     if len(main) < 2:
         return None
+    if state.par is not None:
+        return _par(state, state.par)
     pair = rules.pair_result(_facts(state, main[1]))
     if pair is None:
         return None
     if pair.kind != "tie":
         return _win(pair)
-    return _tie(state, pair.dls)
+    return _tie(state, "DLS" if pair.dls else None)
+
+
+def _par(state: _State, par: MatchDecided) -> Result:
+    """DLS / VJD playing conditions: a chase stopped for good is judged against the par score at
+    the stop. The margin is the officials' (it is on no ball); level with par is a tie."""
+    if par.winner is None or par.margin is None:
+        return _tie(state, par.method)
+    unit = rules.plural(par.margin, "run")
+    return Result(par.winner, "runs", par.margin, par.method,
+                  f"{par.winner} won by {unit}{_method_note(par.method)}")
+
+
+def _method_note(method: str | None) -> str:
+    return f" ({method} method)" if method in ("DLS", "VJD") else ""
 
 
 def _win(pair: rules.PairResult) -> Result:
@@ -89,10 +106,12 @@ def _win(pair: rules.PairResult) -> Result:
                   pair.margin, "DLS" if pair.dls else None, text)
 
 
-def _tie(state: _State, dls: bool) -> Result:
-    """Law 16.5.1: a tie. Competition rules then settle a winner: super over, bowl-out..."""
+def _tie(state: _State, par_method: str | None) -> Result:
+    """Law 16.5.1: a tie. Competition rules then settle a winner: super over, bowl-out...
+
+    ``par_method``: the tie was on a par score (DLS, VJD), or None."""
     supers = [i for i in state.innings if i.super_over]
-    winner, method, how = None, "DLS" if dls else None, ""
+    winner, method, how = None, par_method, ""
     for k in range(1, len(supers), 2):
         pair = rules.pair_result(_facts(state, supers[k]))
         if pair is not None and pair.kind != "tie":
@@ -104,6 +123,6 @@ def _tie(state: _State, dls: bool) -> Result:
     text = "Match tied"
     if winner is not None:
         text += f" ({winner} {how})"
-    elif dls:
-        text += " (DLS method)"
+    else:
+        text += _method_note(method)
     return Result(winner, "tie", None, method, text)

@@ -99,7 +99,7 @@ class RejectedEventError(FoldError):
 class _State:
     """The mutable side of a card: match facts, innings accumulators and the accepted log."""
 
-    __slots__ = ("match_id", "log", "created", "toss", "innings", "decided", "overrides",
+    __slots__ = ("match_id", "log", "created", "toss", "innings", "decided", "par", "overrides",
                  "pending_penalties", "targets")
 
     def __init__(self, match_id: str | None) -> None:
@@ -111,7 +111,8 @@ class _State:
         self.created: MatchCreated | None = None
         self.toss: Toss | None = None
         self.innings: list[Innings] = []
-        self.decided: MatchDecided | None = None
+        self.decided: MatchDecided | None = None  # off the field: no result, bowl-out, ...
+        self.par: MatchDecided | None = None  # the main pair judged on a par score (DLS/VJD)
         self.overrides: dict[int, Delivery | None] = {}
         self.pending_penalties: dict[int, int] = {}
         # innings -> (revision, the innings' runs when it was made)
@@ -238,6 +239,8 @@ def _check_penalty(state: _State, p: PenaltyAwarded) -> str | None:
 def _check_decided(state: _State, p: MatchDecided) -> str | None:
     if state.created and p.winner is not None and p.winner not in state.created.teams:
         return f"{p.winner!r} is not playing"
+    if p.kind == "par_score" and sum(1 for i in state.innings if not i.super_over) < 2:
+        return "a par-score result needs the chase (the second innings) to have started"
     return None
 
 
@@ -299,7 +302,12 @@ def _on_penalty(state: _State, event: Event) -> None:
 
 
 def _on_decided(state: _State, event: Event) -> None:
-    state.decided = event.payload  # type: ignore[assignment]
+    p: MatchDecided = event.payload  # type: ignore[assignment]
+    # A par decides the main pair only; a tie on par may still go to a bowl-out, so both stay.
+    if p.kind == "par_score":
+        state.par = p
+    else:
+        state.decided = p
 
 
 def _on_correction(state: _State, event: Event) -> None:

@@ -178,7 +178,9 @@ def pair_result(second: InningsFacts) -> PairResult | None:
         return None
     par = target - 1
     if second.runs > par:
-        # DLS playing conditions: play stopped with the chasing side ahead of par.
+        # DLS playing conditions: play stopped with the chasing side ahead of par. The importer
+        # now says so with a par_score MatchDecided; this keeps streams that carry only the par
+        # (a TargetRevised after the stop) folding as they did.
         return PairResult(second.batting, "runs", second.runs - par, None, dls)
     if second.runs == par:
         # Law 16.5.1 (a tie); under DLS, level with par when play ended.

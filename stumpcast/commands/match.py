@@ -47,10 +47,12 @@ def cmd_scorecard(args: argparse.Namespace, settings: Settings) -> int:
     from streams.fold import replay
 
     try:
-        doc = load(args.match)
-        events = import_match(doc, args.match.stem, seed=args.seed)
-    except (OSError, ValueError, KeyError, CricsheetError) as exc:
-        print(f"stumpcast scorecard: {args.match}: {exc}", file=sys.stderr)
+        events = import_match(load(args.match), args.match.stem, seed=args.seed)
+    except CricsheetError as exc:  # it names the file, the JSON path and the reason
+        print(f"stumpcast scorecard: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"stumpcast scorecard: {args.match}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     card = replay(events).scorecard()
     if args.json:

@@ -57,6 +57,10 @@ SAMPLES = [
                                    player_out="y", team="A"),)),
     DeliveryCorrected(target_seq=2, delivery=ball(runs_batter=6)),
     MatchDecided(kind="bowl_out", winner="India"),
+    MatchDecided(kind="par_score", winner="India", margin=2, method="DLS"),
+    MatchDecided(kind="par_score", method="VJD"),  # level with par: a tie
+    ball(replacements=(Replacement(scope="role", reason="injury", player_in="Rahane",
+                                   role="captain"),)),  # no one named going out
 ]
 
 
@@ -105,6 +109,24 @@ def test_old_version_is_upcast_on_read() -> None:
     event = decode(orjson.dumps(wire))
     assert isinstance(event.payload, MatchCreated) and event.payload.balls_per_over == 6
     assert event.v == 2
+
+
+def test_match_decided_v1_is_upcast_on_read() -> None:
+    wire = to_wire(envelope(SAMPLES[3]))
+    wire["v"] = 1  # v1 had no par_score, margin or method: the same payload reads as v2
+    event = decode(orjson.dumps(wire))
+    assert event.payload == SAMPLES[3] and event.v == 2
+
+
+def test_par_score_and_replacement_rules() -> None:
+    with pytest.raises(EventValidationError, match="method: required"):
+        MatchDecided(kind="par_score", winner="India", margin=2)
+    with pytest.raises(EventValidationError, match="margin: null for a tie|margin: required"):
+        MatchDecided(kind="par_score", margin=2, method="DLS")
+    with pytest.raises(EventValidationError, match="method: must be null"):
+        MatchDecided(kind="no_result", method="DLS")
+    with pytest.raises(EventValidationError, match="player_out: required for a match"):
+        Replacement(scope="match", reason="impact_player", player_in="x", team="A")
 
 
 @pytest.mark.parametrize(("mutate", "path", "why"), [
