@@ -3,9 +3,10 @@
 The demo is a small process supervisor. It brings the local stack up if it is down, then starts
 the streams worker, the gateway and the media worker, each in its own process group with its
 output in a log file, and waits for each one's ``/readyz``. It then replays a real IPL match
-"live" and shows ``stumpcast watch`` in the terminal. Ctrl-C (or SIGTERM) is forwarded to every
-child's process group; whatever has not exited after a grace period is killed, and the stack is
-stopped again if the demo started it.
+"live" and shows ``stumpcast watch`` in the terminal (when the output is not a terminal, its
+``--progress`` lines: one per over, wicket and milestone). Ctrl-C (or SIGTERM) is forwarded to
+every child's process group; whatever has not exited after a grace period is killed, and the
+stack is stopped again if the demo started it.
 
 ``live-replay`` differs from ``stumpcast replay`` in one way that matters for video: it stamps
 each event with the wall-clock instant it is sent (the match's own spacing divided by
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -244,12 +246,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         sup.start(Child("replay", stumpcast_argv(
             "live-replay", str(path), "--match-id", match_id, "--speed", str(args.speed))))
         _banner(settings, match_id, args.speed, log_dir)
-        if args.no_watch or not _has_watch():
-            _wait_for(sup, "replay")
-        else:
-            _wait_for_card(settings, match_id)
-            sup.start(Child("watch", stumpcast_argv("watch", match_id)), foreground=True)
-            _wait_for(sup, "watch")
+        _show_match(sup, settings, match_id, watch=not args.no_watch and _has_watch())
         print("demo: the match is over; Ctrl-C stops everything", flush=True)
         while True:
             time.sleep(3600)
@@ -268,6 +265,22 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if started_stack and not args.keep_stack:
             subprocess.run(stumpcast_argv("stack", "down"), check=False)
     return 0
+
+
+def _show_match(sup: Supervisor, settings: Settings, match_id: str, watch: bool) -> None:
+    """Until the replay is over: ``stumpcast watch`` on a terminal (until Ctrl-C), its
+    progress lines on a pipe or a log, or nothing."""
+    if not watch:
+        _wait_for(sup, "replay")
+    elif sys.stdout.isatty():
+        _wait_for_card(settings, match_id)
+        sup.start(Child("watch", stumpcast_argv("watch", match_id)), foreground=True)
+        _wait_for(sup, "watch")
+    else:
+        sup.start(Child("watch", stumpcast_argv("watch", match_id, "--progress")),
+                  foreground=True)
+        _wait_for(sup, "replay")
+        _wait_for_settled(settings, match_id)
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:
@@ -308,6 +321,28 @@ def _wait_for_card(settings: Settings, match_id: str, timeout: float = 60.0) -> 
         time.sleep(0.5)
 
 
+def _wait_for_settled(settings: Settings, match_id: str, quiet_s: float = 2.0,
+                      timeout: float = 30.0) -> None:
+    """Until the match's scorecard has not moved for ``quiet_s`` (the last events sent have
+    gone through the pipeline to the viewer), or ``timeout``."""
+    url = (f"http://{settings.gateway_host}:{settings.gateway_port}"
+           f"/v1/matches/{match_id}/scorecard")
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        seq = _card_seq(url)
+        if seq != last:
+            last, since = seq, time.monotonic()
+        time.sleep(0.25)
+
+
+def _card_seq(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as resp:
+            return int(json.loads(resp.read())["seq"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _wait_for(sup: Supervisor, name: str) -> None:
     """Until the child ``name`` exits (the terminal viewer runs until Ctrl-C); a service that
     dies meanwhile stops the demo."""
@@ -340,7 +375,8 @@ def register(sub: Any, bench: Any) -> None:
         "demo", help="the whole pipeline: stack, workers, gateway, video, a live IPL replay",
         description="Start the local stack (if down), the streams worker, the gateway and the "
         "media worker (synthetic live video with a score bug); replay a real IPL match live; "
-        "print the live page's URL and show the scorecard in the terminal. Ctrl-C stops "
+        "print the live page's URL and show the scorecard in the terminal (a plain line per "
+        "over, wicket and milestone when the output is not a terminal). Ctrl-C stops "
         f"everything. {CREDIT}.")
     d.add_argument("--match", default=str(DEFAULT_MATCH),
                    help=f"Cricsheet JSON file (default: {DEFAULT_MATCH}, the 2023 IPL final)")

@@ -38,10 +38,16 @@ def register(sub: Any, bench: Any) -> None:
 
     w = sub.add_parser("watch", help="show a live scorecard in the terminal",
                        description="Connect to the gateway, subscribe to a match's scorecard "
-                       "and notifications, and show them live; reconnects and resumes.")
+                       "and notifications, and show them live, redrawn in place on a terminal "
+                       "(each new card as a plain block of text when the output is not a "
+                       "terminal); reconnects and resumes, and waits for a match the gateway "
+                       "does not have yet.")
     w.add_argument("match_id", metavar="MATCH_ID")
     w.add_argument("--url", default=None, help="gateway URL (default: ws://HOST:PORT/ws)")
     w.add_argument("--token", default=None, help="connection token (JWT)")
+    w.add_argument("--progress", action="store_true",
+                   help="plain lines instead: one per innings, wicket, fifty, over, innings "
+                   "end and result (what `stumpcast demo` shows off a terminal)")
     w.set_defaults(func=cmd_watch)
 
     b = bench.add_parser("gateway", help="fanout: latency, throughput, memory, reconnect storm",
@@ -76,7 +82,7 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.watch import watch
 
     url = args.url or f"ws://{settings.gateway_host}:{settings.gateway_port}/ws"
-    return watch(url, args.match_id, args.token)
+    return watch(url, args.match_id, args.token, "progress" if args.progress else "auto")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
