@@ -52,7 +52,7 @@ class Aggregator:
         self.spec = spec
         self.idle_ms = idle_ms
         self.cores: dict[int, PartitionWindows] = {}
-        self.last_data: dict[int, int] = {}
+        self.last_busy: dict[int, int] = {}   # data folded, known behind, or assigned (wall ms)
         self.pending: dict[tuple[str, int], set[int]] = {}   # (match, k) -> reported by
         self.closed_through: dict[int, int] = {}
         self.seen: dict[str, set[str]] = {}
@@ -62,12 +62,12 @@ class Aggregator:
 
     def assign(self, partition: int, closed_before: int | None, now_ms: int) -> None:
         self.cores[partition] = PartitionWindows(self.spec, closed_before)
-        self.last_data[partition] = now_ms
+        self.last_busy[partition] = now_ms
         if closed_before is not None:
             self.closed_through[partition] = closed_before - 1
 
     def revoke(self, partition: int) -> None:
-        for d in (self.cores, self.last_data, self.closed_through):
+        for d in (self.cores, self.last_busy, self.closed_through):
             d.pop(partition, None)
         for reported in self.pending.values():
             reported.discard(partition)
@@ -76,7 +76,7 @@ class Aggregator:
         if not beats:
             return
         self.late += self.cores[partition].fold(beats)
-        self.last_data[partition] = now_ms
+        self.last_busy[partition] = now_ms
         watched = self.watched
         if watched:
             for _, hb in beats:
@@ -84,13 +84,21 @@ class Aggregator:
                     self.playheads[hb.session_id] = max(hb.playhead_ms,
                                                         self.playheads.get(hb.session_id, 0))
 
+    def idle_candidates(self, now_ms: int) -> list[int]:
+        """Partitions quiet for ``idle_ms``: the shell must find out whether they are caught up
+        (at the log end as the broker says now) before ``flush`` may call them idle."""
+        return [p for p, t in self.last_busy.items() if now_ms - t >= self.idle_ms]
+
     def flush(self, now_ms: int, caught_up: set[int] | None = None) -> FlushPlan:
-        """``caught_up``: partitions with nothing left to read (None: all). Only those may be
-        idle: a partition starved by a backlog elsewhere is behind, not idle."""
-        for p, core in self.cores.items():
-            idle = now_ms - self.last_data[p] >= self.idle_ms
-            if idle and (caught_up is None or p in caught_up):
-                core.advance(now_ms - self.idle_ms - self.spec.lateness_ms)
+        """``caught_up``: partitions known to have nothing left to read (None: all). Only those
+        may be idle. A quiet partition that is behind, or whose position is unknown (slow to
+        deliver its first records, or starved by a backlog elsewhere), is busy: its idle time
+        counts again from now, from when it was last known to be behind."""
+        for p in self.idle_candidates(now_ms):
+            if caught_up is None or p in caught_up:
+                self.cores[p].advance(now_ms - self.idle_ms - self.spec.lateness_ms)
+            else:
+                self.last_busy[p] = now_ms
         for core in self.cores.values():
             for m, fresh in core.drain_fresh().items():
                 self.seen.setdefault(m, set()).update(fresh)

@@ -92,8 +92,7 @@ class AnalyticsWorker:
         from streams.analytics.sink import RedisSink
 
         consumer, producer, r = self._clients()
-        parts = len(consumer.list_topics(self.config.topic, timeout=10)
-                    .topics[self.config.topic].partitions)
+        parts = _partition_count(consumer, self.config.topic)
         sink = RedisSink(r, self.spec.mode, parts, self.spec.step_ms)
         consumer.subscribe([self.config.topic], on_assign=self._on_assign(consumer),
                            on_revoke=self._on_revoke(consumer, sink, producer))
@@ -137,7 +136,7 @@ class AnalyticsWorker:
 
         started = time.perf_counter()
         now = _now_ms()
-        plan = self.agg.flush(now, self._caught_up(consumer))
+        plan = self.agg.flush(now, self._caught_up(consumer, now))
         if self.flushes % 5 == 0:
             self.agg.watched = sink.watched_sessions()
         self._publish(sink.write(plan, now), producer)
@@ -150,16 +149,26 @@ class AnalyticsWorker:
                 log.warning("commit failed", extra={"error": str(exc)})
         self._observe(plan, now, time.perf_counter() - started)
 
-    def _caught_up(self, consumer: Any) -> set[int]:
-        """Partitions whose next offset is the log end (librdkafka's cached high watermark)."""
-        from confluent_kafka import TopicPartition
+    def _caught_up(self, consumer: Any, now: int) -> set[int]:
+        """Quiet partitions whose position is the log end as the broker reports it now.
 
-        tps = [TopicPartition(self.config.topic, p) for p in self.agg.cores]
-        out = set()
-        for tp in consumer.position(tps):
-            _low, high = consumer.get_watermark_offsets(tp, cached=True)
-            at = max(tp.offset, self.agg.cores[tp.partition].next_offset)
-            if high >= 0 and at >= high:
+        Not librdkafka's cached high watermark: that is the one of the partition's last fetch
+        response, so a partition whose fetches stall keeps an old one and looks caught up while
+        records wait for it. A query that fails counts as behind.
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        quiet = self.agg.idle_candidates(now)
+        out: set[int] = set()
+        if not quiet:
+            return out
+        for tp in consumer.position([TopicPartition(self.config.topic, p) for p in quiet]):
+            try:
+                _low, high = consumer.get_watermark_offsets(tp, timeout=0.5, cached=False)
+            except KafkaException as exc:
+                log.warning("high watermark query failed", extra={"error": str(exc)})
+                break
+            if high >= 0 and max(tp.offset, self.agg.cores[tp.partition].next_offset) >= high:
                 out.add(tp.partition)
         return out
 
@@ -186,6 +195,10 @@ class AnalyticsWorker:
                 meta = tp.metadata
                 closed = int(meta) if meta and meta.lstrip("-").isdigit() else None
                 self.agg.assign(tp.partition, closed, _now_ms())
+                # Where reading resumes: librdkafka's position stays unknown until a record
+                # of the partition is consumed, so a partition with nothing new would never
+                # look caught up.
+                self.agg.cores[tp.partition].next_offset = max(tp.offset, 0)
             self.assigned = bool(self.agg.cores)
             self.metrics.partitions.set(len(self.agg.cores))
         return on_assign
@@ -199,6 +212,16 @@ class AnalyticsWorker:
             self.assigned = bool(self.agg.cores)
             self.metrics.partitions.set(len(self.agg.cores))
         return on_revoke
+
+
+def _partition_count(consumer: Any, topic: str) -> int:
+    """The merge calls a window complete when this many partitions reported: 0 (a topic the
+    broker does not know yet) would make every partial look complete."""
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise RuntimeError(f"topic {topic!r} has no partitions on the broker "
+                           f"({meta.error if meta is not None else 'unknown topic'})")
+    return len(meta.partitions)
 
 
 def topic_partitions(settings: Settings, topic: str) -> int:

@@ -7,9 +7,11 @@ together they take most of the start time.
 
 from __future__ import annotations
 
+import fcntl
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +68,37 @@ class UpResult:
     seconds: float
 
 
+@contextmanager
+def exclusive(run_dir: Path, say: Callable[[str], None] = print) -> Iterator[None]:
+    """One `up` or `down` at a time per run folder.
+
+    Two `stack up` run at once (a developer's terminal and a test run) both found no pid record
+    and both launched Kafka on the same data folder: one died and the other never finished its
+    KRaft start. An advisory lock on the run folder makes the second wait for the first.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "stack.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another stack command on {run_dir}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def up(settings: Settings, only: Iterable[str] | None = None,
        say: Callable[[str], None] = print, maven_repo: Path | None = None,
        chosen: Sequence[Server] | None = None) -> list[UpResult]:
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
+    with exclusive(settings.run_dir, say):
+        return _up(settings, only, say, maven_repo, chosen)
+
+
+def _up(settings: Settings, only: Iterable[str] | None, say: Callable[[str], None],
+        maven_repo: Path | None, chosen: Sequence[Server] | None) -> list[UpResult]:
     todo = list(chosen) if chosen is not None else servers(settings, only)
     ctx = StartContext(settings, say, maven_repo)
     _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
@@ -185,7 +214,7 @@ class DownResult:
 def down(settings: Settings, only: Iterable[str] | None = None) -> list[DownResult]:
     """Stop the processes this run folder recorded, and nothing else."""
     chosen = servers(settings, only)
-    with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
+    with exclusive(settings.run_dir), ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         return list(pool.map(_take_down, chosen))
 
 
