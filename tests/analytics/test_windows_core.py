@@ -195,12 +195,13 @@ def test_idle_time_counts_from_when_a_partition_was_last_known_behind():
     """A partition quiet for the idle time but not known to be caught up (its position or log
     end unknown, or records waiting) is busy: once caught up it must stay quiet idle_ms more."""
     agg = Aggregator(WindowSpec(step_ms=STEP), idle_ms=1_000)
-    agg.assign(0, None, now_ms=0)
+    base = 10**15     # wall time far past the beats: once idle, every window closes
+    agg.assign(0, None, now_ms=base)
     hb = Heartbeat("a", "m", "r", "c", 1, 0, T0, "web", T0)
-    agg.fold(0, [(0, hb)], now_ms=0)
-    assert agg.idle_candidates(5_000) == [0]
-    assert not agg.flush(now_ms=5_000, caught_up=set()).finals      # behind: not idle
-    assert agg.idle_candidates(5_500) == []
-    assert not agg.flush(now_ms=5_500, caught_up={0}).finals        # caught up 0.5 s ago only
-    finals = agg.flush(now_ms=6_000, caught_up={0}).finals          # quiet 1 s since behind
+    agg.fold(0, [(0, hb)], now_ms=base)
+    assert agg.idle_candidates(base + 5_000) == [0]
+    assert not agg.flush(now_ms=base + 5_000, caught_up=set()).finals      # behind: not idle
+    assert agg.idle_candidates(base + 5_500) == []
+    assert not agg.flush(now_ms=base + 5_500, caught_up={0}).finals        # caught up 0.5 s ago only
+    finals = agg.flush(now_ms=base + 6_000, caught_up={0}).finals          # quiet 1 s since behind
     assert [f.start_ms for f in finals] == [T0 - STEP, T0]
