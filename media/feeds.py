@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,28 +63,102 @@ async def scorebug_loop(redis_url: str, match_id: str, path: Path, stop: asyncio
         await client.aclose()
 
 
-class MarkerFeed:
-    """Notifications from ``match.notifications``, polled without blocking the event loop."""
+def marker_start_ms(now_ms: int, window_ms: int, oldest_pdt_ms: int | None) -> int:
+    """The oldest instant still inside the playlist window, which is as far back as a marker
+    can still be placed (``media.markers.place`` drops older ones): a full window back from
+    now, or the oldest segment still listed, if that is older (a restarted worker). Pure."""
+    start = now_ms - window_ms
+    return start if oldest_pdt_ms is None else min(start, oldest_pdt_ms)
 
-    def __init__(self, bootstrap: str, match_id: str, metrics: MediaMetrics) -> None:
+
+class MarkerFeed:
+    """One match's notifications, polled without blocking the event loop.
+
+    The topic is keyed by match id and written by the relay with librdkafka's default
+    partitioner, so the match's notifications are all in one partition
+    (``topology.partition_for``). The feed assigns only that partition, from the first record
+    at or after ``start_ms`` (ListOffsets by timestamp) or from its group's committed offset
+    if that is later (resume by position). Other matches' records there are skipped by key,
+    never decoded. Finding the position asks the broker (metadata, ListOffsets, committed
+    offsets), so it runs in a thread of its own: ``poll`` returns nothing until it is done and
+    tries again ``retry`` seconds after a failure (the broker is down, the topic missing).
+    """
+
+    def __init__(self, bootstrap: str, match_id: str, metrics: MediaMetrics, start_ms: int,
+                 topic: str = topology.NOTIFICATIONS.name, timeout: float = 5.0,
+                 retry: float = 5.0) -> None:
         from confluent_kafka import Consumer
 
-        self.metrics = metrics
-        # One group per match: each worker follows its own match and must see every partition.
-        # A shared group would split the partitions between workers of different matches.
+        self.metrics, self.topic, self.start_ms = metrics, topic, start_ms
+        self.key = match_id.encode()
+        self.timeout, self.retry = timeout, retry
+        # One group per match: its committed offset is this match's position in its partition.
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap,
             "group.id": topology.media_markers_group(match_id),
-            # earliest: a new worker catches up on markers still inside its playlist window.
+            # Only if the position found is out of range (retention deleted it).
             "auto.offset.reset": "earliest", "enable.auto.commit": True})
-        self.consumer.subscribe([topology.NOTIFICATIONS.name])
+        self.assigned: Any = None  # the TopicPartition being read, once positioned
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="marker-seek")
+        self._seek: Future[Any] | None = None
+        self._retry_at = 0.0
+
+    def position(self) -> Any:
+        """Where to read from: the match's partition and offset. Blocks (broker calls)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        meta = self.consumer.list_topics(self.topic, timeout=self.timeout).topics.get(self.topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            why = meta.error if meta is not None else "not in the metadata"
+            raise RuntimeError(f"{self.topic}: no partitions ({why})")
+        partition = topology.partition_for(self.key, len(meta.partitions))
+        tp = TopicPartition(self.topic, partition)
+        by_time = self.consumer.offsets_for_times(
+            [TopicPartition(self.topic, partition, self.start_ms)], timeout=self.timeout)[0]
+        if by_time.error is not None:
+            raise KafkaException(by_time.error)
+        offset = by_time.offset
+        if offset < 0:  # nothing at or after start_ms: from the end of the partition
+            offset = self.consumer.get_watermark_offsets(tp, timeout=self.timeout)[1]
+        committed = self.consumer.committed([tp], timeout=self.timeout)[0]
+        # No committed offset reads as OFFSET_INVALID (-1001): the time wins.
+        return TopicPartition(self.topic, partition, max(offset, committed.offset))
+
+    def _positioned(self) -> bool:
+        """Start, check or retry the positioning; True once the partition is assigned."""
+        if self.assigned is not None:
+            return True
+        if self._seek is None:
+            if time.monotonic() >= self._retry_at:
+                self._seek = self._pool.submit(self.position)
+            return False
+        if not self._seek.done():
+            return False
+        seek, self._seek = self._seek, None
+        try:
+            tp = seek.result()
+        except Exception as exc:
+            self.metrics.errors.labels("kafka_seek").inc()
+            log.warning("marker feed not positioned; retrying",
+                        extra={"topic": self.topic, "error": str(exc)})
+            self._retry_at = time.monotonic() + self.retry
+            return False
+        self.consumer.assign([tp])
+        self.assigned = tp
+        log.info("marker feed positioned", extra={"topic": tp.topic, "partition": tp.partition,
+                                                  "offset": tp.offset})
+        return True
 
     def poll(self) -> list[Notification]:
         out: list[Notification] = []
+        if not self._positioned():
+            return out
         for msg in self.consumer.consume(num_messages=500, timeout=0):
             if msg.error():
                 self.metrics.errors.labels("kafka_consume").inc()
                 continue
+            if msg.key() != self.key:
+                continue  # another match sharing the partition
             try:
                 out.append(decode(msg.value() or b""))
             except NotificationError as exc:
@@ -91,6 +167,8 @@ class MarkerFeed:
         return out
 
     def close(self) -> None:
+        """Blocks: waits for a positioning under way, commits the position, leaves."""
+        self._pool.shutdown(wait=True)
         self.consumer.close()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from media import ffmpeg_args as fa
-from media.feeds import MarkerFeed, SegmentSink, scorebug_loop
+from media.feeds import MarkerFeed, SegmentSink, marker_start_ms, scorebug_loop
 from media.ladder import Ladder
 from media.metrics import MediaMetrics
 from media.progress import ProgressParser, SpeedGuard
@@ -296,7 +296,11 @@ class MediaWorker:
 
     async def _markers(self, stop: asyncio.Event) -> None:
         assert self.cfg.kafka_bootstrap
-        feed = MarkerFeed(self.cfg.kafka_bootstrap, self.cfg.match_id, self.metrics)
+        entries = self.publisher.timeline.entries
+        start_ms = marker_start_ms(round(time.time() * 1000),
+                                   self.cfg.window * self.ladder.segment_seconds * 1000,
+                                   entries[0].pdt_ms if entries else None)
+        feed = MarkerFeed(self.cfg.kafka_bootstrap, self.cfg.match_id, self.metrics, start_ms)
         try:
             while not stop.is_set():
                 for note in feed.poll():

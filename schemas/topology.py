@@ -6,6 +6,7 @@ init`` creates exactly what this module lists, and the services read their names
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,21 @@ MEDIA_SEGMENTS = Topic("media.segments", 2, "One record per published HLS segmen
                        retention_ms=1 * _DAY_MS)
 SMOKE = Topic("stumpcast.smoke", 1, "Round trips of `make demo`'s smoke run and stack tests.",
               retention_ms=3600 * 1000)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record written with librdkafka's default partitioner,
+    ``consistent_random``: CRC-32 of the key bytes modulo the topic's partition count.
+
+    The notification relay (``streams/relay.py``) leaves ``partitioner`` unset, so a match's
+    notifications are all in ``partition_for(match_id.encode(), n)``. Not valid for producers
+    set to ``murmur2_random`` (the Java client's default; heartbeats, analytics), nor for an
+    empty key, which ``consistent_random`` places at random.
+    """
+    if not key:
+        raise ValueError("an empty key has no fixed partition")
+    return zlib.crc32(key) % partitions
+
 
 TOPICS: tuple[Topic, ...] = (
     MATCH_EVENTS, MATCH_EVENTS_DLQ, NOTIFICATIONS, NOTIFY_RELAY, SCORECARDS, VIEWER_HEARTBEATS,
