@@ -4,50 +4,63 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STUMPCAST := $(VENV)/bin/stumpcast
 PYTEST_ARGS ?=
+SETUP_LOG := .cache/setup.log
+
+# `$(call step,what,command)`: one line per set-up step with its time; the command's output goes
+# to $(SETUP_LOG), shown (its last 60 lines) only when the step fails.
+define step
+	@mkdir -p $(dir $(SETUP_LOG)); started=$$(date +%s%3N); \
+	echo "== $(1)" >> $(SETUP_LOG); \
+	if ! ( $(2) ) >> $(SETUP_LOG) 2>&1; then \
+	  echo "setup: $(1) failed; the end of $(SETUP_LOG):"; tail -n 60 $(SETUP_LOG); exit 1; \
+	fi; \
+	ms=$$(( $$(date +%s%3N) - started )); \
+	printf 'setup: %-48s %4d.%d s\n' "$(1)" $$((ms / 1000)) $$((ms % 1000 / 100))
+endef
 
 .PHONY: setup system-deps venv web demo test test-unit lint stack-up stack-down clean
 
 setup: system-deps venv web
 
 # Debian packages the stack needs: Redis, ffmpeg, a JDK and Maven; chromium and npm for the live
-# page and its browser tests. Installed only when missing.
+# page and its browser tests; tmux for the terminal tests. Installed only when missing.
+APT_NEEDS := redis-server:redis-server ffmpeg:ffmpeg java:openjdk-17-jre-headless mvn:maven \
+	chromium:chromium npm:npm tmux:tmux
+MISSING_APT = missing=""; for pair in $(APT_NEEDS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair\#*:}"; done
 system-deps:
-	@missing=""; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
-	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
-	command -v mvn >/dev/null || missing="$$missing maven"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	@$(MISSING_APT); if [ -n "$$missing" ]; then echo "setup: apt-get install$$missing"; fi
+	$(call step,Debian packages,$(MISSING_APT); if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi)
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+	$(call step,Python virtualenv and packages ($(VENV)),test -x $(PY) || python3 -m venv $(VENV); \
+	  $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]')
+	@touch $@
 
 # The live page's browser dependencies (hls.js) from the npm registry; node_modules is not committed.
 web: gateway/web/node_modules/.package-lock.json
 
 gateway/web/node_modules/.package-lock.json: gateway/web/package.json gateway/web/package-lock.json
-	cd gateway/web && npm ci --no-audit --no-fund
+	$(call step,npm packages of the live page,cd gateway/web && npm ci --no-audit --no-fund)
 
 # The main job: stack, workers, gateway, live video and a live IPL replay; Ctrl-C stops it all.
 demo: setup
-	$(STUMPCAST) demo
+	@$(STUMPCAST) demo
 
-# Installs everything, starts the stack, runs the whole suite, stops what it started.
+# The suite runs on a stack of its own (run folder .run-test, ports 2xxxx), never on the one a
+# user runs with `make demo` (.run, ports 1xxxx): tests never write into the topics, keys and
+# tables the demo shows. Started here, stopped and removed after the run.
+TEST_STACK := STUMPCAST_RUN_DIR=.run-test STUMPCAST_STACK_KAFKA_PORT=29092 \
+	STUMPCAST_STACK_KAFKA_CONTROLLER_PORT=29093 STUMPCAST_STACK_CASSANDRA_PORT=29042 \
+	STUMPCAST_STACK_CASSANDRA_STORAGE_PORT=27000 STUMPCAST_STACK_REDIS_PORT=26379
+
 test: setup
-	@started=0; \
-	if ! $(STUMPCAST) stack status --quiet; then started=1; fi; \
-	trap 'if [ $$started = 1 ]; then $(STUMPCAST) stack down; fi' EXIT; \
+	@export $(TEST_STACK); \
+	trap '$(STUMPCAST) stack down >/dev/null; rm -rf .run-test' EXIT; \
 	$(STUMPCAST) stack up && $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -64,4 +77,4 @@ stack-down:
 	$(STUMPCAST) stack down
 
 clean:
-	rm -rf $(VENV) .run build *.egg-info
+	rm -rf $(VENV) .run .run-test build *.egg-info
