@@ -213,8 +213,9 @@ def test_feed_counts_and_logs_a_bad_record_of_its_own_match(
         _delete_group(bootstrap, match_id)
     assert [n.id for n in got] == [good.id]
     assert _errors(metrics, "bad_notification") == 1
-    assert [r.getMessage() for r in caplog.records
-            if r.name == "stumpcast.media.feeds"] == ["bad notification skipped"]
+    assert [r.getMessage() for r in caplog.records  # INFO lines depend on earlier tests' set-up
+            if r.name == "stumpcast.media.feeds" and r.levelno >= logging.WARNING] == [
+        "bad notification skipped"]
 
 
 @pytest.mark.stack
