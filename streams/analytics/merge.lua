@@ -5,16 +5,15 @@
 --       5 window end ms, 6 now ms, 7 views mode "exact"|"hll", 8 TTL s, 9 stream maxlen,
 --       10.. pairs (partition, JSON {"region|cdn": [sessions, beats, bitrate_sum, buffering_ms]})
 -- Returns {complete 0|1, JSON of the summed groups}.
--- An empty partial ('{}') is a filler: "this partition had none of the match's sessions in the
--- window". A partition re-assigned after a rebalance or restart sends fillers for every window
--- it closed before, including windows it had reported with sessions: a filler must never
--- overwrite a partial (that was an undercount after a rebalance while windows were pending).
+-- A partition's final partial of a window is written once: the first write wins. A partition
+-- re-assigned after a rebalance or restart may close a window again on part of its beats (the
+-- faust engine resumes from its committed offset without the windows it had closed; the
+-- confluent worker sends an empty "none of the match's sessions here" partial for every window
+-- it closed before): overwriting would lose sessions, the undercount seen after a cold start.
+-- Live partials (ARGV[2] == "0") are provisional and always replaced.
+local write = ARGV[2] == '1' and 'HSETNX' or 'HSET'
 for i = 10, #ARGV, 2 do
-  if ARGV[i + 1] == '{}' then
-    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
+  redis.call(write, KEYS[1], ARGV[i], ARGV[i + 1])
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[8]))
 local vals = redis.call('HVALS', KEYS[1])
