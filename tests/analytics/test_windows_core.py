@@ -200,8 +200,8 @@ def test_idle_time_counts_from_when_a_partition_was_last_known_behind():
     hb = Heartbeat("a", "m", "r", "c", 1, 0, T0, "web", T0)
     agg.fold(0, [(0, hb)], now_ms=base)
     assert agg.idle_candidates(base + 5_000) == [0]
-    assert not agg.flush(now_ms=base + 5_000, caught_up=set()).finals      # behind: not idle
+    assert not agg.flush(now_ms=base + 5_000, caught_up=set()).finals  # behind: not idle
     assert agg.idle_candidates(base + 5_500) == []
-    assert not agg.flush(now_ms=base + 5_500, caught_up={0}).finals        # caught up 0.5 s ago only
-    finals = agg.flush(now_ms=base + 6_000, caught_up={0}).finals          # quiet 1 s since behind
+    assert not agg.flush(now_ms=base + 5_500, caught_up={0}).finals  # caught up 0.5 s ago
+    finals = agg.flush(now_ms=base + 6_000, caught_up={0}).finals  # quiet 1 s since behind
     assert [f.start_ms for f in finals] == [T0 - STEP, T0]
