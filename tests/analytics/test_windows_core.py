@@ -8,15 +8,15 @@ import orjson
 import pytest
 from audience_sim import expected, simulate
 
+from analytics.aggregate import Aggregator, merge
+from analytics.hll import HyperLogLog
+from analytics.window import PartitionWindows, WindowSpec
 from schemas.heartbeats import (
     Heartbeat,
     HeartbeatError,
     decode,
     make_heartbeat,
 )
-from streams.analytics.aggregate import Aggregator, merge
-from streams.analytics.hll import HyperLogLog
-from streams.analytics.window import PartitionWindows, WindowSpec
 
 T0 = 1_790_000_000_000  # a multiple of 10 s
 STEP = 10_000
@@ -202,6 +202,6 @@ def test_idle_time_counts_from_when_a_partition_was_last_known_behind():
     assert agg.idle_candidates(base + 5_000) == [0]
     assert not agg.flush(now_ms=base + 5_000, caught_up=set()).finals      # behind: not idle
     assert agg.idle_candidates(base + 5_500) == []
-    assert not agg.flush(now_ms=base + 5_500, caught_up={0}).finals        # caught up 0.5 s ago only
+    assert not agg.flush(now_ms=base + 5_500, caught_up={0}).finals  # caught up 0.5 s ago only
     finals = agg.flush(now_ms=base + 6_000, caught_up={0}).finals          # quiet 1 s since behind
     assert [f.start_ms for f in finals] == [T0 - STEP, T0]
