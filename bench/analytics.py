@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from analytics.window import WindowSpec
 from analytics.config import WorkerConfig
+from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
 from schemas.heartbeats import Heartbeat, decode, decode_watching
 from schemas.settings import Settings

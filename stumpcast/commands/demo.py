@@ -203,6 +203,8 @@ def service_children(settings: Settings, match_id: str, ladder: str, preset: str
                      run_dir: Path) -> list[Child]:
     host = settings.gateway_host
     # A fresh origin per demo run (unless set): no timeline or markers of an earlier match.
+    # The child's environment, so os.environ and not Settings: a variable the user set wins
+    # over the demo's choice, and Settings holds values, not whether they were set.
     media_env = {"STUMPCAST_MEDIA_LADDER": os.environ.get("STUMPCAST_MEDIA_LADDER", ladder),
                  "STUMPCAST_MEDIA_PRESET": os.environ.get("STUMPCAST_MEDIA_PRESET", preset),
                  "STUMPCAST_MEDIA_DIR": os.environ.get("STUMPCAST_MEDIA_DIR",
