@@ -4,9 +4,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -r
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY schemas schemas
+COPY runtime runtime
 COPY streams streams
+COPY analytics analytics
+COPY notifier notifier
 COPY gateway gateway
 COPY media media
+COPY bench bench
 COPY stumpcast stumpcast
 RUN pip install --no-cache-dir .
 USER nobody

@@ -59,6 +59,7 @@ TEST_STACK := STUMPCAST_RUN_DIR=.run-test STUMPCAST_STACK_KAFKA_PORT=29092 \
 	STUMPCAST_STACK_CASSANDRA_STORAGE_PORT=27000 STUMPCAST_STACK_REDIS_PORT=26379
 
 test: setup
+	$(VENV)/bin/lint-imports
 	@export $(TEST_STACK); \
 	trap '$(STUMPCAST) stack down >/dev/null; rm -rf .run-test' EXIT; \
 	$(STUMPCAST) stack up && $(PY) -m pytest $(PYTEST_ARGS)
@@ -66,9 +67,14 @@ test: setup
 test-unit: venv
 	$(PY) -m pytest -m "not stack and not media" $(PYTEST_ARGS)
 
+# Imports only point down (CLI and benchmarks, services, runtime, contracts), services never
+# import each other, no cycles: the contracts are in pyproject.toml ([tool.importlinter]).
+PACKAGES := schemas runtime streams analytics notifier gateway media bench stumpcast
+
 lint: venv
-	$(VENV)/bin/ruff check schemas streams gateway media stumpcast tests
-	$(VENV)/bin/mypy schemas streams gateway media stumpcast
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check $(PACKAGES) tests
+	$(VENV)/bin/mypy $(PACKAGES)
 
 stack-up: setup
 	$(STUMPCAST) stack up

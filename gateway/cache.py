@@ -33,7 +33,7 @@ class CatchUp:
     """What a (re)subscribing client gets: replayed frames, or a snapshot when not recovered."""
 
     recovered: bool
-    position: p.Position
+    position: p.ChannelPosition
     frames: list[bytes]
 
 
@@ -60,8 +60,8 @@ class MatchCache:
             self.history.append(entry)
 
     @property
-    def position(self) -> p.Position:
-        return p.Position(self.epoch, self.seq)
+    def position(self) -> p.ChannelPosition:
+        return p.ChannelPosition(self.epoch, self.seq)
 
     def apply(self, update: ViewUpdate, raw: bytes) -> Outcome:
         if update.epoch != self.epoch:
@@ -96,12 +96,12 @@ class MatchCache:
                                         self.card_json())
         return self._snapshot
 
-    def catch_up(self, since: p.Position | None) -> CatchUp:
+    def catch_up(self, since: p.ChannelPosition | None) -> CatchUp:
         if since is not None and since.epoch == self.epoch:
             if since.seq >= self.seq:
                 # Up to date (or ahead of this process's cache: the live feed will bring the
                 # rest, and the subscription's position filters what the client already has).
-                return CatchUp(True, p.Position(self.epoch, since.seq), [])
+                return CatchUp(True, p.ChannelPosition(self.epoch, since.seq), [])
             if self.history and self.history[0][0] <= since.seq + 1:
                 frames = [frame for seq, frame in self.history if seq > since.seq]
                 return CatchUp(True, self.position, frames)
@@ -147,16 +147,16 @@ class NotesCache:
         return frame
 
     @property
-    def position(self) -> p.Position:
-        return p.Position(0, *self.last)
+    def position(self) -> p.ChannelPosition:
+        return p.ChannelPosition(0, *self.last)
 
-    def catch_up(self, since: p.Position | None) -> CatchUp | None:
+    def catch_up(self, since: p.ChannelPosition | None) -> CatchUp | None:
         """Frames after ``since``; None when the cache cannot prove continuity (ask Redis)."""
         if since is None:
             return CatchUp(False, self.position, [])
         mark = (since.seq, since.k)
         if mark >= self.last:
-            return CatchUp(True, p.Position(0, *max(mark, self.last)), [])
+            return CatchUp(True, p.ChannelPosition(0, *max(mark, self.last)), [])
         first = (self.entries[0][0], self.entries[0][1]) if self.entries else self.last
         if self.complete or mark >= first:
             frames = [f for s, k, f in self.entries if (s, k) > mark]

@@ -38,7 +38,7 @@ class GatewayClosed(Exception):
 
 @dataclass
 class ChannelState:
-    position: p.Position | None = None
+    position: p.ChannelPosition | None = None
     card: Any = None
     notes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,13 +67,13 @@ class ClientState:
         if kind == "subscribed":
             # A recovered resume is followed by the replay, which moves the position itself.
             if st.position is None or not msg["recovered"]:
-                st.position = p.Position(msg["epoch"], msg["seq"], msg.get("k", 0))
+                st.position = p.ChannelPosition(msg["epoch"], msg["seq"], msg.get("k", 0))
         elif kind == "snapshot":
-            st.card, st.position = msg["card"], p.Position(msg["epoch"], msg["seq"])
+            st.card, st.position = msg["card"], p.ChannelPosition(msg["epoch"], msg["seq"])
         elif kind == "update":
             return self._update(channel, st, msg)
         elif kind == "note":
-            st.position = p.Position(0, msg["seq"], msg["k"])
+            st.position = p.ChannelPosition(0, msg["seq"], msg["k"])
             st.notes = [*st.notes, msg["note"]][-self.keep_notes:]
         return [Event(str(kind), channel, msg)]
 
@@ -88,7 +88,7 @@ class ClientState:
             st.card = msg["card"] if "card" in msg else patch_format.apply(st.card, msg["patch"])
         except patch_format.PatchError:
             return [Event("resync", channel, msg)]
-        st.position = p.Position(msg["epoch"], msg["seq"])
+        st.position = p.ChannelPosition(msg["epoch"], msg["seq"])
         return [Event("update", channel, msg)]
 
 

@@ -4,7 +4,7 @@
 
     GatewayError
      ├── ClientFault                the client broke it: answered to that client only
-     │    ├── Rejected              refused before the WebSocket upgrade (HTTP status)
+     │    ├── UpgradeRefused        refused before the WebSocket upgrade (HTTP status)
      │    │    ├── OriginRejected   403, terminal
      │    │    ├── AcceptThrottled  503 + Retry-After, retriable (reconnect storm guard)
      │    │    └── BadRequest       400/404 on the HTTP API
@@ -33,28 +33,28 @@ class ClientFault(GatewayError):
     pass
 
 
-class Rejected(ClientFault):
+class UpgradeRefused(ClientFault):
     """Answered with an HTTP response instead of a WebSocket upgrade."""
 
     http_status = 400
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class OriginRejected(Rejected):
+class OriginRejected(UpgradeRefused):
     http_status = 403
 
 
-class AcceptThrottled(Rejected):
+class AcceptThrottled(UpgradeRefused):
     retriable = True
     http_status = 503
     headers = (("Retry-After", "1"),)
 
 
-class BadRequest(Rejected):
+class BadRequest(UpgradeRefused):
     http_status = 400
 
 
-class NotFound(Rejected):
+class NotFound(UpgradeRefused):
     http_status = 404
 
 

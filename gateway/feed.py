@@ -128,7 +128,7 @@ class Feed:
         await self._wake()
         return cache
 
-    async def notes_from_redis(self, match_id: str, since: p.Position
+    async def notes_from_redis(self, match_id: str, since: p.ChannelPosition
                                ) -> list[tuple[tuple[int, int], bytes]] | None:
         """(position, frame) of the notes after ``since``; None when too many to replay."""
         self.stats.redis_answers += 1

@@ -4,7 +4,8 @@
 stale-while-revalidate, so a CDN absorbs the read load; ``If-None-Match`` gets a 304. In panic
 mode (Redis unavailable, or the panic flag file present) the last good snapshots on disk are
 served, marked ``"stale": true`` and ``X-Stumpcast-Stale: 1``. ``/healthz`` says the process
-runs; ``/readyz`` says Redis answers and the feed is not lagging; ``/metrics`` is Prometheus.
+runs; ``/readyz`` says Redis answers and the feed is not lagging; ``/metrics`` is Prometheus
+(the three answered by ``runtime.endpoints``, as in every service).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.errors import FeedUnavailable
 from gateway.feed import Feed, UnknownMatch
 from gateway.metrics import GatewayMetrics
 from gateway.panic import PanicStore, envelope
+from runtime.endpoints import Health, Readiness
 
 LIVE_CACHE = "public, max-age=1, stale-while-revalidate=10"
 STALE_CACHE = "public, max-age=5, stale-if-error=300"
@@ -47,18 +49,15 @@ class HttpApi:
         self.metrics = metrics
         self.max_lag = max_lag
         self.ready_window = ready_window
+        self.health = Health(metrics.render, self.readiness)
 
     async def handle(self, method: str, path: str, headers: Any) -> HttpResponse:
         route = path.split("?", 1)[0].rstrip("/") or "/"
         if method != "GET":
             return json_error(405, "method_not_allowed", "only GET is served here")
-        if route == "/healthz":
-            return HttpResponse(200, b'{"status":"ok"}')
-        if route == "/readyz":
-            return self.ready()
-        if route == "/metrics":
-            return HttpResponse(200, self.metrics.render(), content_type="text/plain; "
-                                "version=0.0.4; charset=utf-8")
+        reply = self.health.answer(route)
+        if reply is not None:
+            return HttpResponse(reply.status, reply.body, content_type=reply.content_type)
         if route == "/v1/matches":
             return await self.matches(headers.get("If-None-Match"))
         parts = route.split("/")
@@ -66,7 +65,7 @@ class HttpApi:
             return await self.scorecard(parts[3], headers.get("If-None-Match"))
         return json_error(404, "not_found", f"no route {route}")
 
-    def ready(self) -> HttpResponse:
+    def readiness(self) -> Readiness:
         age = time.monotonic() - self.feed.last_ok
         lag = self.feed.stats.lag_seconds
         problems = []
@@ -74,9 +73,7 @@ class HttpApi:
             problems.append(f"redis: no successful command for {age:.1f}s")
         if lag > self.max_lag:
             problems.append(f"feed lag {lag:.1f}s > {self.max_lag:g}s")
-        body = orjson.dumps({"ready": not problems, "problems": problems,
-                             "feed_lag_seconds": lag})
-        return HttpResponse(503 if problems else 200, body)
+        return Readiness(not problems, {"problems": problems, "feed_lag_seconds": lag})
 
     async def scorecard(self, match_id: str, if_none_match: str | None) -> HttpResponse:
         if not self.panic.flag_set():

@@ -70,11 +70,10 @@ class Sub:
 
 
 class Client:
-    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed", "conn")
+    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed")
 
-    def __init__(self, sink: Sink, conn: Any = None) -> None:
+    def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self.conn = conn  # the websockets connection, for the broadcast() baseline only
         self.subs: dict[str, Sub] = {}
         self.queue: deque[tuple[int, str, bytes]] | None = None
         self.queued = 0
@@ -86,9 +85,8 @@ SnapshotFn = Callable[[], bytes]
 
 
 class Hub:
-    def __init__(self, limits: Limits, mode: str = "hub") -> None:
+    def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.mode = mode  # "hub"; "broadcast" and "floor" are benchmark baselines
         self.channels: dict[str, dict[Client, Sub]] = {}
         self.backlog: set[Client] = set()
         self.stats = Stats()
@@ -145,9 +143,6 @@ class Hub:
         subs = self.channels.get(key)
         if not subs or not items:
             return
-        if self.mode != "hub":
-            self._baseline(subs, [x for _, x in items])
-            return
         first, last, n = items[0][0], items[-1][0], len(items)
         joined = b"".join(text_frame(x) for _, x in items)
         hwm, late = self.limits.write_high_water, []
@@ -185,9 +180,6 @@ class Hub:
         """Notifications are never conflated and never dropped."""
         subs = self.channels.get(key)
         if not subs or not items:
-            return
-        if self.mode != "hub":
-            self._baseline(subs, [x for _, x in items])
             return
         for client, sub in list(subs.items()):
             fresh = [x for pos, x in items if pos > sub.pos]
@@ -262,17 +254,3 @@ class Hub:
         client.queue = keep
         client.queued -= dropped
         self.stats.queued_bytes -= dropped
-
-    def _baseline(self, subs: dict[Client, Sub], payloads: list[bytes]) -> None:
-        """The benchmark's reference points, in the same process shape as the hub."""
-        if self.mode == "broadcast":
-            import websockets
-
-            for x in payloads:
-                websockets.broadcast([c.conn for c in subs], x.decode())
-        else:  # "floor": one pre-encoded frame written to every socket in a tight loop
-            for x in payloads:
-                frame = text_frame(x)
-                for c in subs:
-                    c.sink.write(frame)
-        self.stats.messages_out += len(payloads) * len(subs)

@@ -17,6 +17,7 @@ import os
 import socket
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class GatewayConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0  # unanswered this long after a ping: the peer is gone
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
-    mode: str = "hub"                 # "broadcast" / "floor": benchmark baselines
+    hub: Callable[[Limits], Hub] = Hub  # the fanout; the bench passes its baselines here
     worker: str = "0"
     kafka_bootstrap: str | None = None  # where viewers' heartbeats go; None: not accepted
     tame_gc: bool = False             # freeze survivors, full collections rarely (_tame_gc); off
@@ -102,7 +103,7 @@ _OPEN: Any = None
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.hub = Hub(config.limits, config.mode)
+        self.hub = config.hub(config.limits)
         self.accepts = TokenBucket(config.limits.accepts_per_second,
                                    config.limits.accept_burst, time.monotonic())
         self.connections = 0
@@ -344,7 +345,7 @@ class Gateway:
             sock = conn.transport.get_extra_info("socket")
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer)
-        client = Client(WsSink(conn, self), conn)
+        client = Client(WsSink(conn, self))
         session = Session(claims, self.config.limits, time.time())
         self.connections += 1
         try:
@@ -403,7 +404,7 @@ class Gateway:
         reply = p.subscribed(join.req_id, key, catch.position, catch.recovered)
         self.hub.send(client, [reply, *catch.frames], time.monotonic())
 
-    async def _join_notes(self, match_id: str, since: p.Position | None) -> tuple[Any, Any]:
+    async def _join_notes(self, match_id: str, since: p.ChannelPosition | None) -> tuple[Any, Any]:
         from gateway.cache import CatchUp
 
         notes = await self.feed.notes_cache(match_id)
@@ -452,7 +453,8 @@ async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> No
     gateway = Gateway(config)
     await gateway.start()
     log.info("gateway listening", extra={"port": config.port, "worker": config.worker,
-                                         "pid": os.getpid(), "mode": config.mode})
+                                         "pid": os.getpid(),
+                                         "hub": getattr(config.hub, "__name__", "?")})
     if ready is not None:
         ready.set()
     try:

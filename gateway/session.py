@@ -26,7 +26,7 @@ class Join:
 
     req_id: str | int | None
     channel: p.Channel
-    since: p.Position | None
+    since: p.ChannelPosition | None
 
 
 @dataclass(frozen=True, slots=True)

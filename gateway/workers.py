@@ -17,37 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stumpcast.eventloop import loop_factory, run_loop  # noqa: F401 - re-exported
+from gateway.hub import Hub
+from gateway.limits import Limits
+from runtime.eventloop import run_loop, watch_lag
 
-
-def _schedstat() -> tuple[int, int]:
-    """(on-CPU ns, runnable-but-waiting ns) of this process's main thread."""
-    with open("/proc/self/schedstat") as fh:
-        cpu, wait, _ = fh.read().split()
-    return int(cpu), int(wait)
-
-
-async def watch_lag(label: str, every: float = 0.01, report: float = 0.02) -> None:
-    """Diagnostics (``STUMPCAST_LAG_LOG_DIR``): sleep ``every`` seconds in a loop and log each
-    overshoot above ``report`` with the wall time, and how much of the overshot sleep this
-    process spent on a CPU and waiting for one (runnable, not scheduled): busy loop vs. a
-    machine that did not run it. One line per stall: ``wall_s overshoot_ms cpu_ms wait_ms``."""
-    folder = os.environ.get("STUMPCAST_LAG_LOG_DIR")
-    if not folder:
-        return
-    loop = asyncio.get_running_loop()
-    with open(Path(folder) / f"{label}-{os.getpid()}.log", "a", buffering=1) as fh:
-        while True:
-            t0, (c0, w0) = loop.time(), _schedstat()
-            await asyncio.sleep(every)
-            over = loop.time() - t0 - every
-            if over > report:
-                c1, w1 = _schedstat()
-                fh.write(f"{time.time():.3f} {over * 1e3:.1f} {(c1 - c0) / 1e6:.1f} "
-                         f"{(w1 - w0) / 1e6:.1f}\n")
+# What a worker process runs: the parent starts W of these with ``--workers 1 --worker-id i``.
+SERVE = ("-m", "stumpcast", "gateway", "serve")
 
 
 def raise_fd_limit() -> int:
@@ -60,17 +39,20 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
-        worker_id: str = "0") -> int:
+def run(settings: Any, workers: int, port: int | None = None, worker_id: str = "0", *,
+        hub: Callable[[Limits], Hub] = Hub, label: str = "hub",
+        command: Sequence[str] = SERVE) -> int:
+    """Serve with ``workers`` processes. ``hub``, ``label`` (the lag log's name) and ``command``
+    (the worker processes' ``python`` arguments) let the benchmark run its baselines in the
+    same process shape; the gateway itself keeps the defaults."""
     raise_fd_limit()
     if workers <= 1:
-        return _run_one(settings, port, mode, worker_id)
-    argv = [sys.executable, "-m", "stumpcast", "gateway", "serve", "--workers", "1",
-            "--mode", mode]
+        return _run_one(settings, port, worker_id, hub, label)
+    argv = [sys.executable, *command, "--workers", "1"]
     if port is not None:
         argv += ["--port", str(port)]
     env, stats = dict(os.environ), None
-    if not env.get("STUMPCAST_GATEWAY_STATS_DIR"):
+    if settings.gateway_stats_dir is None:
         # Where workers leave their counters for each other's /metrics (one scrape, all workers).
         stats = Path(tempfile.mkdtemp(prefix="stumpcast-gateway-stats-"))
         env["STUMPCAST_GATEWAY_STATS_DIR"] = str(stats)
@@ -100,12 +82,13 @@ def run(settings: Any, workers: int, port: int | None = None, mode: str = "hub",
     return 0 if stop["now"] else max(abs(c) for c in codes) or 1
 
 
-def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
+def _run_one(settings: Any, port: int | None, worker_id: str, hub: Callable[[Limits], Hub],
+             label: str) -> int:
     from gateway.server import config_from_settings, serve
 
-    overrides: dict[str, Any] = {"mode": mode, "worker": worker_id, "tame_gc": True}
-    stats_dir = os.environ.get("STUMPCAST_GATEWAY_STATS_DIR")  # set by the parent or the bench
-    if stats_dir:
+    overrides: dict[str, Any] = {"hub": hub, "worker": worker_id, "tame_gc": True}
+    stats_dir = settings.gateway_stats_dir  # set by the parent or the bench
+    if stats_dir is not None:
         overrides["stats_path"] = Path(stats_dir) / f"worker-{worker_id}.json"
     if port is not None:
         overrides["port"] = port
@@ -117,10 +100,10 @@ def _run_one(settings: Any, port: int | None, mode: str, worker_id: str) -> int:
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        lag = loop.create_task(watch_lag(f"worker{worker_id}-{mode}"))
+        lag = loop.create_task(watch_lag(settings.lag_log_dir, f"worker{worker_id}-{label}"))
         with contextlib.suppress(asyncio.CancelledError):
             await serve(config)
         lag.cancel()
 
-    run_loop(main())
+    run_loop(main(), settings.event_loop)
     return 0

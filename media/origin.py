@@ -1,4 +1,5 @@
-"""The HTTP origin: HLS objects with per-kind Cache-Control, plus /metrics, /healthz, /readyz.
+"""The HTTP origin: HLS objects with per-kind Cache-Control, beside /metrics, /healthz, /readyz
+(``runtime.endpoints``, on the same app and port).
 
 Cache policy (bis Appendix B, and MediaPackage's live defaults, media.md §6): a non-blocking
 playlist is cached for half a target duration; segments never change once published, so they
@@ -9,14 +10,11 @@ client accepts it (Apple authoring 10.1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from media.metrics import MediaMetrics
+from runtime.endpoints import Health, application
 
 SEGMENT_CACHE = "public, max-age=1209600, immutable"
 CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
@@ -31,8 +29,7 @@ def cache_control(name: str, target_duration: int) -> str | None:
     return None
 
 
-def build_app(origin: Path, target_duration: int, metrics: MediaMetrics,
-              status: Callable[[], dict[str, Any]], ready: Callable[[], bool]) -> web.Application:
+def build_app(origin: Path, target_duration: int, health: Health) -> web.Application:
     root = origin.resolve()
 
     async def hls(request: web.Request) -> web.StreamResponse:
@@ -50,20 +47,6 @@ def build_app(origin: Path, target_duration: int, metrics: MediaMetrics,
         resp.enable_compression()
         return resp
 
-    async def metrics_view(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response(status())
-
-    async def readyz(_: web.Request) -> web.Response:
-        ok = ready()
-        return web.json_response({"ready": ok, **status()}, status=200 if ok else 503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app = application(health)
     app.router.add_get("/hls/{path:.+}", hls)
     return app

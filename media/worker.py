@@ -258,20 +258,17 @@ class MediaWorker:
         return last is not None and time.monotonic() - last < 3 * self.ladder.segment_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
-        from aiohttp import web
-
         from media.origin import build_app
+        from runtime.endpoints import Health, serve
 
         self.cfg.origin.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.cfg.staging, ignore_errors=True)
         self.publisher.load()
         if not self.bug_file.exists():
             self.bug_file.write_text("stumpcast")
-        app = build_app(self.cfg.origin, self.ladder.segment_seconds, self.metrics,
-                        self.status_doc, self.ready)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.cfg.http_host, self.cfg.http_port).start()
+        health = Health.of_registry(self.metrics.registry, self.ready, self.status_doc)
+        app = build_app(self.cfg.origin, self.ladder.segment_seconds, health)
+        runner = await serve(app, self.cfg.http_port, self.cfg.http_host)
         side = self._side_tasks(stop)
         try:
             await self._supervise(stop)

@@ -100,7 +100,7 @@ def parse_channel(raw: Any, req_id: str | int | None = None) -> Channel:
 
 
 @dataclass(frozen=True, slots=True, order=True)
-class Position:
+class ChannelPosition:
     """Where a client is in a channel. ``k`` is 0 on ``match:`` channels."""
 
     epoch: int
@@ -111,7 +111,7 @@ class Position:
         return {"epoch": self.epoch, "seq": self.seq, "k": self.k}
 
 
-def parse_position(raw: Any, req_id: str | int | None = None) -> Position | None:
+def parse_position(raw: Any, req_id: str | int | None = None) -> ChannelPosition | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -120,7 +120,7 @@ def parse_position(raw: Any, req_id: str | int | None = None) -> Position | None
     if not all(type(v) is int and 0 <= v < 2**53 for v in values):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "since: epoch, seq, k must be integers >= 0",
                             req_id)
-    return Position(*values)
+    return ChannelPosition(*values)
 
 
 # -- client -> gateway --------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def parse_position(raw: Any, req_id: str | int | None = None) -> Position | None
 class Subscribe:
     id: str | int | None
     channel: Channel
-    since: Position | None = None
+    since: ChannelPosition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +213,7 @@ def heartbeat_message(beat: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": "heartbeat", "v": VERSION, "beat": beat})
 
 
-def subscribe_message(channel: str, since: Position | None = None,
+def subscribe_message(channel: str, since: ChannelPosition | None = None,
                       req_id: str | int | None = None) -> bytes:
     doc: dict[str, Any] = {"type": "subscribe", "v": VERSION, "channel": channel}
     if req_id is not None:
@@ -229,7 +229,7 @@ def unsubscribe_message(channel: str, req_id: str | int | None = None) -> bytes:
 
 # -- gateway -> client --------------------------------------------------------------------------
 
-def subscribed(req_id: str | int | None, channel: str, position: Position,
+def subscribed(req_id: str | int | None, channel: str, position: ChannelPosition,
                recovered: bool) -> bytes:
     return orjson.dumps({"type": "subscribed", "v": VERSION, "id": req_id, "channel": channel,
                          "epoch": position.epoch, "seq": position.seq, "k": position.k,

@@ -99,6 +99,18 @@ def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+# The repository's folder: relative data paths are taken from here, not from the working folder.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _repo_path(raw: str) -> Path:
+    return Path(os.path.normpath(REPO / Path(raw).expanduser()))  # an absolute one replaces REPO
+
+
 def _env(name: str, default: str | None, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a dataclass field bound to one environment variable."""
     meta = {"env": name, "default": default, "parse": parse, "doc": doc}
@@ -205,6 +217,11 @@ class Settings:
     gateway_max_lag: float = _env(
         "STUMPCAST_GATEWAY_MAX_LAG", "5", _positive_float,
         "Feed lag in seconds above which /readyz fails.")
+    gateway_stats_dir: Path | None = _env(
+        "STUMPCAST_GATEWAY_STATS_DIR", None, _optional_path,
+        "Where each gateway worker rewrites its counters twice a second (every worker's "
+        "/metrics reports its siblings' from there; the gateway bench reads them). Default: a "
+        "temporary folder the parent process makes for its workers.")
     streams_metrics_port: int = _env(
         "STUMPCAST_STREAMS_METRICS_PORT", "18090", _port,
         "Streams worker /metrics, /healthz and /readyz port.")
@@ -278,6 +295,19 @@ class Settings:
     log_format: str = _env(
         "STUMPCAST_LOG_FORMAT", "json", _choice("json", "text"),
         "Structured JSON lines, or text for a terminal.")
+    event_loop: str = _env(
+        "STUMPCAST_EVENT_LOOP", "uvloop", lambda raw: _choice("uvloop", "asyncio")(raw.lower()),
+        "Event loop of the gateway workers, the streams worker and the bench load clients: "
+        "uvloop (when installed) or asyncio.")
+    lag_log_dir: Path | None = _env(
+        "STUMPCAST_LAG_LOG_DIR", None, _optional_path,
+        "Diagnostics: a folder where the gateway workers and the gateway bench log each event "
+        "loop stall over 20 ms (wall time, overshoot, CPU and run-queue wait). Default: off.")
+    # -- data --
+    cricsheet_dir: Path = _env(
+        "STUMPCAST_CRICSHEET_DIR", "../shared/data/cricsheet", _repo_path,
+        "Folder of Cricsheet JSON matches (the demo, the benchmarks, the tests); a relative "
+        "path is taken from the repository's folder.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -134,9 +134,10 @@ def _observe_lag(app: Any, engine: Any) -> None:
 def make_engine_factory(settings: Settings) -> Any:
     """Wire the engine to Redis, Cassandra (lazily: the worker starts while it is down), the
     backlog, the metrics endpoints."""
+    from runtime.endpoints import Health, application, serve
     from streams.engine import Engine, EngineConfig
     from streams.eventstore import LazyCassandraEventStore, StoreBacklog
-    from streams.metrics import Metrics, serve
+    from streams.metrics import Metrics
     from streams.pipeline import ScorecardFolder
     from streams.relay import KafkaTxnLog, NoteRelay
     from streams.viewstore import RedisViewStore
@@ -155,8 +156,9 @@ def make_engine_factory(settings: Settings) -> Any:
                         backlog, outputs, config, relay, metrics)
 
         async def on_start(app: Any) -> None:
-            await serve(engine.metrics, settings.streams_metrics_port,
-                        ready=lambda: bool(app.consumer.assignment()) and backlog.healthy)
+            health = Health(engine.metrics.exposition,
+                            ready=lambda: bool(app.consumer.assignment()) and backlog.healthy)
+            await serve(application(health), settings.streams_metrics_port)
             await backlog.run()
 
         return engine, on_start
@@ -168,9 +170,10 @@ def run_worker(settings: Settings) -> int:
     """Run one worker until SIGINT/SIGTERM (faust's Worker owns the loop and the signals)."""
     from faust.worker import Worker
 
-    from stumpcast.eventloop import loop_factory
+    from runtime.eventloop import loop_factory
 
-    factory = loop_factory()  # uvloop: ~10% more events/s at --speed 0 (BENCHMARKS.md)
+    # uvloop: ~10% more events/s at --speed 0 (BENCHMARKS.md)
+    factory = loop_factory(settings.event_loop)
     loop = factory() if factory is not None else None
     if loop is not None:
         asyncio.set_event_loop(loop)

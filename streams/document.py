@@ -6,20 +6,40 @@ while folding, so a replay does not pay for views nobody asked for.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from schemas.scorecard import Result, Scorecard
 from streams import rules
 from streams.innings import Innings
 
 if TYPE_CHECKING:
-    from schemas.events import MatchDecided
-    from streams.fold import _State
+    from schemas.events import MatchCreated, MatchDecided, TargetRevised, Toss
 
 Target = tuple[int, int, bool]  # runs, legal balls, revised
 
 
-def build(state: _State, seq: int) -> Scorecard:
+class FoldState(Protocol):
+    """What the document reads of a fold state. ``streams.fold`` owns the state and imports
+    this module to build its document; this module names only the fields it reads, so the
+    import goes one way."""
+
+    @property
+    def match_id(self) -> str | None: ...
+    @property
+    def created(self) -> MatchCreated | None: ...
+    @property
+    def toss(self) -> Toss | None: ...
+    @property
+    def innings(self) -> list[Innings]: ...
+    @property
+    def decided(self) -> MatchDecided | None: ...
+    @property
+    def par(self) -> MatchDecided | None: ...
+    @property
+    def targets(self) -> dict[int, tuple[TargetRevised, int]]: ...
+
+
+def build(state: FoldState, seq: int) -> Scorecard:
     created = state.created
     toss = state.toss
     return Scorecard(
@@ -33,7 +53,7 @@ def build(state: _State, seq: int) -> Scorecard:
     )
 
 
-def target(state: _State, index: int) -> Target | None:
+def target(state: FoldState, index: int) -> Target | None:
     """The target of an innings: a revised one (DLS) if set, else Law 16's one run more."""
     inn = state.innings[index]
     revised = state.targets.get(inn.number)
@@ -46,7 +66,7 @@ def target(state: _State, index: int) -> Target | None:
     return same_kind[-2].runs + 1, overs * inn.bpo, False
 
 
-def _facts(state: _State, inn: Innings) -> rules.InningsFacts:
+def _facts(state: FoldState, inn: Innings) -> rules.InningsFacts:
     t = target(state, state.innings.index(inn))
     revised = state.targets.get(inn.number)
     # A par set when play stopped with the chasers already past it was never "reached".
@@ -57,7 +77,7 @@ def _facts(state: _State, inn: Innings) -> rules.InningsFacts:
         reached_in_play)
 
 
-def result(state: _State) -> Result | None:
+def result(state: FoldState) -> Result | None:
     decided = state.decided
     if decided is not None and decided.kind in ("no_result", "abandoned"):
         text = "No result" if decided.kind == "no_result" else "Match abandoned"
@@ -79,7 +99,7 @@ def result(state: _State) -> Result | None:
     return _tie(state, "DLS" if pair.dls else None)
 
 
-def _par(state: _State, par: MatchDecided) -> Result:
+def _par(state: FoldState, par: MatchDecided) -> Result:
     """DLS / VJD playing conditions: a chase stopped for good is judged against the par score at
     the stop. The margin is the officials' (it is on no ball); level with par is a tie."""
     if par.winner is None or par.margin is None:
@@ -106,7 +126,7 @@ def _win(pair: rules.PairResult) -> Result:
                   pair.margin, "DLS" if pair.dls else None, text)
 
 
-def _tie(state: _State, par_method: str | None) -> Result:
+def _tie(state: FoldState, par_method: str | None) -> Result:
     """Law 16.5.1: a tie. Competition rules then settle a winner: super over, bowl-out...
 
     ``par_method``: the tie was on a par score (DLS, VJD), or None."""

@@ -2,7 +2,7 @@
 
 Outcomes and errors::
 
-    step(card, event) -> Applied | DuplicateEvent | SequenceGap | Rejected   (never raises)
+    step(card, event) -> Applied | DuplicateEvent | SequenceGap | FoldRejected   (never raises)
     apply(card, event) -> Card       absorbs a DuplicateEvent (returns ``card``), raises
                                      FoldError (SequenceGapError, RejectedEventError) otherwise
 
@@ -74,16 +74,16 @@ class SequenceGap:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class FoldRejected:
     seq: int
     reason: str
 
 
-Outcome = Applied | DuplicateEvent | SequenceGap | Rejected
+Outcome = Applied | DuplicateEvent | SequenceGap | FoldRejected
 
 
 class FoldError(Exception):
-    def __init__(self, outcome: SequenceGap | Rejected) -> None:
+    def __init__(self, outcome: SequenceGap | FoldRejected) -> None:
         super().__init__(str(outcome))
         self.outcome = outcome
 
@@ -369,13 +369,13 @@ def step(card: Card, event: Event) -> Outcome:
         accepted = card._state.log[seq - 1]
         if accepted.event_id == event.event_id:
             return DuplicateEvent(seq, event.event_id)
-        return Rejected(seq, f"seq {seq} already holds event {accepted.event_id!r}")
+        return FoldRejected(seq, f"seq {seq} already holds event {accepted.event_id!r}")
     if seq != card._seq + 1:
         return SequenceGap(card._seq + 1, seq)
     state = card._view()
     reason = state.reject_reason(event)
     if reason is not None:
-        return Rejected(seq, reason)
+        return FoldRejected(seq, reason)
     state.log.append(event)
     state.fold(event)
     return Applied(Card(state, seq))

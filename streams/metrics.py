@@ -1,13 +1,10 @@
-"""The streams worker's Prometheus metrics and its /metrics, /healthz, /readyz endpoints.
+"""The streams worker's Prometheus metrics (served by ``runtime.endpoints``).
 
 Metrics live in a registry created by ``Metrics()`` (never at import), so tests and several
 apps in one process do not collide in the global registry.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 _LATENCY_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5)
 
@@ -59,29 +56,3 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
-
-
-async def serve(metrics: Metrics, port: int, ready: Callable[[], bool],
-                host: str = "127.0.0.1") -> Any:
-    """Start the HTTP endpoints on the running loop; returns the aiohttp runner to clean up."""
-    from aiohttp import web
-
-    async def metrics_view(_req: web.Request) -> web.Response:
-        return web.Response(body=metrics.exposition(),
-                            content_type="text/plain", charset="utf-8")
-
-    async def healthz(_req: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_req: web.Request) -> web.Response:
-        ok = ready()
-        return web.Response(text="ready\n" if ok else "not ready\n", status=200 if ok else 503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner

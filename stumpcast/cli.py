@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.gateway",
     "stumpcast.commands.streams",
     "stumpcast.commands.analytics",
+    "stumpcast.commands.notifier",
+    "stumpcast.commands.plan",
     "stumpcast.commands.demo",
 )
 
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"stumpcast: bad setting: {exc}", file=sys.stderr)
         return 2
-    from stumpcast.logs import configure
+    from runtime.logs import configure
 
     configure(settings)
     try:

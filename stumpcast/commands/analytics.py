@@ -1,20 +1,20 @@
-"""``stumpcast analytics worker | notifier worker | webhooks ... | plan | bench heartbeats``.
+"""``stumpcast analytics worker | bench heartbeats``.
 
-Handlers are thin: they parse, build from ``Settings`` and call into ``streams.analytics``,
-``streams.delivery`` and ``stumpcast.plan``. Heavy imports happen inside the handlers.
+Handlers are thin: they parse, build from ``Settings`` and call into ``analytics`` and
+``bench.analytics``. Heavy imports happen inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from schemas.settings import Settings
 
 
 def cmd_analytics_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.analytics.worker import WorkerConfig, run_worker
+    from analytics.config import WorkerConfig
+    from analytics.worker import run_worker
 
     config = WorkerConfig()
     if args.topic or args.group:
@@ -23,76 +23,9 @@ def cmd_analytics_worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_worker(settings, mode=args.mode, engine=args.engine, config=config)
 
 
-def cmd_notifier_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.delivery.notifier import run_notifier
-
-    return run_notifier(settings)
-
-
-def _redis(settings: Settings) -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.redis_url)
-
-
-def cmd_webhooks_add(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.delivery import subscriptions
-
-    try:
-        sub = subscriptions.make(args.url, args.secret, match_id=args.match,
-                                 no_spoilers=args.no_spoilers, session_id=args.session)
-    except subscriptions.SubscriptionError as exc:
-        print(f"webhooks add: {exc}", file=sys.stderr)
-        return 2
-    subscriptions.add(_redis(settings), sub)
-    print(sub.id)
-    return 0
-
-
-def cmd_webhooks_list(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.topology import RedisKeys
-    from streams.delivery import subscriptions
-
-    subs = subscriptions.load_all(_redis(settings).hgetall(RedisKeys.webhooks))
-    for sub in sorted(subs.values(), key=lambda s: s.id):
-        spoil = f" no-spoilers session={sub.session_id}" if sub.no_spoilers else ""
-        print(f"{sub.id}  {sub.url}  match={sub.match_id or '*'}{spoil}")
-    return 0
-
-
-def cmd_webhooks_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.delivery import subscriptions
-
-    if subscriptions.remove(_redis(settings), args.id):
-        return 0
-    print(f"webhooks remove: no webhook {args.id}", file=sys.stderr)
-    return 1
-
-
-def cmd_webhooks_dead(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.topology import RedisKeys
-
-    for entry_id, fields in _redis(settings).xrevrange(RedisKeys.webhook_dead_letters,
-                                                       count=args.limit):
-        f = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
-        print(f"{entry_id.decode()}  {f.get('subscription')}  {f.get('id')}  "
-              f"{f.get('attempts')} attempts  {f.get('reason')}")
-    return 0
-
-
-def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
-    from stumpcast.plan import plan_text
-
-    print(plan_text(args.viewers, args.matches, Path(args.benchmarks), headroom=args.headroom,
-                    interval_s=settings.heartbeat_interval))
-    return 0
-
-
 def cmd_bench_heartbeats(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.analytics.bench import run_bench
-    from stumpcast.benchlog import record
+    from bench.analytics import run_bench
+    from bench.log import record
 
     modes = ("exact", "hll") if args.mode == "both" else (args.mode,)
     res = run_bench(settings, args.viewers, args.beats, args.probes, modes,
@@ -127,27 +60,6 @@ def register(sub: Any, bench: Any) -> None:
     w.add_argument("--group", help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_analytics_worker)
 
-    p = sub.add_parser("notifier", help="webhook delivery of match notifications")
-    ncmds = p.add_subparsers(dest="notifier_command", metavar="ACTION")
-    ncmds.required = True
-    w = ncmds.add_parser("worker", help="run one notifier",
-                         description="Consume match.notifications and deliver signed webhooks "
-                         "with retries, dead letters, idempotency by id and the no-spoilers "
-                         "hold. /metrics, /healthz, /readyz on STUMPCAST_NOTIFIER_METRICS_PORT.")
-    w.set_defaults(func=cmd_notifier_worker)
-    _register_webhooks(sub)
-
-    p = sub.add_parser("plan", help="the fleet to prescale before a match",
-                       description="Gateway processes, Kafka partitions, Redis shards, stream "
-                       "and analytics workers, notifier and bandwidth for an expected audience, "
-                       "from the figures in BENCHMARKS.md, with industry headroom (3x peak) and "
-                       "a capacity ladder.")
-    p.add_argument("--viewers", type=int, required=True, help="expected peak concurrent viewers")
-    p.add_argument("--matches", type=int, default=1, help="matches live at the same time")
-    p.add_argument("--headroom", type=float, default=3.0, help="multiple of peak (default 3)")
-    p.add_argument("--benchmarks", default="BENCHMARKS.md", help="where the figures are")
-    p.set_defaults(func=cmd_plan)
-
     b = bench.add_parser("heartbeats", help="analytics worker heartbeats/s and count delay",
                          description="Produces a simulated audience to a fresh 8-partition "
                          "topic, measures a consume+decode baseline, the worker (exact, hll), the "
@@ -159,27 +71,3 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--mode", choices=("exact", "hll", "both"), default="both")
     b.add_argument("--no-faust", action="store_true", help="skip the faust engine's run")
     b.set_defaults(func=cmd_bench_heartbeats)
-
-
-def _register_webhooks(sub: Any) -> None:
-    p = sub.add_parser("webhooks", help="register webhooks for match notifications")
-    wcmds = p.add_subparsers(dest="webhooks_command", metavar="ACTION")
-    wcmds.required = True
-    a = wcmds.add_parser("add", help="register (or update) a webhook; prints its id",
-                         description="Deliveries are POSTs of the notification JSON, signed "
-                         "with HMAC-SHA256 (X-Stumpcast-Signature: t=<unix>,v1=<hex>).")
-    a.add_argument("url")
-    a.add_argument("--secret", required=True, help="HMAC-SHA256 signing secret")
-    a.add_argument("--match", help="only this match (default: every match)")
-    a.add_argument("--no-spoilers", action="store_true",
-                   help="hold each notification until the session's video shows the ball")
-    a.add_argument("--session", help="player session whose playhead gates --no-spoilers")
-    a.set_defaults(func=cmd_webhooks_add)
-    ls = wcmds.add_parser("list", help="list webhooks")
-    ls.set_defaults(func=cmd_webhooks_list)
-    rm = wcmds.add_parser("remove", help="remove a webhook by id")
-    rm.add_argument("id")
-    rm.set_defaults(func=cmd_webhooks_remove)
-    d = wcmds.add_parser("dead-letters", help="show the newest undeliverable notifications")
-    d.add_argument("--limit", type=int, default=20)
-    d.set_defaults(func=cmd_webhooks_dead)

@@ -39,7 +39,7 @@ from typing import IO, Any
 from schemas.scorecard import CREDIT
 from schemas.settings import Settings
 
-DEFAULT_MATCH = Path("../shared/data/cricsheet/1370353.json")  # the 2023 IPL final
+DEMO_MATCH = "1370353.json"  # the 2023 IPL final, in STUMPCAST_CRICSHEET_DIR
 # 60x real time: the final's first wicket (6.6 ov) comes ~40 s after the first event.
 DEFAULT_SPEED = 60.0
 MAX_GAP_S = 3.0  # toss, innings break, rain: no wall-clock gap between events longer than this
@@ -203,6 +203,8 @@ def service_children(settings: Settings, match_id: str, ladder: str, preset: str
                      run_dir: Path) -> list[Child]:
     host = settings.gateway_host
     # A fresh origin per demo run (unless set): no timeline or markers of an earlier match.
+    # The child's environment, so os.environ and not Settings: a variable the user set wins
+    # over the demo's choice, and Settings holds values, not whether they were set.
     media_env = {"STUMPCAST_MEDIA_LADDER": os.environ.get("STUMPCAST_MEDIA_LADDER", ladder),
                  "STUMPCAST_MEDIA_PRESET": os.environ.get("STUMPCAST_MEDIA_PRESET", preset),
                  "STUMPCAST_MEDIA_DIR": os.environ.get("STUMPCAST_MEDIA_DIR",
@@ -220,9 +222,9 @@ def service_children(settings: Settings, match_id: str, ladder: str, preset: str
 # -- commands ----------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    path = Path(args.match)
+    path = Path(args.match) if args.match else settings.cricsheet_dir / DEMO_MATCH
     if not path.is_file():
-        print(f"demo: no match file {path} (run from the repository root)", file=sys.stderr)
+        print(f"demo: no match file {path} (see STUMPCAST_CRICSHEET_DIR)", file=sys.stderr)
         return 2
     match_id = args.match_id or f"{path.stem}-{time.strftime('%H%M%S')}"
     busy = [(n, p) for n, p in (("gateway", settings.gateway_port),
@@ -301,7 +303,7 @@ def _ensure_stack(settings: Settings) -> bool:
 def _has_watch() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("gateway.watch") is not None
+    return importlib.util.find_spec("gateway.terminal") is not None
 
 
 def _banner(settings: Settings, match_id: str, speed: float, log_dir: Path) -> None:
@@ -378,8 +380,9 @@ def register(sub: Any, bench: Any) -> None:
         "print the live page's URL and show the scorecard in the terminal (a plain line per "
         "over, wicket and milestone when the output is not a terminal). Ctrl-C stops "
         f"everything. {CREDIT}.")
-    d.add_argument("--match", default=str(DEFAULT_MATCH),
-                   help=f"Cricsheet JSON file (default: {DEFAULT_MATCH}, the 2023 IPL final)")
+    d.add_argument("--match", default=None,
+                   help=f"Cricsheet JSON file (default: {DEMO_MATCH}, the 2023 IPL final, in "
+                   "STUMPCAST_CRICSHEET_DIR)")
     d.add_argument("--match-id", help="match id (default: file name and the time of day)")
     d.add_argument("--speed", type=float, default=DEFAULT_SPEED,
                    help=f"times real time (default {DEFAULT_SPEED:g}: a wicket within a minute)")

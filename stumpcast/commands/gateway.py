@@ -1,7 +1,7 @@
 """`stumpcast gateway serve`, `stumpcast watch` and `stumpcast bench gateway`.
 
-Thin shells: the gateway itself is ``gateway.server``; the terminal viewer is ``gateway.watch``
-over the client library; the benchmark is ``gateway.bench``. Heavy imports happen inside the
+Thin shells: the gateway itself is ``gateway.server``; the terminal viewer is ``gateway.terminal``
+over the client library; the benchmark is ``bench.gateway``. Heavy imports happen inside the
 handlers so ``--help`` stays fast.
 """
 
@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import log as benchlog
 from schemas.settings import Settings
-from stumpcast import benchlog
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cricsheet"
-DEFAULT_MATCH = DEFAULT_DATA / "1370353.json"  # the 2023 IPL final
+BENCH_MATCH = "1370353.json"  # the 2023 IPL final, in STUMPCAST_CRICSHEET_DIR
 
 
 def register(sub: Any, bench: Any) -> None:
@@ -31,8 +30,6 @@ def register(sub: Any, bench: Any) -> None:
     s.add_argument("--workers", type=int, default=None,
                    help="processes sharing the port (default: STUMPCAST_GATEWAY_WORKERS)")
     s.add_argument("--port", type=int, default=None, help="override STUMPCAST_GATEWAY_PORT")
-    s.add_argument("--mode", choices=["hub", "broadcast", "floor"], default="hub",
-                   help=argparse.SUPPRESS)
     s.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
@@ -62,8 +59,9 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--updates", type=int, default=60, help="updates per match per latency window")
     b.add_argument("--windows", type=int, default=3,
                    help="latency windows, measured one after another (median p99 reported)")
-    b.add_argument("--match-file", type=Path, default=DEFAULT_MATCH,
-                   help="Cricsheet match whose scorecards drive the updates")
+    b.add_argument("--match-file", type=Path, default=None,
+                   help="Cricsheet match whose scorecards drive the updates (default: "
+                   f"{BENCH_MATCH} in STUMPCAST_CRICSHEET_DIR)")
     b.add_argument("--port", type=int, default=18180, help="port for the benchmark gateway")
     b.add_argument("--skip", default="", help="phases to skip, comma separated "
                    "(hot,throughput,storm,baseline)")
@@ -75,35 +73,24 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.workers import run
 
     workers = args.workers or settings.gateway_workers
-    return run(settings, workers, port=args.port, mode=args.mode, worker_id=args.worker_id)
+    return run(settings, workers, port=args.port, worker_id=args.worker_id)
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.watch import watch
+    from gateway.terminal import watch
 
     url = args.url or f"ws://{settings.gateway_host}:{settings.gateway_port}/ws"
     return watch(url, args.match_id, args.token, "progress" if args.progress else "auto")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.bench.run import run_bench
+    from bench.gateway.cards import match_cards
+    from bench.gateway.run import run_bench
 
+    args.match_file = args.match_file or settings.cricsheet_dir / BENCH_MATCH
     try:
-        cards = _match_cards(args.match_file)
+        cards = match_cards(args.match_file)
     except (OSError, ValueError, KeyError) as exc:
         print(f"stumpcast bench gateway: {args.match_file}: {exc}", file=sys.stderr)
         return 1
     return run_bench(args, settings, cards)
-
-
-def _match_cards(path: Path) -> list[dict[str, Any]]:
-    """Every scorecard of a real match, ball by ball, from the streams fold."""
-    from streams.cricsheet import import_match, load
-    from streams.fold import Card, apply
-
-    card = Card.empty("bench")
-    out = []
-    for event in import_match(load(path), "bench"):
-        card = apply(card, event)
-        out.append(card.scorecard().to_json())
-    return out

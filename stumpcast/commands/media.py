@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bench import log as benchlog
 from schemas.settings import Settings
-from stumpcast import benchlog
 
 
 def register(sub: Any, bench: Any) -> None:
@@ -84,6 +84,6 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from media.bench import run
+    from bench.media import run
 
     return run(args, settings)

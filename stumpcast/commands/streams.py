@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import log as benchlog
 from schemas.settings import Settings
-from stumpcast import benchlog
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -89,7 +89,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.bench import run_bench
+    from bench.streams import run_bench
 
     return run_bench(settings, args)
 

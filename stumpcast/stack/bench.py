@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.log import record as record_bench
 from schemas.settings import Settings
-from stumpcast.benchlog import record as record_bench
 from stumpcast.stack import control
 from stumpcast.stack.procs import rss_bytes
 from stumpcast.stack.provision import init_cassandra, init_kafka

@@ -9,10 +9,11 @@ import uuid
 import pytest
 from audience_sim import expected, simulate
 
+from analytics.config import WorkerConfig
+from analytics.window import WindowSpec
+from analytics.worker import AnalyticsWorker
 from schemas.heartbeats import decode_concurrency, decode_watching
 from schemas.topology import RedisKeys
-from streams.analytics.window import WindowSpec
-from streams.analytics.worker import AnalyticsWorker, WorkerConfig
 
 pytestmark = pytest.mark.stack
 STEP = 10_000

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
+from analytics.aggregate import FlushPlan, Partial
+from analytics.sink import RedisSink
+from analytics.window import TOTAL, Stats
 from schemas.topology import RedisKeys
-from streams.analytics.aggregate import FlushPlan, Partial
-from streams.analytics.sink import RedisSink
-from streams.analytics.window import TOTAL, Stats
 
 pytestmark = pytest.mark.stack
 W = 1_790_000_000_000

@@ -8,15 +8,15 @@ import orjson
 import pytest
 from audience_sim import expected, simulate
 
+from analytics.aggregate import Aggregator, merge
+from analytics.hll import HyperLogLog
+from analytics.window import PartitionWindows, WindowSpec
 from schemas.heartbeats import (
     Heartbeat,
     HeartbeatError,
     decode,
     make_heartbeat,
 )
-from streams.analytics.aggregate import Aggregator, merge
-from streams.analytics.hll import HyperLogLog
-from streams.analytics.window import PartitionWindows, WindowSpec
 
 T0 = 1_790_000_000_000  # a multiple of 10 s
 STEP = 10_000

@@ -41,7 +41,9 @@ def test_published_ports_agree_with_settings(compose):
         published = {int(p.split(":")[1]) for p in compose["services"][name].get("ports", [])}
         for var, attr in [("STUMPCAST_GATEWAY_PORT", "gateway_port"),
                           ("STUMPCAST_MEDIA_HTTP_PORT", "media_http_port"),
-                          ("STUMPCAST_STREAMS_METRICS_PORT", "streams_metrics_port")]:
+                          ("STUMPCAST_STREAMS_METRICS_PORT", "streams_metrics_port"),
+                          ("STUMPCAST_ANALYTICS_METRICS_PORT", "analytics_metrics_port"),
+                          ("STUMPCAST_NOTIFIER_METRICS_PORT", "notifier_metrics_port")]:
             if var in env:
                 assert getattr(settings, attr) in published, f"{name}: {var} not published"
 
@@ -62,6 +64,7 @@ def test_prometheus_scrapes_the_metrics_ports(compose):
                for t in sc["targets"]}
     for name, env in _services_env(compose):
         for var in ("STUMPCAST_GATEWAY_PORT", "STUMPCAST_MEDIA_HTTP_PORT",
-                    "STUMPCAST_STREAMS_METRICS_PORT"):
+                    "STUMPCAST_STREAMS_METRICS_PORT", "STUMPCAST_ANALYTICS_METRICS_PORT",
+                    "STUMPCAST_NOTIFIER_METRICS_PORT"):
             if var in env:
                 assert f"{name}:{env[var]}" in targets

@@ -27,9 +27,11 @@ from typing import Any
 
 import pytest
 
+from schemas.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
-MATCH_FILE = ROOT.parent / "shared" / "data" / "cricsheet" / "1370353.json"  # 2023 IPL final
+MATCH_FILE = Settings.from_env().cricsheet_dir / "1370353.json"  # 2023 IPL final
 CHROMIUM = os.environ.get("STUMPCAST_TEST_CHROMIUM", "/usr/bin/chromium")
 SEGMENT_S = 2
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.bench.writer import ViewWriter
+from bench.gateway.writer import ViewWriter
 from gateway.limits import Limits
 from gateway.server import Gateway, GatewayConfig
 from schemas.settings import Settings

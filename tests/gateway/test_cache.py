@@ -59,26 +59,26 @@ class TestSequence:
 class TestResume:
     def test_exactly_the_missed_updates(self):
         cache, raws = build(30)
-        catch = cache.catch_up(p.Position(1, 20))
+        catch = cache.catch_up(p.ChannelPosition(1, 20))
         assert catch.recovered and catch.frames == raws[20:30]
-        assert catch.position == p.Position(1, 30)
+        assert catch.position == p.ChannelPosition(1, 30)
         assert replay_client(catch.frames, cards(31)[20]) == cards(31)[30]
 
     def test_up_to_date_or_ahead_gets_nothing(self):
         cache, _ = build(5)
-        assert cache.catch_up(p.Position(1, 5)).frames == []
-        ahead = cache.catch_up(p.Position(1, 9))
+        assert cache.catch_up(p.ChannelPosition(1, 5)).frames == []
+        ahead = cache.catch_up(p.ChannelPosition(1, 9))
         assert ahead.recovered and ahead.position.seq == 9
 
     def test_gap_beyond_history_gets_a_snapshot(self):
         cache, _ = build(30, keep=5)
-        catch = cache.catch_up(p.Position(1, 10))
+        catch = cache.catch_up(p.ChannelPosition(1, 10))
         assert not catch.recovered
         assert orjson.loads(catch.frames[0])["card"] == cards(31)[30]
 
     def test_other_epoch_or_no_since_gets_a_snapshot(self):
         cache, _ = build(5)
-        for since in (None, p.Position(7, 3)):
+        for since in (None, p.ChannelPosition(7, 3)):
             catch = cache.catch_up(since)
             assert not catch.recovered and orjson.loads(catch.frames[0])["type"] == "snapshot"
 
@@ -89,14 +89,14 @@ class TestResume:
     def test_loaded_history_keeps_only_the_contiguous_tail(self):
         cache = MatchCache("m", 1, 10, "", {}, [(3, b"a"), (8, b"b"), (9, b"c"), (10, b"d")])
         assert [s for s, _ in cache.history] == [8, 9, 10]
-        assert cache.catch_up(p.Position(1, 7)).recovered
-        assert not cache.catch_up(p.Position(1, 6)).recovered
+        assert cache.catch_up(p.ChannelPosition(1, 7)).recovered
+        assert not cache.catch_up(p.ChannelPosition(1, 6)).recovered
 
 
 class TestNotes:
     def test_resume_by_seq_and_k(self):
         notes = NotesCache("m", [(3, 0, b'{"n":1}'), (3, 1, b'{"n":2}'), (5, 0, b'{"n":3}')])
-        catch = notes.catch_up(p.Position(0, 3, 0))
+        catch = notes.catch_up(p.ChannelPosition(0, 3, 0))
         assert catch is not None and catch.recovered
         assert [orjson.loads(f)["note"]["n"] for f in catch.frames] == [2, 3]
         assert notes.add(3, 1, b"{}") is None  # already seen
@@ -104,5 +104,5 @@ class TestNotes:
     def test_unprovable_continuity_asks_redis(self):
         notes = NotesCache("m", [(i, 0, b"{}") for i in range(1, 11)], keep=4)
         assert not notes.complete
-        assert notes.catch_up(p.Position(0, 2)) is None
-        assert notes.catch_up(p.Position(0, 8)).recovered
+        assert notes.catch_up(p.ChannelPosition(0, 2)) is None
+        assert notes.catch_up(p.ChannelPosition(0, 8)).recovered

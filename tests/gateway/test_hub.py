@@ -1,7 +1,6 @@
 """Fanout without sockets: encode once, batching, conflation, never-dropped notes, slow close."""
 
 import orjson
-import pytest
 
 from gateway.hub import Client, Hub, text_frame
 from gateway.limits import Limits
@@ -135,15 +134,6 @@ def test_no_progress_within_write_timeout_is_slow():
     assert stuck.closed is None
     hub.sweep(6.0)
     assert stuck.closed[0] == p.CloseCode.SLOW
-
-
-@pytest.mark.parametrize("mode", ["broadcast", "floor"])
-def test_baseline_modes_are_selectable(mode):
-    hub, sink = Hub(LIMITS, mode=mode), FakeSink()
-    hub.attach(Client(sink), "match:m", 0)
-    if mode == "floor":
-        hub.publish_scores("match:m", [(1, update(1, 1))], snapshot_at(1, 1), 0)
-        assert sink.messages()[0]["seq"] == 1
 
 
 def test_reset_replaces_pending_scores_with_the_new_snapshot():

@@ -29,6 +29,6 @@ def test_snapshot_and_note_splice_the_inner_json_verbatim():
 
 
 def test_client_messages_build_what_the_parser_accepts():
-    msg = p.parse_client_message(p.subscribe_message("notes:m", p.Position(0, 3, 1), 5))
-    assert msg == p.Subscribe(5, p.Channel("notes", "m"), p.Position(0, 3, 1))
+    msg = p.parse_client_message(p.subscribe_message("notes:m", p.ChannelPosition(0, 3, 1), 5))
+    assert msg == p.Subscribe(5, p.Channel("notes", "m"), p.ChannelPosition(0, 3, 1))
     assert p.channel_of({"type": "update", "match_id": "m"}) == "match:m"

@@ -57,7 +57,7 @@ class TestMalformedInput:
 class TestSubscriptions:
     def test_subscribe_yields_join_with_since(self, session):
         out = session.receive(sub("match:m1", since={"epoch": 2, "seq": 9}), 0.0)
-        assert out == [Join(1, p.Channel("match", "m1"), p.Position(2, 9))]
+        assert out == [Join(1, p.Channel("match", "m1"), p.ChannelPosition(2, 9))]
 
     def test_repeat_subscribe_is_a_resume_not_a_new_slot(self):
         s = Session(ANONYMOUS, Limits(max_subscriptions=1), 0.0)

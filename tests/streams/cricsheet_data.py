@@ -1,23 +1,22 @@
 """Where the Cricsheet test data lives, and a folded-match cache shared by the streams tests.
 
 Match data: Cricsheet (cricsheet.org), ODC-BY 1.0. The 194 files are read-only material beside
-the repository (``../shared/data/cricsheet``); ``STUMPCAST_CRICSHEET_DIR`` points elsewhere.
+the repository (``../shared/data/cricsheet``); ``STUMPCAST_CRICSHEET_DIR`` points elsewhere
+(``Settings.cricsheet_dir``, as for the demo and the benchmarks).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from schemas.events import Event
+from schemas.settings import Settings
 
-DATA_DIR = Path(os.environ.get(
-    "STUMPCAST_CRICSHEET_DIR",
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "cricsheet"))
+DATA_DIR = Settings.from_env().cricsheet_dir
 
 
 def match_files() -> list[Path]:

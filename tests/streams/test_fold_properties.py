@@ -34,7 +34,7 @@ from streams.fold import (
     Applied,
     Card,
     DuplicateEvent,
-    Rejected,
+    FoldRejected,
     SequenceGap,
     SequenceGapError,
     apply,
@@ -101,7 +101,7 @@ def test_conflicting_event_at_an_accepted_seq_is_rejected() -> None:
     card = replay(stream[:50])
     impostor = dataclasses.replace(stream[20], event_id="someone-else")
     outcome = step(card, impostor)
-    assert isinstance(outcome, Rejected) and "already holds" in outcome.reason
+    assert isinstance(outcome, FoldRejected) and "already holds" in outcome.reason
 
 
 def test_events_that_contradict_the_match_are_rejected() -> None:
@@ -109,10 +109,10 @@ def test_events_that_contradict_the_match_are_rejected() -> None:
     first_ball = next(i for i, e in enumerate(stream) if isinstance(e.payload, Delivery))
     card = replay(stream[: first_ball - 1])  # innings not started yet
     early = dataclasses.replace(stream[first_ball], seq=card.seq + 1)
-    assert isinstance(step(card, early), Rejected)
+    assert isinstance(step(card, early), FoldRejected)
     other = dataclasses.replace(stream[first_ball - 1], match_id="another")
-    assert isinstance(step(card, other), Rejected)
-    assert isinstance(step(Card.empty(), dataclasses.replace(stream[1], seq=1)), Rejected)
+    assert isinstance(step(card, other), FoldRejected)
+    assert isinstance(step(Card.empty(), dataclasses.replace(stream[1], seq=1)), FoldRejected)
 
 
 # --- purity --------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_a_card_never_shows_impossible_values(payloads: list[Payload],
             outcome = step(card, renumber([fix] * (card.seq + 1))[card.seq])
             card = outcome.card if isinstance(outcome, Applied) else card
         outcome = step(card, renumber([p] * (card.seq + 1))[card.seq])
-        if isinstance(outcome, Applied):  # a ball after the tenth wicket is Rejected
+        if isinstance(outcome, Applied):  # a ball after the tenth wicket is FoldRejected
             card = outcome.card
         check_possible(card)
 

@@ -13,10 +13,9 @@ from schemas.events import Delivery, DeliveryCorrected, DeliveryVoided, Event, F
 from schemas.notifications import Kind, Priority
 from streams import cricsheet, rules
 from streams.pipeline import ScorecardFolder, all_notes, replay_state
+from tests.streams.cricsheet_data import DATA_DIR
 
-DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
-                         Path("/work/shared/data/cricsheet")) if p.exists()),
-            Path("/work/shared/data/cricsheet"))
+DATA = DATA_DIR
 FILES = sorted(DATA.glob("*.json"))[:12]
 
 

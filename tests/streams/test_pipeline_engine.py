@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,10 +30,9 @@ from streams.pipeline import (
 )
 from streams.relay import InMemoryTxnLog, NoteRelay
 from streams.viewstore import InMemoryViewStore
+from tests.streams.cricsheet_data import DATA_DIR
 
-DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
-                         Path("/work/shared/data/cricsheet")) if p.exists()),
-            Path("/work/shared/data/cricsheet"))
+DATA = DATA_DIR
 MATCH = sorted(DATA.glob("*.json"))[0]
 
 

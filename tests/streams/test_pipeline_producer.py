@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from schemas import codec
 from streams import cricsheet
 from streams.producer import Ticker, pace, parse_lines
+from tests.streams.cricsheet_data import DATA_DIR
 
-DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
-                         Path("/work/shared/data/cricsheet")) if p.exists()),
-            Path("/work/shared/data/cricsheet"))
+DATA = DATA_DIR
 MATCH = sorted(DATA.glob("*.json"))[0]
 
 

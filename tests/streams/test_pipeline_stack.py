@@ -36,12 +36,11 @@ from schemas.topology import (
 )
 from streams import cricsheet
 from streams.pipeline import ScorecardFolder, all_notes, replay_state
+from tests.streams.cricsheet_data import DATA_DIR
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-DATA = next((p for p in (Path(__file__).resolve().parents[3] / "shared/data/cricsheet",
-                         Path("/work/shared/data/cricsheet")) if p.exists()),
-            Path("/work/shared/data/cricsheet"))
+DATA = DATA_DIR
 STUMPCAST = Path(sys.executable).with_name("stumpcast")
 FILES = sorted(DATA.glob("*.json"))[:5]
 

@@ -1,0 +1,25 @@
+"""What an analytics worker reads and writes, whichever engine runs it (confluent-kafka, faust)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.settings import Settings
+from schemas.topology import ANALYTICS_CONCURRENCY, GROUP_ANALYTICS, VIEWER_HEARTBEATS
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    topic: str = VIEWER_HEARTBEATS.name
+    out_topic: str = ANALYTICS_CONCURRENCY.name
+    group: str = GROUP_ANALYTICS
+    batch: int = 20_000
+    flush_s: float = 1.0
+    idle_ms: int = 3_000
+
+
+def topic_partitions(settings: Settings, topic: str) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+    return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)

@@ -1,0 +1,89 @@
+"""Carry out a ``FlushPlan`` in Redis (one pipeline) and turn complete windows into records.
+
+Views: the sessions of the flush are added to ``RedisKeys.views(m)`` (SADD exact, PFADD hll;
+both idempotent, so a re-read after a restart adds nothing). Windows: ``merge.lua`` stores each
+partition's partial, sums them, and, when every partition of the topic has reported, publishes
+the "N watching" counter (live) or the per-group figures (final). A window whose partials are
+all in is returned as ``ConcurrencyRecord``s for the ``analytics.concurrency`` topic.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from analytics.aggregate import FlushPlan, Partial
+from analytics.window import Stats
+from schemas.heartbeats import ConcurrencyRecord
+from schemas.topology import RedisKeys
+
+_CHUNK = 10_000
+
+
+def _script_text() -> str:
+    return resources.files("analytics").joinpath("merge.lua").read_text()
+
+
+def encode_part(part: dict[tuple[str, str], Stats]) -> bytes:
+    return orjson.dumps({f"{r}|{c}": s.as_list() for (r, c), s in part.items()})
+
+
+class RedisSink:
+    def __init__(self, redis: Any, mode: str, partitions: int, step_ms: int,
+                 ttl_s: int = 3600, maxlen: int = 100) -> None:
+        self.redis = redis
+        self.mode, self.partitions, self.step_ms = mode, partitions, step_ms
+        self.ttl_s, self.maxlen = ttl_s, maxlen
+        self.script = redis.register_script(_script_text())
+
+    def watched_sessions(self) -> frozenset[str]:
+        """Sessions with a no-spoilers webhook: their playheads go to ``RedisKeys.playheads``."""
+        return frozenset(m.decode() for m in self.redis.smembers(RedisKeys.spoiler_sessions))
+
+    def write(self, plan: FlushPlan, now_ms: int) -> list[ConcurrencyRecord]:
+        pipe = self.redis.pipeline(transaction=False)
+        for match_id, sessions in plan.sessions.items():
+            members = list(sessions)
+            for i in range(0, len(members), _CHUNK):
+                cmd = pipe.pfadd if self.mode == "hll" else pipe.sadd
+                cmd(RedisKeys.views(match_id, self.mode), *members[i:i + _CHUNK])
+        if plan.playheads:
+            pipe.hset(RedisKeys.playheads, mapping=plan.playheads)
+        n_views = len(pipe)
+        partials = plan.finals + plan.live
+        for partial in partials:
+            self._merge(pipe, partial, now_ms)
+        results = pipe.execute()[n_views:]
+        records: list[ConcurrencyRecord] = []
+        for partial, (complete, totals) in zip(partials, results, strict=True):
+            if partial.final and int(complete):
+                records += self._records(partial, orjson.loads(totals))
+        return records
+
+    def _merge(self, pipe: Any, partial: Partial, now_ms: int) -> None:
+        m = partial.match_id
+        keys = [RedisKeys.concurrency_partials(m, partial.start_ms, partial.final),
+                RedisKeys.watching(m), RedisKeys.concurrency(m), RedisKeys.views(m, self.mode)]
+        args: list[Any] = [self.partitions, "1" if partial.final else "0", m, partial.start_ms,
+                           partial.end_ms, now_ms, self.mode, self.ttl_s, self.maxlen]
+        for p, part in sorted(partial.parts.items()):
+            args += [p, encode_part(part)]
+        self.script(keys=keys, args=args, client=pipe)
+
+    def _records(self, partial: Partial, totals: Any) -> list[ConcurrencyRecord]:
+        if not isinstance(totals, dict):  # cjson encodes an empty table as {} or []
+            return []
+        out = []
+        for group, values in sorted(totals.items()):
+            region, _, cdn = group.partition("|")
+            s = Stats(*(int(v) for v in values))
+            out.append(ConcurrencyRecord(
+                match_id=partial.match_id, region=region, cdn=cdn,
+                window_start_ms=partial.start_ms, window_end_ms=partial.end_ms,
+                concurrent=s.sessions, beats=s.beats,
+                avg_bitrate_kbps=round(s.avg_bitrate(), 1),
+                rebuffering_ratio=round(s.rebuffering_ratio(self.step_ms), 6),
+                mode=self.mode, complete=True))
+        return out

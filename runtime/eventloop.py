@@ -1,0 +1,67 @@
+"""The event loop every stumpcast service runs on: uvloop when installed, else asyncio's.
+
+Also a diagnostic the gateway and the benchmarks share: ``watch_lag`` logs the loop's stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory(kind: str = "uvloop") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (a dependency), else None: asyncio's own.
+
+    The gateway's cost per delivery is mostly the socket write and the loop around it, the
+    streams worker's a round trip per event; uvloop's transports and scheduling (libuv, in
+    Cython) take less of both than asyncio's selector loop. The gateway's workers, the
+    streams worker and the benchmarks' load clients all run on it. ``kind`` is
+    ``Settings.event_loop``: ``STUMPCAST_EVENT_LOOP=asyncio`` keeps asyncio's (to compare, or
+    to rule uvloop out)."""
+    if kind == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def run_loop(main: Coroutine[Any, Any, T], kind: str = "uvloop") -> T:
+    """``asyncio.run`` on the loop of ``loop_factory(kind)``."""
+    with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
+        return runner.run(main)
+
+
+def _schedstat() -> tuple[int, int]:
+    """(on-CPU ns, runnable-but-waiting ns) of this process's main thread."""
+    with open("/proc/self/schedstat") as fh:
+        cpu, wait, _ = fh.read().split()
+    return int(cpu), int(wait)
+
+
+async def watch_lag(folder: Path | None, label: str, every: float = 0.01,
+                    report: float = 0.02) -> None:
+    """Diagnostics (``Settings.lag_log_dir``, ``STUMPCAST_LAG_LOG_DIR``; nothing when None):
+    sleep ``every`` seconds in a loop and log each overshoot above ``report`` with the wall
+    time, and how much of the overshot sleep this process spent on a CPU and waiting for one
+    (runnable, not scheduled): busy loop vs. a machine that did not run it. One line per
+    stall in ``folder/label-pid.log``: ``wall_s overshoot_ms cpu_ms wait_ms``."""
+    if folder is None:
+        return
+    loop = asyncio.get_running_loop()
+    with open(Path(folder) / f"{label}-{os.getpid()}.log", "a", buffering=1) as fh:
+        while True:
+            t0, (c0, w0) = loop.time(), _schedstat()
+            await asyncio.sleep(every)
+            over = loop.time() - t0 - every
+            if over > report:
+                c1, w1 = _schedstat()
+                fh.write(f"{time.time():.3f} {over * 1e3:.1f} {(c1 - c0) / 1e6:.1f} "
+                         f"{(w1 - w0) / 1e6:.1f}\n")
