@@ -29,7 +29,7 @@ import orjson
 
 from schemas import codec
 from schemas.events import Event
-from schemas.notifications import Notification
+from schemas.notifications import Notification, note_id
 from schemas.view import ViewUpdate, make_update
 from streams.cards import CardPublisher
 from streams.eventstore import EventStore, EventStoreError, StoreBacklog, StoredEvent
@@ -50,7 +50,7 @@ from streams.pipeline import (
     replay_state,
 )
 from streams.relay import NoteKey, NoteRelay
-from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch, note_id
+from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch
 
 log = logging.getLogger(__name__)
 

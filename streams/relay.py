@@ -38,19 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas.notifications import NoteKey, note_id, parse_note_id
+
 log = logging.getLogger(__name__)
 
-NoteKey = tuple[int, int]  # (seq of the event that caused it, index among that event's notes)
 TXN_PREFIX = "stumpcast-notify-relay"
-
-
-def key_str(key: NoteKey) -> str:
-    return f"{key[0]}-{key[1]}"
-
-
-def parse_key(text: str) -> NoteKey:
-    seq, _, index = text.partition("-")
-    return int(seq), int(index)
 
 
 class FencedError(RuntimeError):
@@ -333,7 +325,7 @@ class KafkaTxnLog:
                     p.produce(NOTIFICATIONS.name, key=match_id.encode(), value=value)
                 for match_id, key in checkpoints.items():
                     p.produce(NOTIFY_RELAY.name, key=match_id.encode(),
-                              value=key_str(key).encode(), partition=self.partition)
+                              value=note_id(*key).encode(), partition=self.partition)
             p.commit_transaction(self.call_timeout)
             self.in_txn = False
 
@@ -391,6 +383,6 @@ def read_checkpoints(bootstrap: str, partition: int, timeout: float = 30.0) -> d
                 raise RuntimeError(f"reading {NOTIFY_RELAY.name}: {error}")
             key, value = msg.key(), msg.value()
             if key is not None and value is not None:
-                out[key.decode()] = parse_key(value.decode())
+                out[key.decode()] = parse_note_id(value)
     finally:
         c.close()

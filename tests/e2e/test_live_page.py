@@ -177,7 +177,7 @@ def test_sync_with_video_holds_updates_until_the_playhead(page, e2e, media_worke
 def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, settings) -> None:
     import redis
 
-    from schemas.notifications import decode
+    from schemas.notifications import decode, parse_note_id
     from schemas.topology import RedisKeys
 
     match_id = unique("restart")
@@ -218,7 +218,7 @@ def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, sett
     client = redis.Redis.from_url(settings.redis_url)
     stored = []
     for entry_id, fields in client.xrange(RedisKeys.notifications(match_id)):
-        seq = int(entry_id.decode().split("-")[0])
+        seq = parse_note_id(entry_id)[0]
         if seq > first_notes["seq"]:
             stored.append(decode(fields[b"u"]).id)
     got = [e["note"] for e in journal if "note" in e]

@@ -51,3 +51,15 @@ def test_notification_round_trip_and_retraction():
 def test_bad_notifications_name_the_field(over, field):
     with pytest.raises(n.NotificationError, match=field):
         _note(**over)
+
+
+def test_note_ids_round_trip_as_text_and_bytes():
+    assert n.note_id(12, 3) == "12-3"
+    assert n.parse_note_id("12-3") == (12, 3) == n.parse_note_id(b"12-3")
+    assert n.parse_note_id(n.note_id(1, 0)) == (1, 0)
+
+
+@pytest.mark.parametrize("text", ["12", "12-", "-3", "a-1", "1-2-3", "12:3", "", "1-+2", "١-٢"])
+def test_bad_note_ids_are_rejected_clearly(text):
+    with pytest.raises(n.NotificationError, match="note id"):
+        n.parse_note_id(text)
