@@ -193,6 +193,9 @@ class Engine:
                 e, ack = o.event, _acker(o.token)
                 await self.backlog.put(_stored(e, o.raw), self._gated(e, ack), if_absent=True)
             elif isinstance(o, Rejected):
+                if o.reason is Reason.CONFLICT:  # two events claim one seq: a producer bug
+                    log.error("sequence conflict: event dead-lettered",
+                              extra={"match_id": o.match_id, "seq": o.seq, "detail": o.detail})
                 self.metrics.rejects.labels(o.reason.value).inc()
                 key = o.match_id.encode() if o.match_id else None
                 await self.outputs.dead_letter(key, dlq_record(o))
