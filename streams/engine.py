@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from schemas import codec
+from schemas.deadletter import DeadLetter, Reason
 from schemas.events import Event
 from schemas.notifications import Notification, note_id
 from schemas.view import ViewUpdate, make_update
@@ -42,7 +43,6 @@ from streams.pipeline import (
     MatchProcessor,
     MatchState,
     Outcome,
-    Reason,
     Rejected,
     all_notes,
     classify,
@@ -70,12 +70,8 @@ class EngineConfig:
 
 
 def dlq_record(r: Rejected) -> bytes:
-    try:
-        event: Any = orjson.loads(r.raw)
-    except orjson.JSONDecodeError:
-        event = r.raw.decode("utf-8", "replace")
-    return orjson.dumps({"reason": r.reason.value, "detail": r.detail, "match_id": r.match_id,
-                         "seq": r.seq, "type": r.type, "event": event})
+    """The ``match.events.dlq`` record of a reject (``schemas.deadletter``)."""
+    return DeadLetter.of(r.reason, r.detail, r.raw, r.match_id, r.seq, r.type).encode()
 
 
 def view_write(match_id: str, epoch: int, seq: int, prev: int, ts: str, before: Any,

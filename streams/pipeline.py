@@ -8,8 +8,9 @@ match's state and returns outcomes for the shell (``streams.engine``) to carry o
   (counted, stored again only if absent);
 * ``Held``: ``seq`` ahead of the next expected one; kept until the gap fills (then it comes
   back as ``Accepted``) or ``gap_timeout`` passes (then it comes back ``Rejected``);
-* ``Rejected``: goes to the dead-letter topic with its ``Reason``; among them ``conflict``, an
-  event at a ``seq`` that already holds (or holds back) another ``event_id``.
+* ``Rejected``: goes to the dead-letter topic with its ``Reason`` (``schemas.deadletter``);
+  among them ``conflict``, an event at a ``seq`` that already holds (or holds back) another
+  ``event_id``.
 
 Which of these an event is, by its ``seq`` and ``event_id``, is decided by
 ``streams.fold.check_sequence`` alone. It needs the ``event_id`` already at the event's seq:
@@ -28,25 +29,15 @@ import fnmatch
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
 from schemas import codec
+from schemas.deadletter import Reason
 from schemas.events import Event, EventValidationError
 from streams.fold import DuplicateEvent, SequenceConflict, SequenceGap, check_sequence
 from streams.notify import NotifyState, derive
 
 MATCH_CREATED = "match.created"
-
-
-class Reason(StrEnum):
-    INVALID = "invalid"
-    UNAUTHORISED = "unauthorised_source"
-    UNKNOWN_MATCH = "unknown_match"
-    SEQUENCE_GAP = "sequence_gap"
-    CONFLICT = "conflict"
-    FOLD_REJECTED = "fold_rejected"
-    INTERNAL = "internal_error"
 
 
 class Folder(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import codec, notifications
+from schemas import codec, deadletter, notifications
 from schemas.events import Event
 from schemas.notifications import Notification
 from streams import cricsheet
@@ -108,6 +108,8 @@ class Sink:
         self.cards[match_id] = card
 
     async def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        dead = deadletter.decode(value)  # the contract holds
+        assert key == (dead.match_id.encode() if dead.match_id else None)
         self.dlq.append(orjson.loads(value))
 
 
