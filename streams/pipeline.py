@@ -222,7 +222,7 @@ class ScorecardFolder:
         return apply(card, event)
 
     def event_id(self, card: Any, seq: int) -> str | None:
-        return card.event_id(seq)  # type: ignore[no-any-return]
+        return card.event_id(seq)
 
     def doc(self, card: Any) -> dict[str, Any]:
         return dict(card.scorecard().to_json())
