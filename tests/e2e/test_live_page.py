@@ -60,7 +60,7 @@ class HeartbeatTap:
         while not any(b.playhead_ms > 0 for b in found) and time.time() < deadline:
             for msg in self.consumer.consume(500, 0.5):
                 if not msg.error() and msg.key() == session_id.encode():
-                    found.append(decode(msg.value()))
+                    found.append(decode(msg.value() or b""))
         self.consumer.close()
         return found
 
@@ -215,7 +215,7 @@ def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, sett
             held = e["snapshot"]
     # Notifications are never conflated: every one after the first subscription, once.
     first_notes = next(e for e in journal if e.get("subscribed", "").startswith("notes:"))
-    client = redis.Redis.from_url(settings.redis_url)
+    client: Any = redis.Redis.from_url(settings.redis_url)
     stored = []
     for entry_id, fields in client.xrange(RedisKeys.notifications(match_id)):
         seq = parse_note_id(entry_id)[0]

@@ -1,5 +1,7 @@
 """The Redis view record and the notification contract round-trip and reject bad input."""
 
+from typing import Any
+
 import pytest
 
 from schemas import notifications as n
@@ -29,9 +31,9 @@ def test_bad_update_records_are_rejected_clearly(raw, message):
 
 
 def _note(**over):
-    fields = dict(id="m:1:wicket", match_id="m", kind="wicket", priority="P1",
-                  ts="2023-05-29T14:00:00Z", seq=7, innings=1, over="0.6",
-                  text="WICKET! Gill st Dhoni b Jadeja")
+    fields: dict[str, Any] = dict(id="m:1:wicket", match_id="m", kind="wicket", priority="P1",
+                                  ts="2023-05-29T14:00:00Z", seq=7, innings=1, over="0.6",
+                                  text="WICKET! Gill st Dhoni b Jadeja")
     fields.update(over)
     return n.Notification(**fields)
 
