@@ -22,6 +22,7 @@ from gateway.cache import MatchCache, NotesCache, Outcome, parse_stream_id
 from gateway.errors import FeedUnavailable
 from gateway.hub import Hub
 from schemas import protocol as p
+from schemas.notifications import note_id, parse_note_id
 from schemas.topology import RedisKeys
 from schemas.view import COMMIT_FIELD, UPDATE_FIELD, ViewUpdateError, decode_update
 
@@ -121,7 +122,7 @@ class Feed:
         keep = self.recovery_max
         rows = await self._call(self.redis.xrevrange(RedisKeys.notifications(match_id),
                                                      count=keep))
-        entries = [(*parse_stream_id(i), f[_U]) for i, f in reversed(rows or [])]
+        entries = [(*parse_note_id(i), f[_U]) for i, f in reversed(rows or [])]
         cache = NotesCache(match_id, entries, complete=len(entries) < keep, keep=keep)
         self.stats.note_loads += 1
         self.notes[match_id] = cache
@@ -133,13 +134,13 @@ class Feed:
         """(position, frame) of the notes after ``since``; None when too many to replay."""
         self.stats.redis_answers += 1
         rows = await self._call(self.redis.xrange(
-            RedisKeys.notifications(match_id), min=f"({since.seq}-{since.k}",
+            RedisKeys.notifications(match_id), min="(" + note_id(since.seq, since.k),
             count=self.recovery_max + 1))
         if len(rows) > self.recovery_max:
             return None
         out = []
         for entry_id, fields in rows:
-            pos = parse_stream_id(entry_id)
+            pos = parse_note_id(entry_id)
             out.append((pos, p.note(match_id, *pos, fields[_U])))
         return out
 
@@ -242,7 +243,7 @@ class Feed:
     def _stream_offsets(self) -> dict[str, str]:
         out = {RedisKeys.history(m): f"{c.seq}-0" for m, c in self.matches.items()}
         for m, n in self.notes.items():
-            out[RedisKeys.notifications(m)] = f"{n.last[0]}-{n.last[1]}"
+            out[RedisKeys.notifications(m)] = note_id(*n.last)
         return out
 
     async def _dispatch(self, key: bytes | str, rows: list[Any]) -> None:
@@ -257,7 +258,7 @@ class Feed:
         cache = self.notes[match_id]
         items = []
         for entry_id, fields in rows:
-            pos = parse_stream_id(entry_id)
+            pos = parse_note_id(entry_id)
             frame = cache.add(*pos, fields[_U])
             if frame is not None:
                 items.append((pos, frame))

@@ -8,6 +8,13 @@ EXT-X-DATERANGE markers; the notifier delivers them to people. Each carries:
 * ``priority``: P1 (interrupt the viewer: wickets, results) or P2 (everything else);
 * ``ts``: the UTC instant of the ball, ISO 8601 with a ``Z``;
 * ``retracts``: set on a ``retraction``, naming the notification a correction voided.
+
+A notification's **position** is ``(seq, k)``: the seq of the event that caused it and ``k``
+counting from 0 the notifications of that event. Written ``note_id(seq, k)`` = ``"{seq}-{k}"``,
+it is the entry ID of the match's notifications stream in Redis (``schemas.view``), the
+gateway's ``notes:`` resume position (``schemas.protocol``) and the relay's checkpoint
+(``schemas.relay``); ``parse_note_id`` reads it back. Not to be confused with ``Notification.id``,
+the notification's own name.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import orjson
 
 TYPE = "notification"
 VERSION = 1
+
+NoteKey = tuple[int, int]  # a notification's position (seq, k)
 
 
 class Kind(StrEnum):
@@ -88,6 +97,21 @@ class Notification:
     def encode(self) -> bytes:
         doc: dict[str, Any] = {"type": TYPE, "v": VERSION, **asdict(self)}
         return orjson.dumps(doc)
+
+
+def note_id(seq: int, k: int) -> str:
+    """The position ``(seq, k)`` as text: ``"{seq}-{k}"`` (a Redis stream entry ID)."""
+    return f"{seq}-{k}"
+
+
+def parse_note_id(text: str | bytes) -> NoteKey:
+    """``(seq, k)`` of a ``note_id`` (text or bytes, as Redis returns it); raises
+    ``NotificationError`` naming the text when it is not ``"{seq}-{k}"``."""
+    s = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+    seq, sep, k = s.partition("-")
+    if not (sep and seq.isdigit() and k.isdigit() and seq.isascii() and k.isascii()):
+        raise NotificationError(f"note id: {s!r} is not '{{seq}}-{{k}}'")
+    return int(seq), int(k)
 
 
 def parse_ts(ts: str) -> dt.datetime:

@@ -18,10 +18,11 @@ a reader that holds an older epoch must take a fresh snapshot. ``RedisKeys.live_
 sorted set of match ids scored by the time of their last update (ms since the epoch).
 
 Notifications of a match go to the stream ``RedisKeys.notifications(m)``, field ``UPDATE_FIELD``
-holding ``Notification.encode()`` bytes, with entry ID ``notification_id(seq, k)``: the seq of
-the event that caused it and ``k`` counting from 0 the notifications of that event. IDs are
-thus deterministic (a replay or rebuild writes the same IDs; ``XADD`` of an existing ID fails
-and the writer treats that as already written) and a reader resumes by ``(seq, k)``.
+holding ``Notification.encode()`` bytes, with entry ID ``note_id(seq, k)``
+(``schemas.notifications``): the seq of the event that caused it and ``k`` counting from 0 the
+notifications of that event. IDs are thus deterministic (a replay or rebuild writes the same
+IDs; ``XADD`` of an existing ID fails and the writer treats that as already written) and a reader
+resumes by ``(seq, k)``.
 """
 
 from __future__ import annotations
@@ -106,8 +107,3 @@ def decode_update(raw: bytes | str) -> ViewUpdate:
 def history_id(seq: int) -> str:
     """The stream entry ID of the update at ``seq`` (seq starts at 1; Redis forbids 0-0)."""
     return f"{seq}-0"
-
-
-def notification_id(seq: int, k: int) -> str:
-    """The notifications stream entry ID of the ``k``-th notification caused by event ``seq``."""
-    return f"{seq}-{k}"

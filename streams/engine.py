@@ -28,8 +28,9 @@ from typing import Any, Protocol
 import orjson
 
 from schemas import codec
+from schemas.deadletter import DeadLetter, Reason
 from schemas.events import Event
-from schemas.notifications import Notification
+from schemas.notifications import Notification, note_id
 from schemas.view import ViewUpdate, make_update
 from streams.cards import CardPublisher
 from streams.eventstore import EventStore, EventStoreError, StoreBacklog, StoredEvent
@@ -42,7 +43,6 @@ from streams.pipeline import (
     MatchProcessor,
     MatchState,
     Outcome,
-    Reason,
     Rejected,
     all_notes,
     classify,
@@ -50,7 +50,7 @@ from streams.pipeline import (
     replay_state,
 )
 from streams.relay import NoteKey, NoteRelay
-from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch, note_id
+from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,8 @@ class EngineConfig:
 
 
 def dlq_record(r: Rejected) -> bytes:
-    try:
-        event: Any = orjson.loads(r.raw)
-    except orjson.JSONDecodeError:
-        event = r.raw.decode("utf-8", "replace")
-    return orjson.dumps({"reason": r.reason.value, "detail": r.detail, "match_id": r.match_id,
-                         "seq": r.seq, "type": r.type, "event": event})
+    """The ``match.events.dlq`` record of a reject (``schemas.deadletter``)."""
+    return DeadLetter.of(r.reason, r.detail, r.raw, r.match_id, r.seq, r.type).encode()
 
 
 def view_write(match_id: str, epoch: int, seq: int, prev: int, ts: str, before: Any,
@@ -193,6 +189,9 @@ class Engine:
                 e, ack = o.event, _acker(o.token)
                 await self.backlog.put(_stored(e, o.raw), self._gated(e, ack), if_absent=True)
             elif isinstance(o, Rejected):
+                if o.reason is Reason.CONFLICT:  # two events claim one seq: a producer bug
+                    log.error("sequence conflict: event dead-lettered",
+                              extra={"match_id": o.match_id, "seq": o.seq, "detail": o.detail})
                 self.metrics.rejects.labels(o.reason.value).inc()
                 key = o.match_id.encode() if o.match_id else None
                 await self.outputs.dead_letter(key, dlq_record(o))

@@ -3,6 +3,8 @@
 Outcomes and errors::
 
     step(card, event) -> Applied | DuplicateEvent | SequenceGap | FoldRejected   (never raises)
+    check_sequence(position, event, holder) -> DuplicateEvent | SequenceGap
+                                               | SequenceConflict | None   (None: fold it)
     apply(card, event) -> Card       absorbs a DuplicateEvent (returns ``card``), raises
                                      FoldError (SequenceGapError, RejectedEventError) otherwise
 
@@ -23,8 +25,11 @@ the common path, folding a stream forward, never copies. A correction re-derives
 the log with the corrected ball in place, as if it had been right from the start.
 
 Sequence discipline: ``seq`` starts at 1 and has no gaps, so ``card.seq`` is also the length of
-the accepted log. An event at or below ``card.seq`` is a duplicate (absorbed) if its
-``event_id`` matches the one accepted there, and rejected as a conflict if it does not.
+the accepted log. :func:`check_sequence` is the one place that tells the next event from a
+duplicate, a gap or a conflict; ``step`` and the streams pipeline (``streams.pipeline``, which
+also holds events that arrive ahead of a gap) both ask it. An event at or below ``card.seq`` is
+a duplicate (absorbed) if its ``event_id`` matches the one accepted there, and a
+:class:`SequenceConflict` (a ``FoldRejected``) if it does not.
 """
 
 from __future__ import annotations
@@ -79,7 +84,15 @@ class FoldRejected:
     reason: str
 
 
-Outcome = Applied | DuplicateEvent | SequenceGap | FoldRejected
+@dataclass(frozen=True, slots=True)
+class SequenceConflict(FoldRejected):
+    """``seq`` already holds another event: ``accepted_id``, not this ``event_id``."""
+
+    event_id: str
+    accepted_id: str
+
+
+Outcome = Applied | DuplicateEvent | SequenceGap | FoldRejected  # includes SequenceConflict
 
 
 class FoldError(Exception):
@@ -343,6 +356,14 @@ class Card:
     def match_id(self) -> str | None:
         return self._view().match_id
 
+    def event_id(self, seq: int) -> str | None:
+        """The ``event_id`` accepted at ``seq``, ``None`` above this card's position. Every
+        seq at or below it is known: the card keeps the match's accepted log (the fold needs
+        it to re-derive corrections), so this costs no memory of its own."""
+        if 1 <= seq <= self._seq:
+            return self._state.log[seq - 1].event_id  # the prefix is the same on any state
+        return None
+
     def events(self) -> tuple[Event, ...]:
         """The accepted events, corrections included, in order."""
         return tuple(self._state.log[: self._seq])
@@ -362,16 +383,37 @@ class Card:
         return state
 
 
+def check_sequence(position: int, event: Event, holder: str | None
+                   ) -> DuplicateEvent | SequenceGap | SequenceConflict | None:
+    """Where ``event`` stands against a log whose last accepted seq is ``position``: ``None``
+    when it is the next one (fold it), else the typed reason it is not.
+
+    ``holder`` is the ``event_id`` of the event already at ``event.seq``: the accepted one at
+    or below ``position``, or one the caller holds ahead of a gap; ``None`` if there is none.
+    The same id is a duplicate, another id a conflict (two events claim one place in the
+    match: neither replaces the other). The caller must know ``holder`` for every seq at or
+    below ``position`` (a ``Card`` keeps its whole accepted log; see ``Card.event_id``), so
+    an unknown one raises ``ValueError``: guessing "duplicate" would hide a conflict.
+    """
+    seq = event.seq
+    if holder is not None:
+        if holder == event.event_id:
+            return DuplicateEvent(seq, event.event_id)
+        return SequenceConflict(seq, f"seq {seq} already holds event {holder!r}, not "
+                                     f"{event.event_id!r}", event.event_id, holder)
+    if seq <= position:
+        raise ValueError(f"seq {seq} is at or below {position}, but its event is unknown")
+    if seq != position + 1:
+        return SequenceGap(position + 1, seq)
+    return None
+
+
 def step(card: Card, event: Event) -> Outcome:
     """Fold one event into ``card`` and say what happened; never raises for a bad sequence."""
     seq = event.seq
-    if seq <= card._seq:
-        accepted = card._state.log[seq - 1]
-        if accepted.event_id == event.event_id:
-            return DuplicateEvent(seq, event.event_id)
-        return FoldRejected(seq, f"seq {seq} already holds event {accepted.event_id!r}")
-    if seq != card._seq + 1:
-        return SequenceGap(card._seq + 1, seq)
+    verdict = check_sequence(card._seq, event, card.event_id(seq))
+    if verdict is not None:
+        return verdict
     state = card._view()
     reason = state.reject_reason(event)
     if reason is not None:

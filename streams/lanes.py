@@ -13,9 +13,10 @@ import asyncio
 import logging
 from typing import Any
 
+from schemas.deadletter import Reason
 from schemas.events import Event
 from streams.engine import Ack, Engine
-from streams.pipeline import Reason, reject
+from streams.pipeline import reject
 from streams.viewstore import ViewStoreError
 
 log = logging.getLogger(__name__)

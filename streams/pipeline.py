@@ -4,10 +4,20 @@
 match's state and returns outcomes for the shell (``streams.engine``) to carry out:
 
 * ``Accepted``: folded; the shell commits the view, emits the notifications, stores the event;
-* ``Duplicate``: ``seq`` already folded; absorbed (counted, stored again only if absent);
+* ``Duplicate``: the same event (``event_id``) already folded or held at its ``seq``; absorbed
+  (counted, stored again only if absent);
 * ``Held``: ``seq`` ahead of the next expected one; kept until the gap fills (then it comes
   back as ``Accepted``) or ``gap_timeout`` passes (then it comes back ``Rejected``);
-* ``Rejected``: goes to the dead-letter topic with its ``Reason``.
+* ``Rejected``: goes to the dead-letter topic with its ``Reason`` (``schemas.deadletter``);
+  among them ``conflict``, an event at a ``seq`` that already holds (or holds back) another
+  ``event_id``.
+
+Which of these an event is, by its ``seq`` and ``event_id``, is decided by
+``streams.fold.check_sequence`` alone. It needs the ``event_id`` already at the event's seq:
+for a folded seq the ``Folder`` reads it from the card (a fold ``Card`` keeps the match's whole
+accepted log, recovered from the event store after a restart or a rebalance), for a held one
+the processor has it. So no memory is added and nothing is guessed; the bound is the one the
+fold already has, a match's events (a few hundred for a T20), for the matches the worker owns.
 
 Every outcome carries the caller's opaque ``token`` (the Kafka message to ack) so nothing is
 acknowledged before the shell has done what the outcome asks.
@@ -19,23 +29,15 @@ import fnmatch
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
 from schemas import codec
+from schemas.deadletter import Reason
 from schemas.events import Event, EventValidationError
+from streams.fold import DuplicateEvent, SequenceConflict, SequenceGap, check_sequence
 from streams.notify import NotifyState, derive
 
 MATCH_CREATED = "match.created"
-
-
-class Reason(StrEnum):
-    INVALID = "invalid"
-    UNAUTHORISED = "unauthorised_source"
-    UNKNOWN_MATCH = "unknown_match"
-    SEQUENCE_GAP = "sequence_gap"
-    FOLD_REJECTED = "fold_rejected"
-    INTERNAL = "internal_error"
 
 
 class Folder(Protocol):
@@ -44,6 +46,11 @@ class Folder(Protocol):
     def initial(self, match_id: str) -> Any: ...
 
     def apply(self, card: Any, event: Event) -> Any: ...
+
+    def event_id(self, card: Any, seq: int) -> str | None:
+        """The ``event_id`` folded into ``card`` at ``seq``; known for every seq up to the
+        card's position, ``None`` above it."""
+        ...
 
     def doc(self, card: Any) -> dict[str, Any]: ...
 
@@ -136,11 +143,12 @@ class MatchProcessor:
         self.gap_since: float | None = None
 
     def offer(self, event: Event, raw: bytes, token: Any, now: float) -> list[Outcome]:
-        if event.seq <= self.state.seq:
+        verdict = self._check(event)
+        if isinstance(verdict, DuplicateEvent):
             return [Duplicate(event, raw, token)]
-        if event.seq > self.state.seq + 1:
-            if event.seq in self.held:
-                return [Duplicate(event, raw, token)]
+        if isinstance(verdict, SequenceConflict):
+            return [reject(event, raw, token, Reason.CONFLICT, verdict.reason)]
+        if isinstance(verdict, SequenceGap):
             self.held[event.seq] = (event, raw, token)
             if self.gap_since is None:
                 self.gap_since = now
@@ -151,6 +159,12 @@ class MatchProcessor:
         if not self.held:
             self.gap_since = None
         return out
+
+    def _check(self, event: Event) -> DuplicateEvent | SequenceGap | SequenceConflict | None:
+        held = self.held.get(event.seq)
+        holder = (held[0].event_id if held is not None
+                  else self.folder.event_id(self.state.card, event.seq))
+        return check_sequence(self.state.seq, event, holder)
 
     def expire(self, now: float) -> list[Outcome]:
         """Report held events once the gap has been open for ``gap_timeout`` seconds."""
@@ -181,7 +195,7 @@ def replay_state(match_id: str, events: Iterable[Event], folder: Folder) -> Matc
     """The state after folding a stored log: its contiguous prefix from seq 1."""
     proc = MatchProcessor(MatchState(match_id, card=folder.initial(match_id)), folder, 0.0)
     for event in events:
-        if event.seq != proc.state.seq + 1:
+        if proc._check(event) is not None:
             break
         if not isinstance(proc._apply(event, b"", None), Accepted):
             break
@@ -206,6 +220,9 @@ class ScorecardFolder:
         from streams.fold import apply
 
         return apply(card, event)
+
+    def event_id(self, card: Any, seq: int) -> str | None:
+        return card.event_id(seq)
 
     def doc(self, card: Any) -> dict[str, Any]:
         return dict(card.scorecard().to_json())

@@ -5,7 +5,8 @@ on restart, and consumers of ``match.notifications`` (the notifier, the media wo
 would see it twice. So notifications are not sent as a side effect of folding. The engine hands
 each match's notifications, with their deterministic ids ``(seq, index)``, to this relay, which
 publishes them in Kafka transactions that also write the match's **checkpoint** (the last id
-published) to the compacted ``match.notifications.relay`` topic. Either both land or neither.
+published; record: ``schemas.relay``) to the compacted ``match.notifications.relay`` topic.
+Either both land or neither.
 
 Fencing follows ownership. A match's events arrive on one partition ``p`` of ``match.events``,
 and its notifications are published by the producer with transactional id
@@ -38,19 +39,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas import relay as contract
+from schemas.notifications import NoteKey
+
 log = logging.getLogger(__name__)
 
-NoteKey = tuple[int, int]  # (seq of the event that caused it, index among that event's notes)
 TXN_PREFIX = "stumpcast-notify-relay"
-
-
-def key_str(key: NoteKey) -> str:
-    return f"{key[0]}-{key[1]}"
-
-
-def parse_key(text: str) -> NoteKey:
-    seq, _, index = text.partition("-")
-    return int(seq), int(index)
 
 
 class FencedError(RuntimeError):
@@ -331,9 +325,10 @@ class KafkaTxnLog:
                 self.in_txn = True
                 for match_id, value in notes:
                     p.produce(NOTIFICATIONS.name, key=match_id.encode(), value=value)
-                for match_id, key in checkpoints.items():
-                    p.produce(NOTIFY_RELAY.name, key=match_id.encode(),
-                              value=key_str(key).encode(), partition=self.partition)
+                for match_id, (seq, k) in checkpoints.items():
+                    mark = contract.Checkpoint(match_id, seq, k)
+                    p.produce(NOTIFY_RELAY.name, key=mark.key, value=mark.encode(),
+                              partition=self.partition)
             p.commit_transaction(self.call_timeout)
             self.in_txn = False
 
@@ -391,6 +386,7 @@ def read_checkpoints(bootstrap: str, partition: int, timeout: float = 30.0) -> d
                 raise RuntimeError(f"reading {NOTIFY_RELAY.name}: {error}")
             key, value = msg.key(), msg.value()
             if key is not None and value is not None:
-                out[key.decode()] = parse_key(value.decode())
+                mark = contract.decode(key, value)
+                out[mark.match_id] = mark.position
     finally:
         c.close()

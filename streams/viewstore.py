@@ -11,7 +11,7 @@ only when the stored position is the one the writer folded from (optimistic conc
 ``reset`` writes a whole card under a new, higher epoch and restarts the history; it is how
 ``stumpcast rebuild`` and a worker that finds its view flushed re-seed the view. The event's
 notifications are appended to ``RedisKeys.notifications`` by the same script with IDs
-``"{seq}-{i}"``, so appending them twice changes nothing.
+``schemas.notifications.note_id(seq, k)``, so appending them twice changes nothing.
 
 ``InMemoryViewStore`` has the same behaviour for tests of the pipeline without Redis; both run
 the contract test in ``tests/streams/test_stores_view.py``.
@@ -25,6 +25,7 @@ from enum import IntEnum
 from importlib import resources
 from typing import Any, Protocol
 
+from schemas.notifications import parse_note_id
 from schemas.topology import RedisKeys
 from schemas.view import HISTORY_MAXLEN, UPDATE_FIELD, history_id
 
@@ -57,7 +58,7 @@ class ViewWrite:
     prev_seq: int
     card: bytes
     update: bytes
-    notes: Sequence[tuple[str, bytes]] = ()  # (stream entry ID "{seq}-{i}", encoded bytes)
+    notes: Sequence[tuple[str, bytes]] = ()  # (note_id(seq, k), encoded bytes)
     now_ms: int = 0
 
 
@@ -83,20 +84,10 @@ class ViewStore(Protocol):
     async def notes(self, match_id: str) -> list[tuple[str, bytes]]: ...
 
 
-def note_id(seq: int, index: int) -> str:
-    """Stream entry ID of the ``index``-th notification caused by the event at ``seq``."""
-    return f"{seq}-{index}"
-
-
 def next_epoch(stored: Position | None, now_ms: int) -> int:
     """A new epoch above any stored one; wall-clock ms so a view rebuilt after a flush (when the
     old epoch is lost) still moves forward."""
     return max(now_ms, (stored.epoch + 1) if stored else 1)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, n = entry_id.partition("-")
-    return int(ms), int(n or 0)
 
 
 def _keys(match_id: str) -> list[str]:
@@ -219,7 +210,7 @@ class InMemoryViewStore:
         m.history.append((history_id(w.seq), w.update))
         del m.history[:-self._maxlen]
         for entry_id, raw in w.notes:
-            if not m.notes or _id_key(entry_id) > _id_key(m.notes[-1][0]):
+            if not m.notes or parse_note_id(entry_id) > parse_note_id(m.notes[-1][0]):
                 m.notes.append((entry_id, raw))
         self.live[w.match_id] = w.now_ms
         return CommitResult(Status.APPLIED, m.position)

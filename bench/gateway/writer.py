@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from schemas.notifications import Notification
+from schemas.notifications import Notification, note_id
 from schemas.topology import RedisKeys
 from schemas.view import (
     COMMIT_FIELD,
@@ -22,7 +22,6 @@ from schemas.view import (
     UPDATE_FIELD,
     ViewUpdate,
     make_update,
-    notification_id,
 )
 
 COMMIT_LUA = """
@@ -87,7 +86,7 @@ class ViewWriter:
         return await self.publish(match_id, card)
 
     async def note(self, note: Notification, k: int = 0) -> str:
-        entry = notification_id(note.seq, k)
+        entry = note_id(note.seq, k)
         await self.redis.xadd(RedisKeys.notifications(note.match_id),
                               {UPDATE_FIELD: note.encode()}, id=entry)
         return entry

@@ -60,7 +60,7 @@ class HeartbeatTap:
         while not any(b.playhead_ms > 0 for b in found) and time.time() < deadline:
             for msg in self.consumer.consume(500, 0.5):
                 if not msg.error() and msg.key() == session_id.encode():
-                    found.append(decode(msg.value()))
+                    found.append(decode(msg.value() or b""))
         self.consumer.close()
         return found
 
@@ -177,7 +177,7 @@ def test_sync_with_video_holds_updates_until_the_playhead(page, e2e, media_worke
 def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, settings) -> None:
     import redis
 
-    from schemas.notifications import decode
+    from schemas.notifications import decode, parse_note_id
     from schemas.topology import RedisKeys
 
     match_id = unique("restart")
@@ -215,10 +215,10 @@ def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, sett
             held = e["snapshot"]
     # Notifications are never conflated: every one after the first subscription, once.
     first_notes = next(e for e in journal if e.get("subscribed", "").startswith("notes:"))
-    client = redis.Redis.from_url(settings.redis_url)
+    client: Any = redis.Redis.from_url(settings.redis_url)
     stored = []
     for entry_id, fields in client.xrange(RedisKeys.notifications(match_id)):
-        seq = int(entry_id.decode().split("-")[0])
+        seq = parse_note_id(entry_id)[0]
         if seq > first_notes["seq"]:
             stored.append(decode(fields[b"u"]).id)
     got = [e["note"] for e in journal if "note" in e]

@@ -1,5 +1,7 @@
 """The Redis view record and the notification contract round-trip and reject bad input."""
 
+from typing import Any
+
 import pytest
 
 from schemas import notifications as n
@@ -29,9 +31,9 @@ def test_bad_update_records_are_rejected_clearly(raw, message):
 
 
 def _note(**over):
-    fields = dict(id="m:1:wicket", match_id="m", kind="wicket", priority="P1",
-                  ts="2023-05-29T14:00:00Z", seq=7, innings=1, over="0.6",
-                  text="WICKET! Gill st Dhoni b Jadeja")
+    fields: dict[str, Any] = dict(id="m:1:wicket", match_id="m", kind="wicket", priority="P1",
+                                  ts="2023-05-29T14:00:00Z", seq=7, innings=1, over="0.6",
+                                  text="WICKET! Gill st Dhoni b Jadeja")
     fields.update(over)
     return n.Notification(**fields)
 
@@ -51,3 +53,15 @@ def test_notification_round_trip_and_retraction():
 def test_bad_notifications_name_the_field(over, field):
     with pytest.raises(n.NotificationError, match=field):
         _note(**over)
+
+
+def test_note_ids_round_trip_as_text_and_bytes():
+    assert n.note_id(12, 3) == "12-3"
+    assert n.parse_note_id("12-3") == (12, 3) == n.parse_note_id(b"12-3")
+    assert n.parse_note_id(n.note_id(1, 0)) == (1, 0)
+
+
+@pytest.mark.parametrize("text", ["12", "12-", "-3", "a-1", "1-2-3", "12:3", "", "1-+2", "١-٢"])
+def test_bad_note_ids_are_rejected_clearly(text):
+    with pytest.raises(n.NotificationError, match="note id"):
+        n.parse_note_id(text)

@@ -35,9 +35,12 @@ from streams.fold import (
     Card,
     DuplicateEvent,
     FoldRejected,
+    RejectedEventError,
+    SequenceConflict,
     SequenceGap,
     SequenceGapError,
     apply,
+    check_sequence,
     replay,
     step,
 )
@@ -102,6 +105,23 @@ def test_conflicting_event_at_an_accepted_seq_is_rejected() -> None:
     impostor = dataclasses.replace(stream[20], event_id="someone-else")
     outcome = step(card, impostor)
     assert isinstance(outcome, FoldRejected) and "already holds" in outcome.reason
+    assert outcome == SequenceConflict(21, outcome.reason, "someone-else", stream[20].event_id)
+    with pytest.raises(RejectedEventError):
+        apply(card, impostor)
+    assert step(card, stream[20]) == DuplicateEvent(21, stream[20].event_id)
+    assert card.event_id(21) == stream[20].event_id and card.event_id(51) is None
+
+
+def test_check_sequence_decides_next_duplicate_gap_and_conflict() -> None:
+    e = list(events("1304047"))[9]  # seq 10
+    assert check_sequence(9, e, None) is None
+    assert check_sequence(7, e, None) == SequenceGap(expected=8, got=10)
+    assert check_sequence(12, e, e.event_id) == DuplicateEvent(10, e.event_id)
+    assert check_sequence(7, e, e.event_id) == DuplicateEvent(10, e.event_id)  # held ahead
+    conflict = check_sequence(7, e, "held-first")
+    assert isinstance(conflict, SequenceConflict) and conflict.accepted_id == "held-first"
+    with pytest.raises(ValueError, match="unknown"):  # never guessed to be a duplicate
+        check_sequence(12, e, None)
 
 
 def test_events_that_contradict_the_match_are_rejected() -> None:
@@ -249,7 +269,7 @@ def test_a_card_never_shows_impossible_values(payloads: list[Payload],
             outcome = step(card, renumber([fix] * (card.seq + 1))[card.seq])
             card = outcome.card if isinstance(outcome, Applied) else card
         outcome = step(card, renumber([p] * (card.seq + 1))[card.seq])
-        if isinstance(outcome, Applied):  # a ball after the tenth wicket is FoldRejected
+        if isinstance(outcome, Applied):  # a ball after the tenth wicket is rejected
             card = outcome.card
         check_possible(card)
 

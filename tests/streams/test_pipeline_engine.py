@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
 import pytest
 
-from schemas import codec, notifications
+from schemas import codec, deadletter, notifications
 from schemas.events import Event
 from schemas.notifications import Notification
 from streams import cricsheet
@@ -59,6 +60,22 @@ def test_in_order_duplicate_and_gap_filled() -> None:
     assert p.state.seq == 4 and not p.held and p.gap_since is None
 
 
+def test_another_event_at_a_folded_or_held_seq_is_a_conflict() -> None:
+    ev = match_events()
+    p = processor()
+    p.offer(ev[0], b"", "t1", 0)
+    p.offer(ev[1], b"", "t2", 0)
+    assert isinstance(p.offer(ev[4], b"", "t5", 0)[0], Held)
+    for seq, token in ((2, "x2"), (5, "x5")):  # folded, held
+        other = dataclasses.replace(ev[seq - 1], event_id=f"other-{seq}")
+        [out] = p.offer(other, b"", token, 0)
+        assert isinstance(out, Rejected) and out.reason is Reason.CONFLICT, out
+        assert (out.seq, out.token) == (seq, token) and ev[seq - 1].event_id in out.detail
+    assert p.held[5][2] == "t5"  # the first one stays held
+    assert [o.token for o in p.offer(ev[2], b"", "t3", 0)] == ["t3"]
+    assert [o.token for o in p.offer(ev[3], b"", "t4", 0)] == ["t4", "t5"]
+
+
 def test_gap_timeout_reports_every_held_event() -> None:
     ev = match_events()
     p = processor(gap_timeout=2.0)
@@ -68,7 +85,8 @@ def test_gap_timeout_reports_every_held_event() -> None:
     assert p.expire(11.9) == []
     out = p.expire(12.0)
     assert all(isinstance(o, Rejected) and o.reason is Reason.SEQUENCE_GAP for o in out)
-    assert [o.token for o in out] == ["a", "b"] and "missing seq 2..3" in out[0].detail
+    assert [o.token for o in out] == ["a", "b"]
+    assert isinstance(out[0], Rejected) and "missing seq 2..3" in out[0].detail
     assert not p.held and p.state.seq == 1
 
 
@@ -88,6 +106,8 @@ class Sink:
         self.cards[match_id] = card
 
     async def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        dead = deadletter.decode(value)  # the contract holds
+        assert key == (dead.match_id.encode() if dead.match_id else None)
         self.dlq.append(orjson.loads(value))
 
 
@@ -104,7 +124,7 @@ class Rig:
         for e in events:
             raw = e if isinstance(e, bytes) else codec.encode(e)
             seq = -1 if isinstance(e, bytes) else e.seq
-            await self.engine.handle(raw, ack=lambda s=seq: self.acked.append(s))
+            await self.engine.handle(raw, ack=functools.partial(self.acked.append, seq))
         await self.engine.relay.drained()
         await self.engine.backlog.drain()
         await self.engine.cards.flush()
@@ -198,7 +218,7 @@ async def test_store_down_keeps_the_view_moving(rig: Rig) -> None:
     ev = match_events()
     rig.store.down = True
     for e in ev[:50]:
-        await rig.engine.handle(codec.encode(e), ack=lambda s=e.seq: rig.acked.append(s))
+        await rig.engine.handle(codec.encode(e), ack=functools.partial(rig.acked.append, e.seq))
     await asyncio.sleep(0.05)  # let the backlog try, and fail
     assert (await rig.views.read("m1")).position.seq == 50  # type: ignore[union-attr]
     assert rig.acked == [] and not rig.engine.backlog.healthy
@@ -240,10 +260,10 @@ async def test_cards_are_conflated_and_acks_wait_for_them() -> None:
     async def send(m: str, card: bytes) -> None:
         sent.append((m, card))
 
-    cards, acked = CardPublisher(send), []
+    cards, acked = CardPublisher(send), list[int]()
     for seq in (1, 2, 3):
         cards.update("m", seq, f"card{seq}".encode())
-        cards.gate("m", seq, lambda s=seq: acked.append(s))
+        cards.gate("m", seq, functools.partial(acked.append, seq))
     assert acked == [] and sent == []
     assert await cards.flush() == 1
     assert sent == [("m", b"card3")] and acked == [1, 2, 3]
@@ -281,8 +301,45 @@ async def test_a_lane_survives_an_unexpected_error(rig: Rig) -> None:
             raise RuntimeError("boom")
         await real(event, raw, ack, partition)
 
-    rig.engine.handle_event = flaky  # type: ignore[method-assign]
+    rig.engine.handle_event = flaky  # type: ignore[method-assign,assignment]
     for e in ev[:10]:
         await lanes.submit(codec.encode(e), ack=None)
     await lanes.idle()
     assert [d["reason"] for d in rig.sink.dlq][:1] == ["internal_error"]
+
+
+def rejects(rig: Rig, reason: str) -> float:
+    value = rig.engine.metrics.registry.get_sample_value("stumpcast_streams_rejects_total",
+                                                         {"reason": reason})
+    return value or 0.0
+
+
+async def test_same_seq_another_event_id_is_a_conflict(rig: Rig,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    ev = match_events()
+    impostor = dataclasses.replace(ev[3], event_id="impostor-4")  # seq 4, not the event at 4
+    with caplog.at_level("ERROR", logger="streams.engine"):
+        await rig.feed([*ev[:6], impostor, ev[3]])  # then a true duplicate of seq 4
+    assert [d["reason"] for d in rig.sink.dlq] == ["conflict"]
+    dead = rig.sink.dlq[0]
+    assert (dead["match_id"], dead["seq"], dead["event"]["event_id"]) == ("m1", 4, "impostor-4")
+    assert ev[3].event_id in dead["detail"]
+    assert rejects(rig, "conflict") == 1
+    assert rig.engine.metrics.duplicates._value.get() == 1  # the true duplicate: silent
+    assert rig.store.rows["m1"][4].event_id == ev[3].event_id  # the impostor is not stored
+    assert [r.levelname for r in caplog.records if "conflict" in r.getMessage()] == ["ERROR"]
+    assert sorted(rig.acked) == sorted([e.seq for e in ev[:6]] + [4, 4])
+    await rig.feed(ev[6:])
+    await expect_final(rig, ev)
+
+
+async def test_a_conflict_after_a_restart_is_told_from_the_store(rig: Rig) -> None:
+    ev = match_events()
+    await rig.feed(ev[:30])
+    again = make_rig(rig.views, rig.store)  # a new worker: nothing in memory yet
+    impostor = dataclasses.replace(ev[9], event_id="impostor-10")
+    await again.feed([ev[29], impostor, ev[9]])
+    assert [d["reason"] for d in again.sink.dlq] == ["conflict"]
+    assert rejects(again, "conflict") == 1
+    assert again.engine.metrics.duplicates._value.get() == 2
+    again.task.cancel()

@@ -6,6 +6,7 @@ fold and the pure notification derivation of the same events.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import codec
+from schemas import codec, deadletter
 from schemas.events import Event
 from schemas.settings import Settings
 from schemas.topology import (
@@ -147,7 +148,7 @@ def read_since(settings: Settings, topic: str, since: dict[int, int],
                 continue
             key = (msg.key() or b"").decode()
             if key in keys:
-                out.append((key, msg.value()))
+                out.append((key, msg.value() or b""))
     finally:
         c.close()
     return out
@@ -205,7 +206,7 @@ def check_results(settings: Settings, runs: dict[str, Path],
                   since: dict[str, dict[int, int]]) -> None:
     import redis
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r: Any = redis.Redis.from_url(settings.redis_url)
     expected = {m: truth(p, m) for m, p in runs.items()}
     wait_views(settings, {m: len(ev) for m, (ev, _, _) in expected.items()})
     for m, (events, doc, note_ids) in expected.items():
@@ -245,7 +246,7 @@ def test_pipeline_five_matches_at_once(stack: Settings, worker: Worker) -> None:
     check_results(stack, runs, since)
     import redis
 
-    r = redis.Redis.from_url(stack.redis_url)
+    r: Any = redis.Redis.from_url(stack.redis_url)
     first = next(iter(runs))
     epoch = int(r.hget(RedisKeys.position(first), "epoch") or 0)
     rebuilt = subprocess.run([str(STUMPCAST), "rebuild", first], capture_output=True, text=True,
@@ -350,6 +351,8 @@ def test_pipeline_bad_events_are_counted(stack: Settings, worker: Worker) -> Non
         p.send(e)
     for e in first[:5]:  # five duplicates: absorbed
         p.send(e)
+    impostor = dataclasses.replace(first[20], event_id=f"{m}-impostor")
+    p.send(impostor)  # seq 21 again, another event: a conflict
     stranger = codec.to_wire(events[40]) | {"source": "mallory"}
     p.send_raw(MATCH_EVENTS.name, m.encode(), orjson.dumps(stranger))  # unauthorised
     p.send_raw(MATCH_EVENTS.name, m.encode(), b'{"type": "delivery", "v": 1')  # malformed
@@ -360,7 +363,8 @@ def test_pipeline_bad_events_are_counted(stack: Settings, worker: Worker) -> Non
     assert p.flush() == 0
     wait_views(stack, {m: 40})
     # Another worker of the group (with its own gap timeout) may own the partition: poll.
-    want = {"unauthorised_source": 1, "unknown_match": 1, "sequence_gap": 1, "invalid": 2}
+    want = {"unauthorised_source": 1, "unknown_match": 1, "sequence_gap": 1, "invalid": 2,
+            "conflict": 1}
     deadline = time.monotonic() + 30
     while True:
         dlq = read_since(stack, MATCH_EVENTS_DLQ.name, since[MATCH_EVENTS_DLQ.name],
@@ -377,7 +381,26 @@ def test_pipeline_bad_events_are_counted(stack: Settings, worker: Worker) -> Non
     assert reasons["invalid"] >= 2, reasons
     assert {k: v for k, v in reasons.items() if k != "invalid"} == \
         {k: v for k, v in want.items() if k != "invalid"}, reasons
-    # The swap was reordered and the duplicates absorbed: the view and the store hold 40.
+    [conflict] = [deadletter.decode(v) for _, v in dlq
+                  if deadletter.decode(v).reason is deadletter.Reason.CONFLICT]
+    assert (conflict.match_id, conflict.seq, conflict.event["event_id"]) == \
+        (m, 21, impostor.event_id)
+    # The swap was reordered and the duplicates absorbed: the view and the store hold 40, and
+    # seq 21 still holds its own event.
     rows = wait_store(stack, m, 40)
     assert [r.seq for r in rows] == list(range(1, 41))
-    assert worker.metrics()  # the worker still serves its metrics
+    assert rows[20].event_id == first[20].event_id
+    text = worker.metrics()  # the worker still serves its metrics
+    if group_members(stack) <= 1:  # alone in the group, so it was the one that saw the conflict
+        assert 'stumpcast_streams_rejects_total{reason="conflict"} 1.0' in text
+
+
+def group_members(settings: Settings) -> int:
+    """Workers now in the streams group (others may share the stack's brokers)."""
+    from confluent_kafka.admin import AdminClient
+
+    from schemas.topology import GROUP_STREAMS
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+    group = admin.describe_consumer_groups([GROUP_STREAMS])[GROUP_STREAMS].result(timeout=20)
+    return len(group.members)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streams.relay import FencedError, InMemoryTxnLog, NoteRelay, parse_key
+from schemas.notifications import note_id
+from streams.relay import FencedError, InMemoryTxnLog, NoteRelay
 
 
 def notes(*keys: tuple[int, int]) -> list[tuple[tuple[int, int], bytes]]:
-    return [(k, f"{k[0]}-{k[1]}".encode()) for k in keys]
+    return [(k, note_id(*k).encode()) for k in keys]
 
 
 def relay(shared: dict[str, Any], lost: list[Any] | None = None) -> NoteRelay:
@@ -115,7 +116,6 @@ def test_in_memory_log_fences_like_a_transactional_id() -> None:
         pass
     else:
         raise AssertionError("the older owner committed")
-    assert parse_key("12-3") == (12, 3)
 
 
 async def test_a_busy_partition_batches_and_a_sparse_note_goes_at_once() -> None:

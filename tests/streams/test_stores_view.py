@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from schemas.notifications import note_id
 from schemas.topology import RedisKeys
 from streams.viewstore import (
     InMemoryViewStore,
@@ -16,7 +17,6 @@ from streams.viewstore import (
     ViewStore,
     ViewWrite,
     next_epoch,
-    note_id,
 )
 
 
