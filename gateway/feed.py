@@ -247,11 +247,14 @@ class Feed:
         return out
 
     async def _dispatch(self, key: bytes | str, rows: list[Any]) -> None:
-        key = key.decode() if isinstance(key, bytes) else key
-        kind, _, match_id = key[len(RedisKeys.prefix):].partition(":")
-        if kind == "notes" and match_id in self.notes:
+        try:
+            kind, match_id = RedisKeys.match_of(key)
+        except ValueError:
+            log.error("reply for a key the feed does not read", extra={"key": repr(key)})
+            return
+        if kind == "notifications" and match_id in self.notes:
             self._notes_batch(match_id, rows)
-        elif kind == "hist" and match_id in self.matches:
+        elif kind == "history" and match_id in self.matches:
             await self._history_batch(match_id, rows)
 
     def _notes_batch(self, match_id: str, rows: list[Any]) -> None:

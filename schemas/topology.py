@@ -195,3 +195,21 @@ class RedisKeys:
 
     live_matches = f"{REDIS_PREFIX}live"
     smoke = f"{REDIS_PREFIX}smoke"
+
+    # The inverse of the per-match keys a reader gets back from Redis (XREAD names its streams):
+    # the key's middle segment -> the method that builds it. Only keys that are exactly
+    # "{prefix}{segment}:{match_id}" with no other family under the segment, so a match id may
+    # itself contain ":" ("conc:" and "views:" have sub-families and are not listed).
+    _MATCH_KINDS = {"card": "card", "pos": "position", "hist": "history",
+                    "notes": "notifications", "watching": "watching"}
+
+    @staticmethod
+    def match_of(key: str | bytes) -> tuple[str, str]:
+        """``(kind, match_id)`` of a per-match key, ``kind`` the name of the method that builds
+        it: ``match_of(RedisKeys.history(m)) == ("history", m)``. ValueError on any other key."""
+        text = key.decode() if isinstance(key, bytes) else key
+        segment, sep, match_id = text.removeprefix(REDIS_PREFIX).partition(":")
+        kind = RedisKeys._MATCH_KINDS.get(segment)
+        if kind is None or not sep or not match_id or not text.startswith(REDIS_PREFIX):
+            raise ValueError(f"not a per-match stumpcast key: {text!r}")
+        return kind, match_id

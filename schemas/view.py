@@ -1,15 +1,18 @@
 """The Redis view contract between the streams worker (writer) and the gateway (reader).
 
-Per match, three things move together in one atomic step (a Lua script in ``streams``), so
-replaying an event is a no-op and a reader never sees a card without its position:
+Per match, three things move together in one atomic step (the Lua script of
+``schemas.viewcommit``, the only writer), so replaying an event is a no-op and a reader never
+sees a card without its position:
 
 * ``RedisKeys.card(m)``: the scorecard document, JSON bytes (``schemas.scorecard``'s shape);
 * ``RedisKeys.position(m)``: a hash ``{"epoch": int, "seq": int}``;
 * ``RedisKeys.history(m)``: a Redis stream of update records, bounded by ``HISTORY_MAXLEN``.
   Each entry's stream ID is ``"{seq}-0"``, so ``XRANGE key (since+1)-0 +`` returns exactly the
-  updates after ``since``; its field ``UPDATE_FIELD`` holds the encoded ``ViewUpdate``, and an
-  optional field ``COMMIT_FIELD`` the commit instant in ms since the epoch (Redis ``TIME`` in
-  the script), which readers use only to measure delivery latency.
+  updates after ``since``; its field ``UPDATE_FIELD`` holds the encoded ``ViewUpdate``, and
+  its field ``COMMIT_FIELD`` the commit instant in ms since the Unix epoch (Redis ``TIME`` in
+  the script, so one clock for every writer), which readers use only to measure delivery
+  latency. It is not part of the update and never sent to clients; entries written before it
+  existed lack it, so readers treat it as optional.
 
 The ``ViewUpdate`` bytes are encoded once by the writer and are meant to be forwarded verbatim
 by the gateway to every subscriber (STYLE.md, "encode once"). ``epoch`` changes only when the
@@ -36,7 +39,7 @@ from schemas import patch as patch_format
 
 HISTORY_MAXLEN = 2000  # a T20 match is ~250-300 events; a whole match fits with room to spare
 UPDATE_FIELD = "u"
-COMMIT_FIELD = "t"  # optional: commit time, ms since the epoch (latency metrics only)
+COMMIT_FIELD = "t"  # commit time, ms since the epoch (latency metric only; old entries lack it)
 UPDATE_TYPE = "update"
 UPDATE_VERSION = 1
 

@@ -1,8 +1,10 @@
 """The Redis view store: card, position and history of a match, written in one Lua step.
 
 The contract is ``schemas.view``: per match a card document, a position ``{epoch, seq}`` and a
-bounded history stream whose entry IDs are ``"{seq}-0"``. ``commit`` applies one event's change
-only when the stored position is the one the writer folded from (optimistic concurrency), so
+bounded history stream whose entry IDs are ``"{seq}-0"``, written only by the view-commit
+script of ``schemas.viewcommit`` (the one the tests and benchmarks use too). ``commit`` applies
+one event's change only when the stored position is the one the writer folded from (optimistic
+concurrency), so
 
 * a replayed event is a no-op (``Status.DUPLICATE``), whatever the writer's state;
 * a view flushed, rebuilt under a new epoch, or advanced by another worker after a rebalance is
@@ -11,7 +13,9 @@ only when the stored position is the one the writer folded from (optimistic conc
 ``reset`` writes a whole card under a new, higher epoch and restarts the history; it is how
 ``stumpcast rebuild`` and a worker that finds its view flushed re-seed the view. The event's
 notifications are appended to ``RedisKeys.notifications`` by the same script with IDs
-``schemas.notifications.note_id(seq, k)``, so appending them twice changes nothing.
+``schemas.notifications.note_id(seq, k)``, so appending them twice changes nothing. Each
+history entry also carries its commit time (``schemas.view.COMMIT_FIELD``), which the gateway's
+delivery latency is measured from.
 
 ``InMemoryViewStore`` has the same behaviour for tests of the pipeline without Redis; both run
 the contract test in ``tests/streams/test_stores_view.py``.
@@ -19,47 +23,22 @@ the contract test in ``tests/streams/test_stores_view.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
-from importlib import resources
 from typing import Any, Protocol
 
 from schemas.notifications import parse_note_id
 from schemas.topology import RedisKeys
 from schemas.view import HISTORY_MAXLEN, UPDATE_FIELD, history_id
-
-
-class Status(IntEnum):
-    APPLIED = 1
-    DUPLICATE = 0
-    CONFLICT = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    epoch: int
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    status: Status
-    stored: Position | None
-
-
-@dataclass(frozen=True, slots=True)
-class ViewWrite:
-    """One change of a match's view: the new card at ``seq`` folded from ``prev_seq``."""
-
-    match_id: str
-    epoch: int
-    seq: int
-    prev_seq: int
-    card: bytes
-    update: bytes
-    notes: Sequence[tuple[str, bytes]] = ()  # (note_id(seq, k), encoded bytes)
-    now_ms: int = 0
+from schemas.viewcommit import (
+    AsyncViewCommitter,
+    CommitResult,
+    Mode,
+    Position,
+    Status,
+    ViewWrite,
+)
+from schemas.viewcommit import script_call as script_call  # the benchmark's plain loop
+from schemas.viewcommit import source as lua_source  # noqa: F401  (the same)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,31 +69,12 @@ def next_epoch(stored: Position | None, now_ms: int) -> int:
     return max(now_ms, (stored.epoch + 1) if stored else 1)
 
 
-def _keys(match_id: str) -> list[str]:
-    return [RedisKeys.card(match_id), RedisKeys.position(match_id), RedisKeys.history(match_id),
-            RedisKeys.notifications(match_id), RedisKeys.live_matches]
-
-
-def lua_source() -> str:
-    return resources.files("streams").joinpath("commit.lua").read_text()
-
-
-def script_call(mode: str, w: ViewWrite, maxlen: int) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of commit.lua for one write (also used by the benchmark's plain loop)."""
-    argv: list[Any] = [mode, w.epoch, w.seq, w.prev_seq, w.card, w.update, maxlen, w.now_ms,
-                       w.match_id]
-    for entry_id, raw in w.notes:
-        argv += [entry_id, raw]
-    return _keys(w.match_id), argv
-
-
 class RedisViewStore:
     """The view store on Redis (``redis.asyncio``); one EVALSHA per commit."""
 
     def __init__(self, client: Any, history_maxlen: int = HISTORY_MAXLEN) -> None:
         self._r = client
-        self._maxlen = history_maxlen
-        self._script = client.register_script(lua_source())
+        self._views = AsyncViewCommitter(client, history_maxlen)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisViewStore:
@@ -125,14 +85,11 @@ class RedisViewStore:
     async def aclose(self) -> None:
         await self._r.aclose()
 
-    async def _run(self, mode: str, w: ViewWrite) -> CommitResult:
-        keys, argv = script_call(mode, w, self._maxlen)
+    async def _run(self, mode: Mode, w: ViewWrite) -> CommitResult:
         try:
-            status, epoch, seq = await self._script(keys=keys, args=argv)
+            return await self._views.run(mode, w)
         except Exception as exc:  # redis.RedisError, OSError: translated at the seam
             raise ViewStoreError(f"view commit of {w.match_id}@{w.seq}: {exc}") from exc
-        stored = Position(int(epoch), int(seq)) if int(seq) >= 0 else None
-        return CommitResult(Status(int(status)), stored)
 
     async def commit(self, w: ViewWrite) -> CommitResult:
         return await self._run("commit", w)

@@ -1,14 +1,18 @@
-"""A reference writer of the Redis view contract (``schemas.view``), for tests and benchmarks.
+"""The Redis view writer of the tests and benchmarks: a thin user of ``schemas.viewcommit``.
 
-It does what the streams worker's Lua script does, atomically: check the position (a replay is
-a no-op), set the card, move the position, append the update record ``"{seq}-0"`` with its
-commit time, and score the match in the live set. A new epoch restarts the history. It lives in
-``gateway`` only because the gateway may not import ``streams``; the real worker replaces it.
+It writes through the same Lua script as the streams worker (position check, card, position,
+history entry ``"{seq}-0"`` with its commit time, live-set score), so what the gateway reads in
+a test is what production writes. What it adds is the worker's bookkeeping in small: per match
+the epoch, seq and card it last wrote, to fold the next update from (``prev_seq``) and to diff
+the next card against. A write Redis refuses (the view is not at the position this writer holds)
+raises ``CommitRefused``; a write queued on a caller's pipeline is checked by nobody (the
+benchmarks' hot loop), so there this writer assumes it applied.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,28 +20,26 @@ import orjson
 
 from schemas.notifications import Notification, note_id
 from schemas.topology import RedisKeys
-from schemas.view import (
-    COMMIT_FIELD,
-    HISTORY_MAXLEN,
-    UPDATE_FIELD,
-    ViewUpdate,
-    make_update,
+from schemas.view import HISTORY_MAXLEN, UPDATE_FIELD, ViewUpdate, make_update
+from schemas.viewcommit import (
+    COMMIT,
+    RESET,
+    AsyncViewCommitter,
+    CommitResult,
+    Mode,
+    Status,
+    ViewWrite,
 )
 
-COMMIT_LUA = """
-local epoch, seq = tonumber(ARGV[1]), tonumber(ARGV[2])
-local cur_epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '-1')
-local cur_seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-if cur_epoch == epoch and seq <= cur_seq then return 0 end
-if cur_epoch ~= epoch then redis.call('DEL', KEYS[3]) end
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', seq)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], seq .. '-0', ARGV[6], ARGV[4], ARGV[7], ms)
-redis.call('ZADD', KEYS[4], ms, ARGV[8])
-return 1
-"""
+
+class CommitRefused(RuntimeError):
+    """The view commit returned a duplicate or a conflict: Redis holds another position."""
+
+    def __init__(self, update: ViewUpdate, result: CommitResult) -> None:
+        super().__init__(f"{update.match_id}: commit of {update.epoch}/{update.seq} from "
+                         f"{update.prev_seq} refused ({result.status.name}), stored "
+                         f"{result.stored}")
+        self.result = result
 
 
 def now_ts() -> str:
@@ -58,7 +60,7 @@ class ViewWriter:
         self.redis = redis
         self.maxlen = maxlen
         self.state: dict[str, MatchState] = {}
-        self._script = redis.register_script(COMMIT_LUA)
+        self._views = AsyncViewCommitter(redis, maxlen)
 
     async def publish(self, match_id: str, card: Any, ts: str | None = None,
                       pipe: Any = None) -> ViewUpdate:
@@ -68,24 +70,30 @@ class ViewWriter:
         await self.commit(update, card, pipe)
         return update
 
-    async def commit(self, update: ViewUpdate, card: Any, pipe: Any = None) -> None:
+    async def commit(self, update: ViewUpdate, card: Any, pipe: Any = None,
+                     mode: Mode = COMMIT) -> None:
+        """Write ``update`` (folded from ``update.prev_seq``) and ``card``, the card it makes."""
+        w = ViewWrite(update.match_id, update.epoch, update.seq, update.prev_seq,
+                      orjson.dumps(card), update.encode(), now_ms=time.time_ns() // 1_000_000)
+        if pipe is not None:
+            await self._views.queue(pipe, mode, w)
+        else:
+            result = await self._views.run(mode, w)
+            if result.status is not Status.APPLIED:
+                raise CommitRefused(update, result)
         st = self.state.setdefault(update.match_id, MatchState())
-        m = update.match_id
-        keys = [RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
-                RedisKeys.live_matches]
-        args = [update.epoch, update.seq, orjson.dumps(card), update.encode(), self.maxlen,
-                UPDATE_FIELD, COMMIT_FIELD, m]
-        await self._script(keys=keys, args=args, client=pipe)
         st.epoch, st.seq, st.card = update.epoch, update.seq, card
 
     async def rebuild(self, match_id: str, card: Any) -> ViewUpdate:
-        """A new epoch, as ``stumpcast rebuild`` would write it: history restarts at 1."""
+        """A new epoch, as ``stumpcast rebuild`` writes it: the history restarts at seq 1."""
         st = self.state.setdefault(match_id, MatchState())
-        st.epoch += 1
-        st.seq, st.card = 0, None
-        return await self.publish(match_id, card)
+        update = make_update(match_id, st.epoch + 1, 1, 0, now_ts(), None, card)
+        await self.commit(update, card, mode=RESET)
+        return update
 
     async def note(self, note: Notification, k: int = 0) -> str:
+        """A notification on its own (production appends them in the view commit of the event
+        that caused them; the notes tests need them without a view change)."""
         entry = note_id(note.seq, k)
         await self.redis.xadd(RedisKeys.notifications(note.match_id),
                               {UPDATE_FIELD: note.encode()}, id=entry)

@@ -9,6 +9,7 @@ import pytest
 
 from schemas.notifications import note_id
 from schemas.topology import RedisKeys
+from schemas.view import COMMIT_FIELD, UPDATE_FIELD
 from streams.viewstore import (
     InMemoryViewStore,
     Position,
@@ -106,3 +107,19 @@ class TestRedisViewStore(ViewStoreContract):
         await aioredis.delete(RedisKeys.card(match_id), RedisKeys.position(match_id),
                               RedisKeys.history(match_id), RedisKeys.notifications(match_id))
         await aioredis.zrem(RedisKeys.live_matches, match_id)
+
+    async def test_history_entries_carry_their_commit_time(
+            self, store: ViewStore, aioredis: Any, match_id: str) -> None:
+        """What the gateway's delivery latency is measured from (``COMMIT_FIELD``, Redis TIME),
+        in every entry, a reset's too; the update bytes stay as the engine encoded them."""
+        seconds, micros = await aioredis.time()
+        before = int(seconds) * 1000 + int(micros) // 1000
+        await store.commit(write(match_id, 1, 0))
+        await store.reset(write(match_id, 1, 0, epoch=2))
+        await store.commit(write(match_id, 2, 1, epoch=2))
+        rows = await aioredis.xrange(RedisKeys.history(match_id))
+        assert [i for i, _ in rows] == [b"1-0", b"2-0"]
+        for _, fields in rows:
+            assert set(fields) == {UPDATE_FIELD.encode(), COMMIT_FIELD.encode()}
+            assert 0 <= int(fields[COMMIT_FIELD.encode()]) - before < 5000
+        assert rows[1][1][UPDATE_FIELD.encode()] == b'{"u":2}'
