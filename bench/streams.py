@@ -106,7 +106,7 @@ def _wait_final(settings: Settings, finals: dict[str, int], prefix: str = "",
 
 
 class PlainLoop:
-    """The baseline: confluent-kafka → decode → fold → schemas/viewcommit.lua, one thread, no faust."""
+    """The baseline: confluent-kafka → decode → fold → viewcommit.lua, one thread, no faust."""
 
     def __init__(self, settings: Settings, start: dict[int, int],
                  on_commit: Callable[[str, int], None] | None = None) -> None:

@@ -224,8 +224,8 @@ class Rig:
 
 # Commands only the driver (the reference writer's script) and this process issue; the gateway
 # never does. On the private Redis every other command is the gateway's.
-DRIVER_COMMANDS = {"evalsha", "eval", "script|load", "script", "time", "hget", "hmget", "set", "hset",
-                   "xadd", "zadd", "del", "zrem", "info"}
+DRIVER_COMMANDS = {"evalsha", "eval", "script|load", "script", "time", "hget", "hmget", "set",
+                   "hset", "xadd", "zadd", "del", "zrem", "info"}
 # What a snapshot or resume costs when the cache cannot answer it: a view load (GET, HGETALL,
 # XREVRANGE) or a notes read (XRANGE, XREVRANGE).
 PER_CLIENT_READS = {"get", "xrevrange", "xrange"}
