@@ -18,9 +18,9 @@ from stumpcast.ops.panels import PANELS, Panel
 DATASOURCE_UID = "stumpcast-prometheus"
 UID = "stumpcast-overview"
 # Grafana unit ids (grafana/packages/grafana-data valueFormats): seconds, plain numbers,
-# per second, 0-1 ratios shown as percent.
+# per second, 0-1 ratios shown as percent, a plain multiple.
 GRAFANA_UNITS = {"s": "s", "messages": "short", "1/s": "reqps", "ratio": "percentunit",
-                 "viewers": "short", "connections": "short"}
+                 "x": "none", "viewers": "short", "connections": "short"}
 WIDTH, HEIGHT = 12, 8
 PANIC_EXPR = "max(stumpcast_gateway_panic)"
 

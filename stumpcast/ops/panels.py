@@ -21,7 +21,7 @@ class Query:
 class Panel:
     id: str
     title: str
-    unit: str          # "s", "messages", "1/s", "ratio", "viewers", "connections"
+    unit: str          # "s", "messages", "1/s", "ratio", "x" (a multiple), "viewers", ...
     queries: tuple[Query, ...]
     help: str
 
@@ -49,7 +49,7 @@ PANELS: tuple[Panel, ...] = (
         Query("stumpcast:gateway_queue_saturation:ratio", "backlogged / connected"),
         Query("stumpcast:gateway_slow_closes:rate1m", "slow closes /s"),
     ), "Share of clients with bytes waiting in their queue, and clients closed as slow."),
-    Panel("budget", "Error budget burn rate (1 h)", "ratio", (
+    Panel("budget", "Error budget burn rate (1 h)", "x", (
         Query("stumpcast:delivery_latency_errors:ratio_rate1h / 0.01", "delivery latency"),
         Query("stumpcast:view_freshness_errors:ratio_rate1h / 0.01", "view freshness"),
     ), "Error ratio over the SLO's allowance: 1 spends the budget exactly in 30 days, 14.4 "

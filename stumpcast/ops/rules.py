@@ -144,17 +144,20 @@ def symptom_rules(timing: Timing) -> list[dict[str, Any]]:
          "expr": f"max by (match) (stumpcast_view_staleness_seconds) > {stale:g}",
          "for": timing.duration(60),
          "labels": {"severity": "page"},
-         "annotations": {"summary": "match {{ $labels.match }}: the view is {{ $value }} s "
-                                    "behind events that have arrived",
+         "annotations": {"summary": "match {{ $labels.match }}: the view is "
+                                    "{{ printf \"%.0f\" $value }} s behind events that have "
+                                    "arrived",
                          "description": f"A live match's view has not taken an event that "
                                         f"arrived over {stale:g} s ago (streams workers down, "
                                         "stuck, or Redis refusing writes)."}},
         {"alert": "StreamsGroupEmpty",
-         "expr": "stumpcast_kafka_group_members{group=\"stumpcast-streams\"} == 0",
+         "expr": "stumpcast_kafka_group_members{group=\"stumpcast-streams\"} == 0"
+                 " and on() stumpcast_live_matches > 0",
          "for": timing.duration(60),
          "labels": {"severity": "page"},
          "annotations": {"summary": "no streams worker is in the stumpcast-streams group",
-                         "description": "Nobody folds match events into views."}},
+                         "description": "Nobody folds match events into views while a match "
+                                        "is live."}},
         {"alert": "DeadLettersFromValidSources",
          "expr": "sum(rate(stumpcast_streams_rejects_total"
                  "{reason!=\"unauthorised_source\"}[5m])) > 0",
