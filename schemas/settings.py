@@ -299,6 +299,9 @@ class Settings:
     notifier_metrics_port: int = _env(
         "STUMPCAST_NOTIFIER_METRICS_PORT", "18094", _port,
         "Notifier (webhook delivery) /metrics, /healthz and /readyz port.")
+    ops_host: str = _env(
+        "STUMPCAST_OPS_HOST", "127.0.0.1", str,
+        "Listen address of `stumpcast ops serve` (the local stack's always binds loopback).")
     ops_port: int = _env(
         "STUMPCAST_OPS_PORT", "18095", _port,
         "Admin port of the operations server (`stack up --observe`): the /ops page, its "

@@ -22,10 +22,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"stumpcast ops serve: {exc}", file=sys.stderr)
             return 2
     else:
-        config = OpsConfig(settings.ops_port,
-                           f"http://127.0.0.1:{settings.stack_prometheus_port}",
-                           f"http://127.0.0.1:{settings.stack_alertmanager_port}",
-                           settings.run_dir.expanduser().resolve())
+        config = OpsConfig(
+            settings.ops_port,
+            args.prometheus or f"http://127.0.0.1:{settings.stack_prometheus_port}",
+            args.alertmanager or f"http://127.0.0.1:{settings.stack_alertmanager_port}",
+            settings.run_dir.expanduser().resolve(), settings.ops_host)
     return run(config, settings)
 
 
@@ -62,6 +63,10 @@ def register(sub: Any, bench: Any) -> None:
                         "page, which charts Prometheus and lists Alertmanager's alerts.")
     p.add_argument("--config", type=Path, default=None,
                    help="ops.json written by `stack up --observe` (default: the settings)")
+    p.add_argument("--prometheus", default=None, metavar="URL",
+                   help="Prometheus to chart (default: the local stack's)")
+    p.add_argument("--alertmanager", default=None, metavar="URL",
+                   help="Alertmanager to list alerts from (default: the local stack's)")
     p.set_defaults(func=cmd_serve)
     p = cmds.add_parser("rules", help="print the Prometheus rules (compose/prometheus/rules.yml)")
     p.add_argument("--timing", choices=("standard", "fast"), default="standard",

@@ -272,7 +272,7 @@ class Exporter:
     # -- the collector -------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily
 
         with self._lock:
             s = Snapshot(list(self.snap.staleness), self.snap.live, dict(self.snap.checks),
@@ -293,7 +293,8 @@ class Exporter:
                      "committed offsets, summed over partitions.", ["group", "topic"],
                      [([g, t], float(v)) for (g, t), v in s.lag.items()])
         yield _gauge("stumpcast_kafka_group_members", "Members of a service consumer group "
-                     "the broker knows.", ["group"], [([g], float(v)) for g, v in s.members.items()])
+                     "the broker knows.", ["group"],
+                     [([g], float(v)) for g, v in s.members.items()])
         messages = CounterMetricFamily("stumpcast_kafka_topic_messages", "Messages ever "
                                        "written to a topic (sum of end offsets).",
                                        labels=["topic"])

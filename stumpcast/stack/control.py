@@ -17,6 +17,7 @@ from pathlib import Path
 
 from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
+from stumpcast.stack.alertmanager_server import AlertmanagerServer
 from stumpcast.stack.cassandra_server import CassandraServer
 from stumpcast.stack.errors import (
     PortInUse,
@@ -25,7 +26,6 @@ from stumpcast.stack.errors import (
     StackError,
     StartTimeout,
 )
-from stumpcast.stack.alertmanager_server import AlertmanagerServer
 from stumpcast.stack.kafka_server import KafkaServer
 from stumpcast.stack.layout import RunLayout
 from stumpcast.stack.ops_server import OpsServer
