@@ -14,7 +14,11 @@ the workers refuse, or a duplicate of an applied seq) is not counted: the first 
 sources, the second because its seq is not above the view's.
 
 Bounded: a match is live while an event arrived in the last ``live_seconds`` or one is pending;
-at most ``max_pending`` pending events are kept per match (the oldest, which set the age).
+at most ``max_pending`` pending events are kept per match (the oldest, which set the age), and an
+event still pending after ``live_seconds`` is dropped: it will never be applied (dead-lettered,
+say, for an unknown match, or its view was deleted), and keeping it would keep a finished match
+stale for ever. So staleness tops out at ``live_seconds``, far above any alert threshold, while
+new events keep arriving.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ class ViewTracker:
 
     def live(self, now: float) -> list[str]:
         """Matches with an event in the last ``live_seconds`` or a pending one; the others
-        are forgotten."""
+        are forgotten, and so are events pending for longer than ``live_seconds``."""
+        for m in self._matches.values():
+            m.pending = [(seq, at) for seq, at in m.pending if now - at <= self.live_seconds]
         gone = [k for k, m in self._matches.items()
                 if not m.pending and now - m.last_event > self.live_seconds]
         for k in gone:

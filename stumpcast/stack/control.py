@@ -46,10 +46,10 @@ LOG_TAIL = 20
 
 
 def servers(settings: Settings, only: Iterable[str] | None = None,
-            observe: bool = False) -> list[Server]:
+            observe: bool = False, recorded: bool = True) -> list[Server]:
     """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three, plus the
-    observers with ``observe`` or when this run folder has a live record of one (so `down`
-    and `status` include what `up --observe` started)."""
+    observers with ``observe``, or (``recorded``) those this run folder has a record of, so
+    `down` and `status` include what `up --observe` started; `up` alone does not restart them."""
     layout = RunLayout.at(settings.run_dir)
     chosen = list(only) if only else list(CORE_NAMES)
     unknown = [n for n in chosen if n not in SERVER_TYPES]
@@ -57,8 +57,8 @@ def servers(settings: Settings, only: Iterable[str] | None = None,
         raise StackError(f"unknown server {', '.join(unknown)}; "
                          f"choose from {', '.join(SERVER_NAMES)}")
     if not only:
-        chosen += [n for n in OBSERVE_NAMES
-                   if observe or ProcRecord.load(layout.pid_record(n)) is not None]
+        chosen += [n for n in OBSERVE_NAMES if observe or (
+            recorded and ProcRecord.load(layout.pid_record(n)) is not None)]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
 
 
@@ -108,7 +108,8 @@ def up(settings: Settings, only: Iterable[str] | None = None,
        chosen: Sequence[Server] | None = None, observe: bool = False) -> list[UpResult]:
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
     with exclusive(settings.run_dir, say):
-        todo = list(chosen) if chosen is not None else servers(settings, only, observe)
+        todo = (list(chosen) if chosen is not None
+                else servers(settings, only, observe, recorded=False))
         return _up(settings, todo, say, maven_repo)
 
 

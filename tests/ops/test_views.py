@@ -58,10 +58,10 @@ def test_live_matches_are_forgotten_when_quiet_and_up_to_date() -> None:
     t = ViewTracker(live_seconds=60)
     t.event("quiet", 1, 0.0)
     t.view("quiet", 1)
-    t.event("stuck", 1, 0.0)  # never applied
+    t.event("stuck", 1, 50.0)  # not applied yet, quiet since
     t.event("busy", 1, 100.0)
     assert sorted(t.live(now=100.0)) == ["busy", "stuck"]
-    assert t.staleness("stuck", now=100.0) == 100.0
+    assert t.staleness("stuck", now=100.0) == 50.0
 
 
 def test_pending_events_per_match_are_bounded() -> None:
@@ -79,3 +79,15 @@ def test_snapshot_keeps_the_stalest_within_the_bound() -> None:
     t.view("m4", 1)
     rows = t.snapshot(now=10.0, limit=3)
     assert rows == [("m1", 9.0), ("m2", 8.0), ("m3", 7.0)]
+
+
+def test_an_event_never_applied_is_dropped_after_the_live_window() -> None:
+    """Dead-lettered (an unknown match) or its view deleted: a finished match is not stale
+    for ever."""
+    t = ViewTracker(live_seconds=60)
+    t.event("unknown", 1, 0.0)
+    assert t.live(now=30.0) == ["unknown"] and t.staleness("unknown", now=30.0) == 30.0
+    assert t.live(now=61.0) == [] and t.staleness("unknown", now=61.0) == 0.0
+    t.event("down", 1, 0.0)  # a worker down for longer: new events keep it stale
+    t.event("down", 2, 55.0)
+    assert t.live(now=70.0) == ["down"] and t.staleness("down", now=70.0) == 15.0
