@@ -68,6 +68,7 @@ def test_configs_render() -> None:
     assert hook == {"url": "http://127.0.0.1:3/ops/api/notify", "send_resolved": True}
 
 
+@pytest.mark.slow
 def test_observe_up_scrapes_the_run_folder_and_down_stops_all(
         private_stack: PrivateStack) -> None:
     _tools()
