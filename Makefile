@@ -23,9 +23,11 @@ endef
 setup: system-deps venv web
 
 # Debian packages the stack needs: Redis, ffmpeg, a JDK and Maven; chromium and npm for the live
-# page and its browser tests; tmux for the terminal tests. Installed only when missing.
+# page and its browser tests; tmux for the terminal tests; Prometheus (with promtool) and
+# Alertmanager for `stack up --observe` and the rule tests. Installed only when missing.
 APT_NEEDS := redis-server:redis-server ffmpeg:ffmpeg java:openjdk-17-jre-headless mvn:maven \
-	chromium:chromium npm:npm tmux:tmux
+	chromium:chromium npm:npm tmux:tmux prometheus:prometheus \
+	prometheus-alertmanager:prometheus-alertmanager
 MISSING_APT = missing=""; for pair in $(APT_NEEDS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair\#*:}"; done
 system-deps:
@@ -41,11 +43,16 @@ $(VENV)/.installed: pyproject.toml
 	  $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]')
 	@touch $@
 
-# The live page's browser dependencies (hls.js) from the npm registry; node_modules is not committed.
-web: gateway/web/node_modules/.package-lock.json
+# The browser dependencies from the npm registry: hls.js for the live page, uPlot for the /ops
+# page; node_modules is not committed.
+web: gateway/web/node_modules/.package-lock.json stumpcast/ops/web/node_modules/.package-lock.json
 
 gateway/web/node_modules/.package-lock.json: gateway/web/package.json gateway/web/package-lock.json
 	$(call step,npm packages of the live page,cd gateway/web && npm ci --no-audit --no-fund)
+
+stumpcast/ops/web/node_modules/.package-lock.json: stumpcast/ops/web/package.json \
+		stumpcast/ops/web/package-lock.json
+	$(call step,npm packages of the /ops page,cd stumpcast/ops/web && npm ci --no-audit --no-fund)
 
 # The main job: stack, workers, gateway, live video and a live IPL replay; Ctrl-C stops it all.
 demo: setup
@@ -56,10 +63,16 @@ demo: setup
 # tables the demo shows. Started here, stopped and removed after the run.
 TEST_STACK := STUMPCAST_RUN_DIR=.run-test STUMPCAST_STACK_KAFKA_PORT=29092 \
 	STUMPCAST_STACK_KAFKA_CONTROLLER_PORT=29093 STUMPCAST_STACK_CASSANDRA_PORT=29042 \
-	STUMPCAST_STACK_CASSANDRA_STORAGE_PORT=27000 STUMPCAST_STACK_REDIS_PORT=26379
+	STUMPCAST_STACK_CASSANDRA_STORAGE_PORT=27000 STUMPCAST_STACK_REDIS_PORT=26379 \
+	STUMPCAST_STACK_PROMETHEUS_PORT=29090 STUMPCAST_STACK_ALERTMANAGER_PORT=29095 \
+	STUMPCAST_OPS_PORT=28095
 
+# promtool: the alert and recording rules are valid and pass their unit tests (also run, with
+# more checks, by tests/ops/test_rules.py).
 test: setup
 	$(VENV)/bin/lint-imports
+	promtool check rules compose/prometheus/rules.yml
+	promtool test rules compose/prometheus/tests.yml
 	@export $(TEST_STACK); \
 	trap '$(STUMPCAST) stack down >/dev/null; rm -rf .run-test' EXIT; \
 	$(STUMPCAST) stack up && $(PY) -m pytest $(PYTEST_ARGS)

@@ -65,6 +65,11 @@ class HttpApi:
             return await self.scorecard(parts[3], headers.get("If-None-Match"))
         return json_error(404, "not_found", f"no route {route}")
 
+    def panic_mode(self) -> bool:
+        """The flag is set, or Redis has not answered for ``ready_window`` seconds: either
+        way scorecards come from the disk copies."""
+        return self.panic.flag_set() or time.monotonic() - self.feed.last_ok > self.ready_window
+
     def readiness(self) -> Readiness:
         age = time.monotonic() - self.feed.last_ok
         lag = self.feed.stats.lag_seconds

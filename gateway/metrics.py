@@ -52,6 +52,8 @@ class GatewayMetrics:
             "backlogged_clients": "Clients with a non-empty queue.",
             "feed_lag_seconds": "How long the feed has been behind Redis.",
             "cached_matches": "Matches held in this process's cache.",
+            "panic": "1 while the HTTP API serves the stored (stale) scorecards: the panic "
+                     "flag file is set or Redis does not answer.",
         }
         counters = {
             "messages_out": "Messages written to clients.",

@@ -301,6 +301,9 @@ class Gateway:
             "messages_out": s.messages_out, "bytes_out": s.bytes_out, "writes": s.writes,
             "conflated": s.conflated, "slow_closes": s.slow_closes, "rejected": self.rejected,
             "pong_timeouts": self.pong_timeouts}
+        api = getattr(self, "api", None)
+        if api is not None:  # panic mode: the HTTP API serves the disk copies, marked stale
+            out["panic"] = int(api.panic_mode())
         if f is not None:
             out.update(feed_lag_seconds=f.stats.lag_seconds, cached_matches=len(f.matches),
                        redis_loads=f.stats.loads + f.stats.note_loads,

@@ -175,6 +175,19 @@ class Settings:
     stack_start_timeout: float = _env(
         "STUMPCAST_STACK_START_TIMEOUT", "180", _positive_float,
         "Seconds `stack up` waits for each server to become healthy.")
+    stack_prometheus_port: int = _env(
+        "STUMPCAST_STACK_PROMETHEUS_PORT", "19090", _port,
+        "Local Prometheus port (`stack up --observe`).")
+    stack_alertmanager_port: int = _env(
+        "STUMPCAST_STACK_ALERTMANAGER_PORT", "19095", _port,
+        "Local Alertmanager port (`stack up --observe`; its cluster port is disabled).")
+    stack_observe_interval: float = _env(
+        "STUMPCAST_STACK_OBSERVE_INTERVAL", "5", _positive_float,
+        "Seconds between two scrapes and two rule evaluations of the local Prometheus.")
+    stack_observe_timing: str = _env(
+        "STUMPCAST_STACK_OBSERVE_TIMING", "standard", _choice("standard", "fast"),
+        "Alert timing of the local Prometheus: standard (the rules in compose/prometheus), or "
+        "fast (symptom thresholds and `for` windows divided by 12, for tests).")
     # -- services --
     gateway_host: str = _env(
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")
@@ -286,6 +299,14 @@ class Settings:
     notifier_metrics_port: int = _env(
         "STUMPCAST_NOTIFIER_METRICS_PORT", "18094", _port,
         "Notifier (webhook delivery) /metrics, /healthz and /readyz port.")
+    ops_host: str = _env(
+        "STUMPCAST_OPS_HOST", "127.0.0.1", str,
+        "Listen address of `stumpcast ops serve` (the local stack's always binds loopback).")
+    ops_port: int = _env(
+        "STUMPCAST_OPS_PORT", "18095", _port,
+        "Admin port of the operations server (`stack up --observe`): the /ops page, its "
+        "Prometheus and Alertmanager proxy, and /metrics of what it measures from outside "
+        "the services (consumer lag, view staleness, viewers per CDN).")
     webhook_max_attempts: int = _env(
         "STUMPCAST_WEBHOOK_MAX_ATTEMPTS", "6", _positive_int,
         "Attempts per webhook delivery before it is dead-lettered.")

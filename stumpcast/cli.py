@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.notifier",
     "stumpcast.commands.plan",
     "stumpcast.commands.demo",
+    "stumpcast.commands.ops",
 )
 
 

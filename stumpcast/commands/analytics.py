@@ -20,7 +20,10 @@ def cmd_analytics_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.topic or args.group:
         config = WorkerConfig(topic=args.topic or config.topic, group=args.group or config.group,
                               out_topic=args.out_topic or config.out_topic)
-    return run_worker(settings, mode=args.mode, engine=args.engine, config=config)
+    from runtime.discovery import registered
+
+    with registered(settings.run_dir, "analytics", settings.analytics_metrics_port):
+        return run_worker(settings, mode=args.mode, engine=args.engine, config=config)
 
 
 def cmd_bench_heartbeats(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,8 +1,9 @@
 """``stumpcast demo`` (the whole pipeline on one machine) and ``stumpcast live-replay``.
 
-The demo is a small process supervisor. It brings the local stack up if it is down, then starts
-the streams worker, the gateway and the media worker, each in its own process group with its
-output in a log file, and waits for each one's ``/readyz``. It then replays a real IPL match
+The demo is a small process supervisor. It brings the local stack up if it is down (with
+Prometheus, Alertmanager and the /ops page: `stack up --observe`, unless ``--no-observe``), then
+starts the streams worker, the gateway and the media worker, each in its own process group with
+its output in a log file, and waits for each one's ``/readyz``. It then replays a real IPL match
 "live" and shows ``stumpcast watch`` in the terminal (when the output is not a terminal, its
 ``--progress`` lines: one per over, wicket and milestone). Ctrl-C (or SIGTERM) is forwarded to
 every child's process group; whatever has not exited after a grace period is killed, and the
@@ -47,6 +48,7 @@ DEMO_LADDER = "720p,360p"  # two rungs leave CPU for the rest of the demo on a 2
 DEMO_PRESET = "superfast"
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 10.0
+OBSERVERS = "prometheus,alertmanager,ops"  # what `stack up --observe` adds
 
 
 # -- live timing (pure) ------------------------------------------------------------------------
@@ -236,18 +238,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
               + " (another demo running? set STUMPCAST_*_PORT to move)", file=sys.stderr)
         return 2
     log_dir = settings.run_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
-    started_stack = False
+    started: tuple[bool, bool] = (False, False)
     sup = Supervisor(log_dir)
     # Explicit handlers: a shell may start us with SIGINT ignored (a background job).
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        started_stack = _ensure_stack(settings)
+        started = _ensure_stack(observe=not args.no_observe)
         for child in service_children(settings, match_id, args.ladder, args.preset, log_dir):
             print(f"demo: starting {child.name} ...", flush=True)
             sup.wait_ready(sup.start(child))
         sup.start(Child("replay", stumpcast_argv(
             "live-replay", str(path), "--match-id", match_id, "--speed", str(args.speed))))
-        _banner(settings, match_id, args.speed, log_dir)
+        _banner(settings, match_id, args.speed, log_dir, observe=not args.no_observe)
         _show_match(sup, settings, match_id, watch=not args.no_watch and _has_watch())
         print("demo: the match is over; Ctrl-C stops everything", flush=True)
         while True:
@@ -264,8 +266,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if codes:
             print("demo: stopped " + ", ".join(f"{n} ({c})" for n, c in codes.items())
                   + f"; logs in {log_dir}", flush=True)
-        if started_stack and not args.keep_stack:
+        if started[0] and not args.keep_stack:
             subprocess.run(stumpcast_argv("stack", "down"), check=False)
+        elif started[1] and not args.keep_stack:
+            subprocess.run(stumpcast_argv("stack", "down", "--only", OBSERVERS), check=False)
     return 0
 
 
@@ -289,15 +293,24 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _ensure_stack(settings: Settings) -> bool:
-    """Start the local stack when it is not up; True if this call started it."""
-    status = subprocess.run(stumpcast_argv("stack", "status", "--quiet"), check=False)
-    if status.returncode == 0:
-        return False
-    print("demo: starting the local stack (Kafka, Cassandra, Redis) ...", flush=True)
-    if subprocess.run(stumpcast_argv("stack", "up"), check=False).returncode != 0:
+def _ensure_stack(observe: bool = True) -> tuple[bool, bool]:
+    """Start what is not up of the local stack and, with ``observe``, of Prometheus,
+    Alertmanager and the operations server. Returns (started the core servers, started the
+    observers only), so the demo stops on exit what it started and nothing else."""
+    def healthy(*extra: str) -> bool:
+        status = subprocess.run(stumpcast_argv("stack", "status", "--quiet", *extra),
+                                check=False)
+        return status.returncode == 0
+
+    core = healthy()
+    if core and (not observe or healthy("--observe")):
+        return False, False
+    print("demo: starting the local stack (Kafka, Cassandra, Redis"
+          + (", Prometheus, Alertmanager, /ops" if observe else "") + ") ...", flush=True)
+    up = stumpcast_argv("stack", "up", *(("--observe",) if observe else ()))
+    if subprocess.run(up, check=False).returncode != 0:
         raise RuntimeError("`stumpcast stack up` failed")
-    return True
+    return not core, core
 
 
 def _has_watch() -> bool:
@@ -306,8 +319,10 @@ def _has_watch() -> bool:
     return importlib.util.find_spec("gateway.terminal") is not None
 
 
-def _banner(settings: Settings, match_id: str, speed: float, log_dir: Path) -> None:
-    print(f"\n  Live page:  {page_url(settings, match_id)}\n"
+def _banner(settings: Settings, match_id: str, speed: float, log_dir: Path,
+            observe: bool = True) -> None:
+    ops = f"  Operations: http://127.0.0.1:{settings.ops_port}/ops\n" if observe else ""
+    print(f"\n  Live page:  {page_url(settings, match_id)}\n{ops}"
           f"  Match:      {match_id}, replayed live at {speed:g}x\n"
           f"  Logs:       {log_dir}\n"
           f"  {CREDIT}\n"
@@ -375,7 +390,8 @@ def cmd_live_replay(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any, bench: Any) -> None:
     d = sub.add_parser(
         "demo", help="the whole pipeline: stack, workers, gateway, video, a live IPL replay",
-        description="Start the local stack (if down), the streams worker, the gateway and the "
+        description="Start the local stack (if down; with Prometheus, Alertmanager and the "
+        "/ops page unless --no-observe), the streams worker, the gateway and the "
         "media worker (synthetic live video with a score bug); replay a real IPL match live; "
         "print the live page's URL and show the scorecard in the terminal (a plain line per "
         "over, wicket and milestone when the output is not a terminal). Ctrl-C stops "
@@ -391,6 +407,8 @@ def register(sub: Any, bench: Any) -> None:
     d.add_argument("--preset", default=DEMO_PRESET,
                    help=f"x264 preset unless STUMPCAST_MEDIA_PRESET is set ({DEMO_PRESET})")
     d.add_argument("--no-watch", action="store_true", help="no terminal scorecard")
+    d.add_argument("--no-observe", action="store_true",
+                   help="no Prometheus, Alertmanager and /ops page (`stack up --observe`)")
     d.add_argument("--keep-stack", action="store_true",
                    help="leave the stack running on exit even if the demo started it")
     d.set_defaults(func=cmd_demo)

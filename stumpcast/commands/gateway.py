@@ -30,7 +30,7 @@ def register(sub: Any, bench: Any) -> None:
     s.add_argument("--workers", type=int, default=None,
                    help="processes sharing the port (default: STUMPCAST_GATEWAY_WORKERS)")
     s.add_argument("--port", type=int, default=None, help="override STUMPCAST_GATEWAY_PORT")
-    s.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
+    s.add_argument("--worker-id", default=None, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("watch", help="show a live scorecard in the terminal",
@@ -71,9 +71,14 @@ def register(sub: Any, bench: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.workers import run
+    from runtime.discovery import registered
 
     workers = args.workers or settings.gateway_workers
-    return run(settings, workers, port=args.port, worker_id=args.worker_id)
+    if args.worker_id is not None:  # one of the processes a parent started: it registered
+        return run(settings, workers, port=args.port, worker_id=args.worker_id)
+    port = args.port or settings.gateway_port
+    with registered(settings.run_dir, "gateway", port, settings.gateway_host):
+        return run(settings, workers, port=args.port)
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:

@@ -79,7 +79,10 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await MediaWorker(cfg).run(stop)
 
-    asyncio.run(main())
+    from runtime.discovery import registered
+
+    with registered(settings.run_dir, "media", settings.media_http_port):
+        asyncio.run(main())
     return 0
 
 

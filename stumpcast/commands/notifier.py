@@ -15,8 +15,10 @@ from schemas.settings import Settings
 
 def cmd_notifier_worker(args: argparse.Namespace, settings: Settings) -> int:
     from notifier.worker import run_notifier
+    from runtime.discovery import registered
 
-    return run_notifier(settings)
+    with registered(settings.run_dir, "notifier", settings.notifier_metrics_port):
+        return run_notifier(settings)
 
 
 def _redis(settings: Settings) -> Any:

@@ -14,7 +14,9 @@ from typing import Any
 
 from schemas.settings import Settings
 
-SERVER_NAMES = ("kafka", "cassandra", "redis")  # same order as stumpcast.stack.control
+# same order as stumpcast.stack.control; the last three are started by `up --observe`
+SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops")
+CORE = SERVER_NAMES[:3]
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -54,7 +56,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     console = _console()
     say = console.print
     started = time.monotonic()
-    results = control.up(settings, args.only, say=say)
+    results = control.up(settings, args.only, say=say, observe=args.observe)
     for r in results:
         if r.action != "started":
             say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
@@ -63,6 +65,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         _init(control.local_settings(settings), chosen, say)
     say(f"stack up: {', '.join(sorted(chosen))} healthy in {time.monotonic() - started:.1f} s "
         f"(run folder {settings.run_dir})")
+    if "ops" in chosen:
+        say(f"operations page: http://127.0.0.1:{settings.ops_port}/ops (Prometheus "
+            f"http://127.0.0.1:{settings.stack_prometheus_port}, Alertmanager "
+            f"http://127.0.0.1:{settings.stack_alertmanager_port})")
     return 0
 
 
@@ -96,7 +102,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     from stumpcast.stack import control
 
-    rows = control.status(settings, args.only)
+    rows = control.status(settings, args.only, observe=args.observe)
     ok = all(r.healthy for r in rows)
     if args.quiet:
         return 0 if ok else 1
@@ -117,7 +123,8 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack.procs import tail
 
     layout = RunLayout.at(settings.run_dir)
-    names = [args.server] if args.server else list(SERVER_NAMES)
+    names = [args.server] if args.server else [n for n in SERVER_NAMES
+                                               if n in CORE or layout.log(n).exists()]
     paths = [layout.log(n) for n in names]
     for name, path in zip(names, paths, strict=True):
         if not path.exists():
@@ -160,14 +167,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any, bench: Any) -> None:
     stack = sub.add_parser(
-        "stack", help="the local Kafka + Cassandra + Redis stack",
+        "stack", help="the local Kafka + Cassandra + Redis stack (+ Prometheus with --observe)",
         description="Real Kafka (KRaft), Cassandra and Redis as local processes, with data, "
-        "logs and pids in STUMPCAST_RUN_DIR. Jars come from Maven Central into "
+        "logs and pids in STUMPCAST_RUN_DIR; with `up --observe` also Prometheus, "
+        "Alertmanager and the operations server. Jars come from Maven Central into "
         "STUMPCAST_CACHE_DIR on first use.")
     cmds = stack.add_subparsers(dest="stack_command", metavar="ACTION")
     cmds.required = True
     only = {"type": _only, "metavar": "SERVERS",
-            "help": f"comma separated subset of {','.join(SERVER_NAMES)} (default: all)"}
+            "help": f"comma separated subset of {','.join(SERVER_NAMES)} (default: "
+                    f"{','.join(CORE)}, and the others when --observe started them)"}
 
     p = cmds.add_parser("up", help="start what is not healthy, wait until ready, create topics "
                         "and tables", description="Start every server that is not already "
@@ -175,6 +184,9 @@ def register(sub: Any, bench: Any) -> None:
                         "real request, then create the topics, keyspace and tables.")
     p.add_argument("--only", **only)
     p.add_argument("--no-init", action="store_true", help="skip creating topics and tables")
+    p.add_argument("--observe", action="store_true",
+                   help="also Prometheus, Alertmanager and the operations server (/ops on "
+                   "STUMPCAST_OPS_PORT), scraping every service running on this run folder")
     p.set_defaults(func=_guarded(cmd_up))
 
     p = cmds.add_parser("down", help="stop the servers this stack started",
@@ -189,6 +201,9 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--only", **only)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing; exit 0 only if every server is healthy")
+    p.add_argument("--observe", action="store_true",
+                   help="include Prometheus, Alertmanager and the operations server even if "
+                   "this run folder did not start them")
     p.set_defaults(func=_guarded(cmd_status))
 
     p = cmds.add_parser("logs", help="show a server's log", description="Show the last lines "

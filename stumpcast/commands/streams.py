@@ -66,9 +66,11 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime.discovery import registered
     from streams.app import run_worker
 
-    return run_worker(settings)
+    with registered(settings.run_dir, "streams", settings.streams_metrics_port):
+        return run_worker(settings)
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

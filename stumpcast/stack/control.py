@@ -17,6 +17,7 @@ from pathlib import Path
 
 from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
+from stumpcast.stack.alertmanager_server import AlertmanagerServer
 from stumpcast.stack.cassandra_server import CassandraServer
 from stumpcast.stack.errors import (
     PortInUse,
@@ -27,24 +28,37 @@ from stumpcast.stack.errors import (
 )
 from stumpcast.stack.kafka_server import KafkaServer
 from stumpcast.stack.layout import RunLayout
+from stumpcast.stack.ops_server import OpsServer
 from stumpcast.stack.procs import ProcRecord, is_ours, launch, stop, tail
+from stumpcast.stack.prometheus_server import PrometheusServer
 from stumpcast.stack.redis_server import RedisServer
 from stumpcast.stack.server import Server, StartContext
 
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
+    "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
+CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
+# `stack up --observe`: Prometheus, Alertmanager and the operations server (/ops, exporter).
+OBSERVE_NAMES: tuple[str, ...] = ("prometheus", "alertmanager", "ops")
 LOG_TAIL = 20
 
 
-def servers(settings: Settings, only: Iterable[str] | None = None) -> list[Server]:
+def servers(settings: Settings, only: Iterable[str] | None = None,
+            observe: bool = False, recorded: bool = True) -> list[Server]:
+    """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three, plus the
+    observers with ``observe``, or (``recorded``) those this run folder has a record of, so
+    `down` and `status` include what `up --observe` started; `up` alone does not restart them."""
     layout = RunLayout.at(settings.run_dir)
-    chosen = list(only) if only else list(SERVER_NAMES)
+    chosen = list(only) if only else list(CORE_NAMES)
     unknown = [n for n in chosen if n not in SERVER_TYPES]
     if unknown:
         raise StackError(f"unknown server {', '.join(unknown)}; "
                          f"choose from {', '.join(SERVER_NAMES)}")
+    if not only:
+        chosen += [n for n in OBSERVE_NAMES if observe or (
+            recorded and ProcRecord.load(layout.pid_record(n)) is not None)]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
 
 
@@ -91,15 +105,16 @@ def exclusive(run_dir: Path, say: Callable[[str], None] = print) -> Iterator[Non
 
 def up(settings: Settings, only: Iterable[str] | None = None,
        say: Callable[[str], None] = print, maven_repo: Path | None = None,
-       chosen: Sequence[Server] | None = None) -> list[UpResult]:
+       chosen: Sequence[Server] | None = None, observe: bool = False) -> list[UpResult]:
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
     with exclusive(settings.run_dir, say):
-        return _up(settings, only, say, maven_repo, chosen)
+        todo = (list(chosen) if chosen is not None
+                else servers(settings, only, observe, recorded=False))
+        return _up(settings, todo, say, maven_repo)
 
 
-def _up(settings: Settings, only: Iterable[str] | None, say: Callable[[str], None],
-        maven_repo: Path | None, chosen: Sequence[Server] | None) -> list[UpResult]:
-    todo = list(chosen) if chosen is not None else servers(settings, only)
+def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
+        maven_repo: Path | None) -> list[UpResult]:
     ctx = StartContext(settings, say, maven_repo)
     _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
@@ -241,8 +256,9 @@ class ServerStatus:
         return self.health in ("healthy", "healthy (not ours)")
 
 
-def status(settings: Settings, only: Iterable[str] | None = None) -> list[ServerStatus]:
-    chosen = servers(settings, only)
+def status(settings: Settings, only: Iterable[str] | None = None,
+           observe: bool = False) -> list[ServerStatus]:
+    chosen = servers(settings, only, observe)
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         return list(pool.map(_inspect, chosen))
 

@@ -1,4 +1,5 @@
-"""Real requests that prove a server is ready: a Kafka metadata request, a CQL query, a PING.
+"""Real requests that prove a server is ready: a Kafka metadata request, a CQL query, a PING,
+an HTTP readiness endpoint (Prometheus, Alertmanager, the operations server).
 
 An open port is not enough (Kafka accepts connections before it has a controller, Cassandra
 opens its CQL port late but the JVM listens on the storage port early), so each probe asks the
@@ -108,3 +109,15 @@ def redis_ready(url: str, timeout: float = 2.0) -> bool:
         return False
     finally:
         client.close()
+
+
+def http_ready(url: str, timeout: float = 2.0) -> bool:
+    """A GET answered with 200 (Prometheus' and Alertmanager's ``/-/ready``, ``/readyz``)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
