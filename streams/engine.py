@@ -39,12 +39,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from schemas import codec
-from schemas.deadletter import DeadLetter, Reason
+from schemas.deadletter import Reason
 from schemas.events import Event
-from schemas.notifications import Notification, note_id
-from schemas.view import ViewUpdate, make_update
 from streams.cards import CardPublisher
+from streams.commits import ViewMovedError, commit, dlq_record, now_ms, reseed
+from streams.commits import note_records as note_records  # the engine's public helpers
+from streams.commits import view_write as view_write
 from streams.errors import Backoff, Unavailable
 from streams.eventstore import EventStore, StoreBacklog
 from streams.metrics import Metrics
@@ -65,8 +65,8 @@ from streams.pipeline import (
     reject,
 )
 from streams.recovery import as_stored, describe, read_match, stored_events
-from streams.relay import NoteKey, NoteRelay
-from streams.viewstore import Position, Status, ViewStore, ViewWrite, next_epoch
+from streams.relay import NoteRelay
+from streams.viewstore import ViewStore, next_epoch
 
 log = logging.getLogger(__name__)
 
@@ -84,36 +84,6 @@ class EngineConfig:
     allowed_sources: Sequence[str]
     gap_timeout: float
     max_held: int = MAX_HELD  # events held per match behind a gap
-
-
-def dlq_record(r: Rejected) -> bytes:
-    """The ``match.events.dlq`` record of a reject (``schemas.deadletter``)."""
-    return DeadLetter.of(r.reason, r.detail, r.raw, r.match_id, r.seq, r.type).encode()
-
-
-def view_write(match_id: str, epoch: int, seq: int, prev: int, ts: str, before: Any,
-               after: dict[str, Any], notes: Sequence[tuple[NoteKey, bytes]], now_ms: int,
-               full: bool = False) -> ViewWrite:
-    """``notes`` as ``note_records`` gives them: encoded once, for Redis and the relay."""
-    update: ViewUpdate = make_update(match_id, epoch, seq, prev, ts, None if full else before,
-                                     after)
-    return ViewWrite(match_id, epoch, seq, prev, orjson.dumps(after), update.encode(),
-                     tuple((note_id(*key), raw) for key, raw in notes), now_ms)
-
-
-def _note_keys(notes: Sequence[Notification]) -> list[NoteKey]:
-    """``(seq, index)`` of each note: its index among the notes its event caused."""
-    out, counts = [], {}  # type: ignore[var-annotated]
-    for n in notes:
-        counts[n.seq] = counts.get(n.seq, -1) + 1
-        out.append((n.seq, counts[n.seq]))
-    return out
-
-
-def note_records(notes: Sequence[Notification]) -> list[tuple[NoteKey, bytes]]:
-    """Each note with its ``(seq, index)`` key, encoded."""
-    return [(k, n.encode()) for k, n in zip(_note_keys(notes), notes, strict=True)]
-
 
 
 class _Stored:
@@ -222,7 +192,7 @@ class Engine:
                         continue
                     pos = (await self.views.read(m)).position
                     if pos is None or pos.seq < proc.state.seq:
-                        await self._reseed(proc, pos)
+                        await reseed(self.views, proc, pos)
                         fixed += 1
             except Unavailable as exc:
                 log.warning("audit: redis unavailable, trying again later",
@@ -409,7 +379,7 @@ class Engine:
         await self.relay.room()  # bounded: Kafka refusing transactions pauses consumption
         await self.cards.room()
         records = note_records(o.notes)
-        card = await self._commit(proc, o, records)
+        card = await commit(self.views, self.metrics, proc, o, records)
         self._check(t, proc)  # revoked while committing: the new owner carries on
         if records:
             self.relay.publish(e.match_id, t.partition, records)
@@ -436,40 +406,6 @@ class Engine:
             return None
         return self._guard(t, lambda: self.relay.gate(e.match_id, t.partition, e.seq, ack))
 
-    async def _commit(self, proc: MatchProcessor, o: Accepted,
-                      records: Sequence[tuple[NoteKey, bytes]]) -> bytes | None:
-        """Commit the view; returns the card's bytes as written (None if it was re-seeded)."""
-        e = o.event
-        ts = codec.format_ts(e.ts)
-        for _ in range(5):
-            w = view_write(e.match_id, proc.epoch, e.seq, o.prev_seq, ts, o.before, o.after,
-                           records, _now_ms())
-            started = time.perf_counter()
-            result = await self.views.commit(w)
-            self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            if result.status is not Status.CONFLICT:
-                return w.card
-            stored = result.stored
-            if stored is not None and stored.seq == o.prev_seq:
-                proc.epoch = stored.epoch  # rebuilt under a new epoch: adopt it
-                continue
-            if stored is None or stored.seq < o.prev_seq:
-                await self._reseed(proc, stored)  # flushed, or restarted from an old snapshot
-                return None
-            raise ViewMovedError(e.match_id, stored)  # another worker advanced it
-        raise ViewMovedError(e.match_id, None)
-
-    async def _reseed(self, proc: MatchProcessor, stored: Position | None) -> None:
-        s = proc.state
-        if s.doc is None:
-            return
-        proc.epoch = next_epoch(stored, _now_ms())
-        w = view_write(s.match_id, proc.epoch, s.seq, 0, _ts_of(s), None, s.doc,
-                       note_records(all_notes(s)), _now_ms(), full=True)
-        await self.views.reset(w)
-        log.warning("view re-seeded", extra={"match_id": s.match_id, "epoch": proc.epoch,
-                                             "seq": s.seq})
-
     # -- recovery ---------------------------------------------------------------------------
 
     async def _recover(self, t: Ticket, event: Event) -> MatchProcessor | None:
@@ -480,11 +416,11 @@ class Engine:
             return None
         state, pos = found.state, found.position
         proc = MatchProcessor(state, self.folder, self.config.gap_timeout,
-                              epoch=pos.epoch if pos else next_epoch(None, _now_ms()),
+                              epoch=pos.epoch if pos else next_epoch(None, now_ms()),
                               max_held=self.config.max_held)
         self._check(t)
         if state.seq > 0 and (pos is None or pos.seq < state.seq):
-            await self._reseed(proc, pos)
+            await reseed(self.views, proc, pos)
             self._check(t)
         # Notifications a crash may have kept off Kafka: the relay skips what it committed.
         self.relay.publish(m, t.partition, note_records(all_notes(state)))
@@ -545,12 +481,6 @@ class Engine:
         self.reread(partition)
 
 
-class ViewMovedError(RuntimeError):
-    def __init__(self, match_id: str, stored: Position | None) -> None:
-        super().__init__(f"view of {match_id} moved to {stored}")
-        self.match_id = match_id
-
-
 def _acker(token: Any) -> Callable[[], Any] | None:
     return token if callable(token) else None
 
@@ -560,11 +490,3 @@ async def _call(fn: Callable[[], Any] | None) -> None:
         result = fn()
         if isinstance(result, Awaitable):
             await result
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _ts_of(state: MatchState) -> str:
-    return state.ts or "1970-01-01T00:00:00.000Z"
