@@ -174,8 +174,21 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
             if ack is not None:
                 await lanes.submit(event.value, ack=ack, partition=event.message.partition)
 
+    @app.task
+    async def start() -> None:
+        await on_start(app)
+
+    _follow_assignment(app, acks, lanes, engine)
+    _timers(app, engine)
+    return app
+
+
+def _follow_assignment(app: Any, acks: PartitionAcks, lanes: Any, engine: Any) -> None:
+    """faust's rebalance signals as the engine's plain ``revoke`` and ``assign``."""
+
     @app.on_partitions_revoked.connect
     async def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # No await before the engine lets go: faust resumes the flow on its own task.
         ps = _ours(args[0] if args else kwargs.get("revoked", ()))
         acks.revoke(ps)
         lanes.revoke(ps)
@@ -183,14 +196,17 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # faust seeks every assigned partition back to its committed offset, so whatever was
+        # taken under an earlier assignment is read again: its acks are closed here.
         ps = _ours(args[0] if args else kwargs.get("assigned", ()))
-        acks.revoke(ps)  # whatever was taken under an earlier assignment is not acked
+        acks.revoke(ps)
         lanes.revoke(ps)
         await _guarded("assign", lambda: engine.assign(ps))
 
-    @app.task
-    async def start() -> None:
-        await on_start(app)
+
+def _timers(app: Any, engine: Any) -> None:
+    """Gap look-ups and lag (1 s), conflated cards (0.2 s), the view audit (3 s); each run
+    guarded, so a failure never ends its timer."""
 
     @app.timer(interval=1.0)
     async def tick() -> None:
@@ -204,8 +220,6 @@ def build_app(settings: Settings, engine_factory: Any) -> Any:
     @app.timer(interval=3.0)
     async def audit() -> None:
         await _guarded("audit", engine.audit)
-
-    return app
 
 
 def _ours(tps: Any) -> set[int]:

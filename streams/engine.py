@@ -206,27 +206,34 @@ class Engine:
         """The group took ``partitions`` away: stop their events (their generation ends),
         drop their matches' state, cards and held acks, and finish or abort their relay
         transactions. Nothing of theirs is acknowledged from now on."""
+        await self._let_go(set(partitions))
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """The group gave ``partitions``: whatever this process held for them before is
+        dropped; each match is recovered from the event store and the Redis view position on
+        first sight, under a new generation. Everything but the wait for the old relay
+        transactions happens before the first ``await``: a message of the new assignment
+        never finds the partition unowned."""
         ps = set(partitions)
+        closing = self._let_go(ps)
+        self.owner.assign(ps)
+        if ps:
+            log.info("partitions assigned", extra={"partitions": sorted(ps)})
+        await closing
+
+    def _let_go(self, ps: set[int]) -> Awaitable[Any]:
+        """Drop what is held for ``ps`` now; the result completes once their relay
+        transactions are finished or aborted."""
         self.owner.revoke(ps)
         gone = [m for m, p in self.partitions.items() if p in ps]
         for m in gone:
             self.matches.pop(m, None)
             self.partitions.pop(m, None)
         self.cards.forget(gone)
-        await self.relay.revoke(ps)
         self.metrics.held.set(sum(len(p.held) for p in self.matches.values()))
-        if ps:
-            log.info("partitions revoked", extra={"partitions": sorted(ps), "matches": len(gone)})
-
-    async def assign(self, partitions: Iterable[int]) -> None:
-        """The group gave ``partitions``: whatever this process held for them before is
-        dropped; each match is recovered from the event store and the Redis view position on
-        first sight, under a new generation."""
-        ps = set(partitions)
-        await self.revoke(ps)
-        self.owner.assign(ps)
-        if ps:
-            log.info("partitions assigned", extra={"partitions": sorted(ps)})
+        if gone:
+            log.info("partitions let go", extra={"partitions": sorted(ps), "matches": len(gone)})
+        return self.relay.revoke(ps)
 
     # -- one event --------------------------------------------------------------------------
 

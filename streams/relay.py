@@ -46,7 +46,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -164,12 +164,13 @@ class NoteRelay:
                 raise TimeoutError(f"notification relay not drained: {self.pending()} pending")
             await asyncio.sleep(0.002)
 
-    async def revoke(self, partitions: Iterable[int]) -> None:
-        """The partitions were revoked: finish or abort their transactions, drop their notes
-        and held acks (the new owner re-reads those events)."""
-        parts = [self._parts[p] for p in set(partitions) if p in self._parts]
-        await asyncio.gather(*(self._drop(part) for part in parts))
+    def revoke(self, partitions: Iterable[int]) -> Awaitable[Any]:
+        """The partitions were revoked: their notes and held acks are dropped at once (the
+        new owner re-reads those events; a publish from now on starts the partition afresh);
+        await the result for their transactions to be finished or aborted."""
+        parts = [self._parts.pop(p) for p in set(partitions) if p in self._parts]
         self._freed.set()
+        return asyncio.gather(*(self._drop(part) for part in parts))
 
     async def close(self) -> None:
         await self.revoke(list(self._parts))
