@@ -48,7 +48,7 @@ from schemas.topology import (
     MATCH_EVENTS_DLQ,
     SCORECARDS,
 )
-from streams.errors import OutputError, Unavailable
+from streams.errors import Backoff, OutputError, Unavailable
 from streams.ownership import OrderedAcks
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class PartitionAcks:
     def __init__(self) -> None:
         self.stream: Any = None  # the agent's manual-ack stream, set when the agent starts
         self._parts: dict[int, OrderedAcks[Any]] = {}
+        self.seeks: set[asyncio.Future[None]] = set()  # re-reads under way
 
     def take(self, event: Any) -> Callable[[], Any] | None:
         """The ack of one message, or ``None`` if it is to be skipped (a stale copy from
@@ -242,12 +243,28 @@ async def _guarded(name: str, job: Callable[[], Any]) -> None:
 
 
 def _reread(app: Any, acks: PartitionAcks, partition: int) -> None:
-    """Seek ``partition`` back to its oldest unacknowledged message (faust's public seek)."""
+    """Seek ``partition`` back to its oldest unacknowledged message (faust's public seek).
+    The seek is retried until it is done: until then the partition's newer messages are
+    skipped as stale (``OrderedAcks.accept``)."""
     from faust.types import TP
 
     head = acks.reread_from(partition)
-    if head is not None:
-        asyncio.ensure_future(app.consumer.seek(TP(MATCH_EVENTS.name, partition), head))
+    if head is None:
+        return
+
+    async def seek() -> None:
+        backoff = Backoff()
+        while partition in _ours(app.consumer.assignment()):
+            try:
+                await app.consumer.seek(TP(MATCH_EVENTS.name, partition), head)
+                return
+            except Exception as exc:
+                log.warning("re-read: seek failed, retrying",
+                            extra={"partition": partition, "error": str(exc)})
+                await asyncio.sleep(backoff.next())
+
+    acks.seeks.add(task := asyncio.ensure_future(seek()))  # asyncio keeps weak refs only
+    task.add_done_callback(acks.seeks.discard)
 
 
 def _observe_lag(app: Any, engine: Any) -> None:
