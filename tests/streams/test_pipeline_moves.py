@@ -70,16 +70,22 @@ def at(t0: float, seconds: float) -> None:
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
 
 
+def join(w: Worker) -> None:
+    w.start()
+    w.wait_ready()
+
+
+def signal_to(w: Worker, sig: int) -> Callable[[], None]:
+    return lambda: w.proc.send_signal(sig) if w.proc else None
+
+
 def test_partitions_move_under_live_replays(stack: Settings, tmp_path: Path) -> None:
     since = offsets_now(stack)
     tag = uuid.uuid4().hex[:5]
     runs = spread_ids(tag, STEMS)
     dynamic = {"STUMPCAST_STREAMS_INSTANCE_ID": ""}
-
-    def worker(name: str) -> Worker:
-        return Worker(f"{name}-{tag}", free_port(), tmp_path / f"{name}.log", env=dynamic)
-
-    w1, w2, w3 = worker("w1"), worker("w2"), worker("w3")
+    w1, w2, w3 = (Worker(f"{n}-{tag}", free_port(), tmp_path / f"{n}.log", env=dynamic)
+                  for n in ("w1", "w2", "w3"))
     steps: list[tuple[float, str]] = []
     procs = []
     try:
@@ -95,15 +101,13 @@ def test_partitions_move_under_live_replays(stack: Settings, tmp_path: Path) -> 
             action()
             steps.append((round(time.monotonic() - t0, 1), what))
 
-        step(5, "w3 joins", lambda: (w3.start(), w3.wait_ready()))
+        step(5, "w3 joins", lambda: join(w3))
         step(15, "w3 leaves (SIGTERM)", w3.stop)
-        step(20, "w3 joins again", lambda: (w3.start(), w3.wait_ready()))
+        step(20, "w3 joins again", lambda: join(w3))
         step(30, "w3 SIGKILLed", w3.kill)
-        assert w1.proc is not None
-        step(34, "w1 SIGSTOPped", lambda: w1.proc.send_signal(signal.SIGSTOP))  # type: ignore
+        step(34, "w1 SIGSTOPped", signal_to(w1, signal.SIGSTOP))
         # past the session timeout: the group gives w1's partitions to w2 meanwhile
-        step(34 + SESSION_TIMEOUT + 5, "w1 continued (a zombie)",
-             lambda: w1.proc.send_signal(signal.SIGCONT))  # type: ignore[union-attr]
+        step(34 + SESSION_TIMEOUT + 5, "w1 continued (a zombie)", signal_to(w1, signal.SIGCONT))
         for proc in procs:
             out, _ = proc.communicate(timeout=240)
             assert proc.returncode == 0, out
@@ -116,7 +120,7 @@ def test_partitions_move_under_live_replays(stack: Settings, tmp_path: Path) -> 
     finally:
         print("timeline:", steps)
         if w1.proc is not None and w1.proc.poll() is None:
-            w1.proc.send_signal(signal.SIGCONT)
+            w1.proc.send_signal(signal.SIGCONT)  # a failed run must not leave it stopped
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
