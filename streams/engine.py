@@ -452,7 +452,8 @@ class Engine:
     async def _fill_gap(self, match_id: str, proc: MatchProcessor) -> None:
         """Offer the missing events of a held gap from the event store (stored by a previous
         owner, say); what it lacks keeps waiting for the producer."""
-        t = self._ticket(self.partitions.get(match_id, -1))
+        partition = self.partitions.get(match_id)
+        t = None if partition is None else self._ticket(partition)
         if t is None:
             return
         async with self._lock(match_id):
