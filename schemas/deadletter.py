@@ -31,10 +31,10 @@ class Reason(StrEnum):
     INVALID = "invalid"
     UNAUTHORISED = "unauthorised_source"
     UNKNOWN_MATCH = "unknown_match"
-    SEQUENCE_GAP = "sequence_gap"
+    SEQUENCE_GAP = "sequence_gap"  # no longer written (a gap is held); older records decode
     CONFLICT = "conflict"  # the seq already holds (or holds back) another event_id
     FOLD_REJECTED = "fold_rejected"
-    INTERNAL = "internal_error"
+    INTERNAL = "internal_error"  # a bug on this event; the detail holds the traceback
 
 
 class DeadLetterError(ValueError):

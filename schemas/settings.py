@@ -244,8 +244,9 @@ class Settings:
         "(fnmatch). Others go to the dead-letter topic.")
     streams_gap_timeout: float = _env(
         "STUMPCAST_STREAMS_GAP_TIMEOUT", "5", _positive_float,
-        "Seconds the streams worker holds events after a sequence gap before reporting them "
-        "to the dead-letter topic.")
+        "Seconds the streams worker holds events behind a sequence gap before it looks for "
+        "the missing ones in the event store (again each time the gap's age doubles, at most "
+        "a minute apart). A gap is never dead-lettered: the held events wait for the producer.")
     streams_relay_interval: float = _env(
         "STUMPCAST_STREAMS_RELAY_INTERVAL", "1", _positive_float,
         "Least seconds between two notification transactions of one match.events partition: "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from schemas.topology import EVENTS_TABLE
+from streams.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ class StoredEvent:
     body: bytes
 
 
-class EventStoreError(RuntimeError):
-    """The store could not be reached or refused the write (retriable)."""
+class EventStoreError(Unavailable):
+    """The store could not be reached or refused the write (retriable: ``streams.errors``)."""
 
 
 class EventStore(Protocol):
@@ -229,11 +230,17 @@ class StoreBacklog:
                 entries.append(self._q.get_nowait())
             await self._write_until_done(entries)
             for entry in entries:
-                if entry.on_stored is not None:
-                    result = entry.on_stored()
-                    if asyncio.iscoroutine(result):
-                        await result
-                self._q.task_done()
+                try:
+                    if entry.on_stored is not None:
+                        result = entry.on_stored()
+                        if asyncio.iscoroutine(result):
+                            await result
+                except Exception:  # one callback must not end the drain (nothing more stored)
+                    log.exception("event store callback failed",
+                                  extra={"match_id": entry.event.match_id,
+                                         "seq": entry.event.seq})
+                finally:
+                    self._q.task_done()
 
     async def _write_until_done(self, entries: list[_Entry]) -> None:
         delay = 0.05
@@ -244,9 +251,11 @@ class StoreBacklog:
                     log.warning("event store back", extra={"backlog": len(self)})
                 self.healthy = True
                 return
-            except EventStoreError as exc:
+            except Exception as exc:  # down, or a bug: either way the events wait, unacked
                 self.failures += 1
-                if self.healthy:
+                if not isinstance(exc, EventStoreError):
+                    log.exception("event store write failed", extra={"error": str(exc)})
+                elif self.healthy:
                     log.warning("event store down, holding events", extra={"error": str(exc)})
                 self.healthy = False
                 await asyncio.sleep(delay)

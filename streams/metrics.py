@@ -46,6 +46,14 @@ class Metrics:
                                               buckets=_LATENCY_BUCKETS, registry=r)
         self.held = Gauge("stumpcast_streams_held", "Events held behind a sequence gap",
                           registry=r)
+        self.dropped = Counter("stumpcast_streams_gap_dropped",
+                               "Events let go (unacked, re-read later) behind a full gap",
+                               registry=r)
+        self.unavailable = Counter("stumpcast_streams_unavailable",
+                                   "Steps retried because a dependency was down, by error",
+                                   ["error"], registry=r)
+        self.partitions = Gauge("stumpcast_streams_partitions",
+                                "match.events partitions this worker holds", registry=r)
 
     def published(self, count: int, seconds: float) -> None:
         """The relay committed ``count`` notifications in one transaction."""

@@ -7,7 +7,14 @@ match's state and returns outcomes for the shell (``streams.engine``) to carry o
 * ``Duplicate``: the same event (``event_id``) already folded or held at its ``seq``; absorbed
   (counted, stored again only if absent);
 * ``Held``: ``seq`` ahead of the next expected one; kept until the gap fills (then it comes
-  back as ``Accepted``) or ``gap_timeout`` passes (then it comes back ``Rejected``);
+  back as ``Accepted``). A gap is never rejected: once it has been open for ``gap_timeout``
+  the shell looks for the missing events in the event store (``gap_due``, ``missing``; a
+  previous owner may have stored them) and offers them; otherwise they wait for the producer;
+* ``Dropped``: ahead of a gap that already holds ``max_held`` events: not kept in memory and
+  not acknowledged; once the gap fills the shell has the partition re-read
+  (``reread_needed``), which brings it back;
+* ``Failed``: a bug raised on the event (the fold or the derivation, not a refusal): the shell
+  dead-letters it as ``internal_error`` with its traceback; the state stays before it;
 * ``Rejected``: goes to the dead-letter topic with its ``Reason`` (``schemas.deadletter``);
   among them ``conflict``, an event at a ``seq`` that already holds (or holds back) another
   ``event_id``.
@@ -20,7 +27,9 @@ the processor has it. So no memory is added and nothing is guessed; the bound is
 fold already has, a match's events (a few hundred for a T20), for the matches the worker owns.
 
 Every outcome carries the caller's opaque ``token`` (the Kafka message to ack) so nothing is
-acknowledged before the shell has done what the outcome asks.
+acknowledged before the shell has done what the outcome asks. Each ``Accepted`` also carries
+the state after it, so the shell can put the match back to its last good position when an
+effect fails on a bug (``restore``).
 """
 
 from __future__ import annotations
@@ -34,7 +43,13 @@ from typing import Any, Protocol
 from schemas import codec
 from schemas.deadletter import Reason
 from schemas.events import Event, EventValidationError
-from streams.fold import DuplicateEvent, SequenceConflict, SequenceGap, check_sequence
+from streams.fold import (
+    DuplicateEvent,
+    FoldError,
+    SequenceConflict,
+    SequenceGap,
+    check_sequence,
+)
 from streams.notify import NotifyState, derive
 
 MATCH_CREATED = "match.created"
@@ -64,6 +79,7 @@ class Accepted:
     before: dict[str, Any] | None
     after: dict[str, Any]
     notes: tuple[Any, ...]
+    state: MatchState | None = None  # the match after this event
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +96,25 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class Dropped:
+    """Ahead of a gap that holds ``max_held`` events already: neither kept nor acked."""
+
+    event: Event
+    token: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A bug raised on this event (not the event's fault): the shell dead-letters it as
+    ``internal_error`` with the traceback; the match stays at its position before it."""
+
+    event: Event
+    raw: bytes
+    token: Any
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     raw: bytes
     token: Any
@@ -90,7 +125,7 @@ class Rejected:
     type: str | None = None
 
 
-Outcome = Accepted | Duplicate | Held | Rejected
+Outcome = Accepted | Duplicate | Held | Dropped | Failed | Rejected
 
 
 def source_allowed(source: str, allowed: Sequence[str]) -> bool:
@@ -129,36 +164,52 @@ class MatchState:
     ts: str = ""  # the last event's instant, for the view update that re-seeds a view
 
 
+MAX_HELD = 2000  # events held per match behind a gap; a whole T20 is ~250-350 events
+GAP_RECHECK_MAX = 60.0  # seconds between two looks in the event store for a lasting gap
+
+
 class MatchProcessor:
     """One match's sequence discipline and fold. ``epoch`` is the shell's bookkeeping of the
     Redis view's epoch."""
 
     def __init__(self, state: MatchState, folder: Folder, gap_timeout: float,
-                 epoch: int = 0) -> None:
+                 epoch: int = 0, max_held: int = MAX_HELD) -> None:
         self.state = state
         self.folder = folder
         self.gap_timeout = gap_timeout
         self.epoch = epoch
+        self.max_held = max_held
         self.held: dict[int, tuple[Event, bytes, Any]] = {}
         self.gap_since: float | None = None
+        self._gap_check: float | None = None  # when the shell next looks in the store
+        self._dropped = False  # events beyond max_held were let go since the gap opened
 
     def offer(self, event: Event, raw: bytes, token: Any, now: float) -> list[Outcome]:
-        verdict = self._check(event)
+        try:
+            verdict = self._check(event)
+        except ValueError as exc:  # a folded seq whose event is unknown: a bug, not the event's
+            return [Failed(event, raw, token, exc)]
         if isinstance(verdict, DuplicateEvent):
             return [Duplicate(event, raw, token)]
         if isinstance(verdict, SequenceConflict):
             return [reject(event, raw, token, Reason.CONFLICT, verdict.reason)]
         if isinstance(verdict, SequenceGap):
-            self.held[event.seq] = (event, raw, token)
-            if self.gap_since is None:
-                self.gap_since = now
-            return [Held(event, token)]
+            return [self._hold(event, raw, token, now)]
         out = [self._apply(event, raw, token)]
-        while self.state.seq + 1 in self.held:
+        while self.state.seq + 1 in self.held:  # a failed one stays unfolded: the loop ends
             out.append(self._apply(*self.held.pop(self.state.seq + 1)))
         if not self.held:
-            self.gap_since = None
+            self.gap_since = self._gap_check = None
         return out
+
+    def _hold(self, event: Event, raw: bytes, token: Any, now: float) -> Held | Dropped:
+        if len(self.held) >= self.max_held:
+            self._dropped = True
+            return Dropped(event, token)
+        self.held[event.seq] = (event, raw, token)
+        if self.gap_since is None:
+            self.gap_since, self._gap_check = now, now + self.gap_timeout
+        return Held(event, token)
 
     def _check(self, event: Event) -> DuplicateEvent | SequenceGap | SequenceConflict | None:
         held = self.held.get(event.seq)
@@ -166,17 +217,41 @@ class MatchProcessor:
                   else self.folder.event_id(self.state.card, event.seq))
         return check_sequence(self.state.seq, event, holder)
 
-    def expire(self, now: float) -> list[Outcome]:
-        """Report held events once the gap has been open for ``gap_timeout`` seconds."""
-        if self.gap_since is None or now - self.gap_since < self.gap_timeout:
-            return []
-        first = min(self.held)
-        detail = f"missing seq {self.state.seq + 1}..{first - 1} for {self.gap_timeout:g}s"
-        out: list[Outcome] = [reject(e, raw, token, Reason.SEQUENCE_GAP, detail)
-                              for _, (e, raw, token) in sorted(self.held.items())]
-        self.held.clear()
-        self.gap_since = None
-        return out
+    def missing(self) -> tuple[int, int] | None:
+        """The seqs the held events wait for (first, last), or ``None`` without a gap."""
+        if not self.held:
+            return None
+        return self.state.seq + 1, min(self.held) - 1
+
+    def gap_due(self, now: float) -> bool:
+        """True once a gap has been open for ``gap_timeout``, then each time its age doubles
+        (at most ``GAP_RECHECK_MAX`` apart): when the shell should look for the missing events
+        in the event store."""
+        if self._gap_check is None or self.gap_since is None or now < self._gap_check:
+            return False
+        waited = max(self.gap_timeout, now - self.gap_since)
+        self._gap_check = now + min(GAP_RECHECK_MAX, waited)
+        return True
+
+    def reread_needed(self) -> bool:
+        """Events were dropped (``Dropped``) and the gap they waited behind is filled: the
+        shell must have the partition re-read from its oldest unacknowledged message. Asking
+        clears the flag."""
+        if self._dropped and not self.held:
+            self._dropped = False
+            return True
+        return False
+
+    def restore(self, state: MatchState, rehold: Iterable[tuple[Event, bytes, Any]],
+                now: float) -> None:
+        """Back to ``state``, the last good position, after the next event failed on a bug in
+        the shell; ``rehold`` (events folded after that one) wait again behind the gap it
+        leaves. The fold's cards are immutable views, so the old state is still exact."""
+        self.state = state
+        for event, raw, token in rehold:
+            self.held[event.seq] = (event, raw, token)
+        if self.held and self.gap_since is None:
+            self.gap_since, self._gap_check = now, now + self.gap_timeout
 
     def _apply(self, event: Event, raw: bytes, token: Any) -> Outcome:
         s = self.state
@@ -184,11 +259,13 @@ class MatchProcessor:
             card = self.folder.apply(s.card, event)
             doc = self.folder.doc(card)
             notify, notes = derive(s.notify, s.doc, doc, event)
-        except Exception as exc:  # a fold refusal must not wedge the partition
+        except FoldError as exc:  # the fold refuses the event: invalid in itself
             return reject(event, raw, token, Reason.FOLD_REJECTED, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug in the fold or the derivation, on this event
+            return Failed(event, raw, token, exc)
         before, prev = s.doc, s.seq
         self.state = MatchState(s.match_id, event.seq, card, doc, notify, codec.format_ts(event.ts))
-        return Accepted(event, raw, token, prev, before, doc, tuple(notes))
+        return Accepted(event, raw, token, prev, before, doc, tuple(notes), self.state)
 
 
 def replay_state(match_id: str, events: Iterable[Event], folder: Folder) -> MatchState:

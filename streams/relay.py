@@ -22,6 +22,18 @@ caused at or before its seq is committed, so a restart re-reads any event whose 
 might be missing; the engine also hands the relay every notification of a match it recovers
 from the event store.
 
+Ownership. The engine hands the relay only notes and acks of partitions it holds, and
+``revoke(partitions)`` when the group takes them away: the partition's transaction under way is
+finished (its thread runs one call at a time) and an open one aborted, its pending notes and
+held acks are dropped (the new owner re-reads those events, recovers their matches and
+publishes what the checkpoint lacks). A relay fenced by another worker (a zombie that woke up,
+or this worker is the zombie and will be revoked shortly) re-opens the partition after a pause,
+keeping its pending notes and held acks: the checkpoint read on re-opening says which of them
+are still to go, so nothing is published twice and nothing held is lost.
+
+Memory is bounded: ``room()`` waits while ``max_held`` notes and acks are held (the engine
+awaits it before taking an event, so consumption pauses while Kafka refuses transactions).
+
 ``NoteRelay`` is the asyncio shell; the transactional log is behind ``TxnLog``, with
 ``KafkaTxnLog`` for the worker and ``InMemoryTxnLog`` for unit tests of the relay itself.
 Blocking client calls run in the partition's own thread, one at a time.
@@ -34,7 +46,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -86,18 +98,21 @@ class _Partition:
 
 class NoteRelay:
     def __init__(self, open_log: Callable[[int], TxnLog],
-                 on_lost: Callable[[int, list[str]], None] | None = None,
                  on_published: Callable[[int, float], None] | None = None,
-                 retry_max: float = 5.0, min_interval: float = 0.0) -> None:
-        """``open_log(p)`` makes partition p's log; ``on_lost(p, matches)`` runs when another
-        worker fenced this one off p; ``on_published(count, seconds)`` after each commit
-        (metrics). Transactions of one partition start at least ``min_interval`` seconds
-        apart: a sparse note (a live match) goes at once, a busy partition batches (each
-        transaction costs the broker several requests and two markers, whatever its size)."""
-        self._open_log, self._on_lost, self._on_published = open_log, on_lost, on_published
+                 retry_max: float = 5.0, min_interval: float = 0.0, max_held: int = 20_000,
+                 reopen_pause: float = 1.0) -> None:
+        """``open_log(p)`` makes partition p's log; ``on_published(count, seconds)`` runs
+        after each commit (metrics). Transactions of one partition start at least
+        ``min_interval`` seconds apart: a sparse note (a live match) goes at once, a busy
+        partition batches (each transaction costs the broker several requests and two
+        markers, whatever its size). A fenced partition is re-opened ``reopen_pause`` seconds
+        later (doubling up to ``retry_max`` while it keeps being fenced)."""
+        self._open_log, self._on_published = open_log, on_published
         self._retry_max, self._min_interval = retry_max, min_interval
+        self._max_held, self._reopen_pause = max_held, reopen_pause
         self._parts: dict[int, _Partition] = {}
         self._ticket = 0  # ties in a heap of acks
+        self._freed = asyncio.Event()
 
     # -- the engine's side -------------------------------------------------------------------
 
@@ -129,6 +144,17 @@ class NoteRelay:
     def pending(self) -> int:
         return sum(len(v) for p in self._parts.values() for v in p.pending.values())
 
+    def held(self) -> int:
+        """Notes not yet committed and acks waiting for them: what ``max_held`` bounds."""
+        return self.pending() + sum(p.committing + sum(len(h) for h in p.waiting.values())
+                                    for p in self._parts.values())
+
+    async def room(self) -> None:
+        """Wait while ``max_held`` notes and acks are held (Kafka refuses transactions)."""
+        while self.held() >= self._max_held:
+            self._freed.clear()
+            await self._freed.wait()
+
     async def drained(self, timeout: float = 10.0) -> None:
         """Wait until everything queued is committed and its acks released (tests, shutdown)."""
         deadline = time.monotonic() + timeout
@@ -138,9 +164,16 @@ class NoteRelay:
                 raise TimeoutError(f"notification relay not drained: {self.pending()} pending")
             await asyncio.sleep(0.002)
 
+    def revoke(self, partitions: Iterable[int]) -> Awaitable[Any]:
+        """The partitions were revoked: their notes and held acks are dropped at once (the
+        new owner re-reads those events; a publish from now on starts the partition afresh);
+        await the result for their transactions to be finished or aborted."""
+        parts = [self._parts.pop(p) for p in set(partitions) if p in self._parts]
+        self._freed.set()
+        return asyncio.gather(*(self._drop(part) for part in parts))
+
     async def close(self) -> None:
-        for part in list(self._parts.values()):
-            await self._drop(part)
+        await self.revoke(list(self._parts))
 
     # -- the relay loop ----------------------------------------------------------------------
 
@@ -159,37 +192,42 @@ class NoteRelay:
         return part.checkpoint is not None and first[0][0][0] > seq  # unknown until open
 
     async def _run(self, part: _Partition) -> None:
-        try:
-            part.checkpoint = await self._retry(part, part.log.open, "open")
-            for m, notes in list(part.pending.items()):  # queued while opening
-                cp = part.checkpoint.get(m, (0, -1))
-                part.pending[m] = [(k, b) for k, b in notes if k > cp]
-            await self._release(part, list(part.waiting))
-            while True:
-                await part.wake.wait()
-                wait = part.last_commit + self._min_interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                part.wake.clear()
-                part.last_commit = time.monotonic()
-                await self._flush(part)
-        except FencedError:
-            log.warning("notification relay fenced: another worker owns the partition",
-                        extra={"partition": part.number})
-            await self._lost(part)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the relay must not die silently: acks would wait forever
-            log.exception("notification relay failed", extra={"partition": part.number})
-            await self._lost(part)
+        """Serve the partition until it is revoked; re-open it after fencing or a failure
+        (the relay must not die silently: its held acks would wait forever)."""
+        pause = self._reopen_pause
+        while True:
+            try:
+                await self._serve(part)
+            except asyncio.CancelledError:
+                raise
+            except FencedError as exc:
+                log.warning("notification relay fenced by another worker, re-opening",
+                            extra={"partition": part.number, "error": str(exc)})
+            except Exception:
+                log.exception("notification relay failed, re-opening",
+                              extra={"partition": part.number})
+            part.checkpoint = None
+            await self._close_log(part)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, max(self._retry_max, self._reopen_pause))
+            part.log = self._open_log(part.number)
 
-    async def _lost(self, part: _Partition) -> None:
-        """Give the partition up: its held acks are never run (Kafka redelivers those events
-        to whoever owns it) and the engine forgets its matches (recovered on next sight)."""
-        matches = sorted(set(part.pending) | set(part.waiting) | set(part.queued))
-        await self._drop(part, cancel=False)
-        if self._on_lost is not None:
-            self._on_lost(part.number, matches)
+    async def _serve(self, part: _Partition) -> None:
+        part.checkpoint = await self._retry(part, part.log.open, "open")
+        for m, notes in list(part.pending.items()):  # queued while opening, or kept since
+            cp = part.checkpoint.get(m, (0, -1))
+            part.pending[m] = [(k, b) for k, b in notes if k > cp]
+        await self._release(part, list(part.waiting))
+        if part.pending:
+            part.wake.set()
+        while True:
+            await part.wake.wait()
+            wait = part.last_commit + self._min_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            part.wake.clear()
+            part.last_commit = time.monotonic()
+            await self._flush(part)
 
     async def _flush(self, part: _Partition) -> None:
         batch, part.pending = part.pending, {}
@@ -220,11 +258,16 @@ class NoteRelay:
         for m in matches:
             heap = part.waiting.get(m)
             while heap and self._clear(part, m, heap[0][0]):
-                result = heapq.heappop(heap)[2]()
-                if asyncio.iscoroutine(result):
-                    await result
+                try:
+                    result = heapq.heappop(heap)[2]()
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:  # one ack must not keep the others
+                    log.exception("ack after a notification commit failed",
+                                  extra={"match_id": m})
             if not heap:
                 part.waiting.pop(m, None)
+        self._freed.set()
 
     async def _retry(self, part: _Partition, call: Callable[[], Any], what: str) -> Any:
         """Run a blocking log call in a thread; transient failures are retried with backoff
@@ -241,17 +284,22 @@ class NoteRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
 
-    async def _drop(self, part: _Partition, cancel: bool = True) -> None:
-        if self._parts.get(part.number) is part:
-            del self._parts[part.number]
-        if cancel and part.task is not None and part.task is not asyncio.current_task():
-            part.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await part.task
+    async def _close_log(self, part: _Partition) -> None:
+        """Close in the partition's thread: after a call under way there (finished, not cut
+        short); an open transaction is aborted."""
         try:
             await asyncio.get_running_loop().run_in_executor(part.thread, part.log.close)
         except Exception as exc:
             log.warning("notification relay close failed", extra={"error": str(exc)})
+
+    async def _drop(self, part: _Partition) -> None:
+        if self._parts.get(part.number) is part:
+            del self._parts[part.number]
+        if part.task is not None and part.task is not asyncio.current_task():
+            part.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await part.task
+        await self._close_log(part)
         part.thread.shutdown(wait=False)
 
 
@@ -354,7 +402,14 @@ class KafkaTxnLog:
             raise
 
     def close(self) -> None:
+        """Abort an open transaction (the new owner's fencing would, later), then close."""
+        from confluent_kafka import KafkaException
+
         if self.producer is not None:
+            if self.in_txn:
+                with contextlib.suppress(KafkaException):
+                    self.producer.abort_transaction(min(self.call_timeout, 5.0))
+                self.in_txn = False
             self.producer.flush(1.0)
             self.producer = None
 

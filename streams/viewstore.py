@@ -39,6 +39,7 @@ from schemas.viewcommit import (
 )
 from schemas.viewcommit import script_call as script_call  # the benchmark's plain loop
 from schemas.viewcommit import source as lua_source  # noqa: F401  (the same)
+from streams.errors import Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +48,8 @@ class StoredView:
     position: Position | None
 
 
-class ViewStoreError(RuntimeError):
-    """Redis could not be reached or refused the write (retriable)."""
+class ViewStoreError(Unavailable):
+    """Redis could not be reached or refused the write (retriable: ``streams.errors``)."""
 
 
 class ViewStore(Protocol):
