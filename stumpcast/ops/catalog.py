@@ -33,6 +33,8 @@ LABEL_BOUNDS: dict[str, str] = {
     "topic": "the watched topics (4: match.events, its DLQ, notifications, heartbeats)",
     "cdn": "at most 8 CDNs by viewers, the rest summed as `other`",
     "part": "the exporter's parts: events, views, kafka, cdn",
+    "error": "the retriable error classes of streams.errors.Unavailable (3: ViewStoreError, "
+             "EventStoreError, OutputError)",
 }
 
 SOURCES = ("streams", "gateway", "media", "analytics", "notifier", "ops")
