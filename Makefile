@@ -70,7 +70,7 @@ TEST_STACK := STUMPCAST_RUN_DIR=.run-test STUMPCAST_STACK_KAFKA_PORT=29092 \
 # promtool: the alert and recording rules are valid and pass their unit tests (also run, with
 # more checks, by tests/ops/test_rules.py).
 test: setup
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-logo
 	promtool check rules compose/prometheus/rules.yml
 	promtool test rules compose/prometheus/tests.yml
 	@export $(TEST_STACK); \
@@ -85,7 +85,7 @@ test-unit: venv
 PACKAGES := schemas runtime streams analytics notifier gateway media bench stumpcast
 
 lint: venv
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/ruff check $(PACKAGES) tests
 	$(VENV)/bin/mypy $(PACKAGES)
 
