@@ -106,7 +106,7 @@ def test_views_stop_and_catch_up_across_outages(stack_settings: Settings,
         w.start()
         w.wait_ready()
         procs = [replay(p, m, speed_for(p, m, PLAY_SECONDS)) for m, p in runs.items()]
-        wait_for("the first views", lambda: events_out(w) > 10)
+        wait_for("the first views", lambda: events_out(w) > 10, timeout=150)
         outage("redis", w, views_stop=True, log=log)
         outage("cassandra", w, views_stop=False, log=log)
         assert metric(w, "stumpcast_streams_unavailable_total") > 0
