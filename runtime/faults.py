@@ -47,6 +47,10 @@ DEPENDENCY_CLASSES = frozenset({
     "aiokafka.errors.KafkaConnectionError", "aiokafka.errors.NodeNotReadyError",
     "aiokafka.errors.RequestTimedOutError", "aiokafka.errors.KafkaTimeoutError",
     "aiokafka.errors.NoBrokersAvailable",
+    # The consumer group is rebalancing (a replica joined, left or died): the next commit,
+    # under the new assignment, is the cure.
+    "aiokafka.errors.CommitFailedError", "aiokafka.errors.RebalanceInProgressError",
+    "aiokafka.errors.IllegalGenerationError", "aiokafka.errors.UnknownMemberIdError",
     # cassandra-driver: no replica reachable, not enough replicas, or a timeout.
     "cassandra.cluster.NoHostAvailable", "cassandra.OperationTimedOut",
     "cassandra.Unavailable", "cassandra.ReadTimeout", "cassandra.WriteTimeout",
@@ -62,6 +66,7 @@ KAFKA_DEPENDENCY_ERRORS = frozenset({
     "NETWORK_EXCEPTION", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR",
     "COORDINATOR_LOAD_IN_PROGRESS", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION",
     "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND", "BROKER_NOT_AVAILABLE",
+    "REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID",
 })
 
 
