@@ -188,7 +188,11 @@ def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None 
     @app.agent(beats, name="heartbeats")
     async def fold(stream: Any) -> None:
         box["stream"] = manual = stream.noack()
-        async for events in manual.take_events(config.batch, within=0.5):
+        # noack_take, not take_events: take_events acks every event of a batch once the
+        # batch is handed over (faust-streaming 0.15.3: streams.py), whatever noack() says,
+        # so faust committed the beats of windows still open and a partition's next owner
+        # never saw them.
+        async for events in manual.noack_take(config.batch, within=0.5):
             state.fold(events, app.consumer_generation_id)
             # While a flush waits for a dependency, take nothing more: faust's bounded
             # buffer (stream_buffer_maxsize) fills and fetching stops.

@@ -139,9 +139,11 @@ def report(log: logging.Logger, what: str, exc: BaseException, throttle: Throttl
         extra = {"what": what, "fault": str(kind), "error": f"{type(exc).__name__}: {exc}",
                  "suppressed": throttle.take_suppressed(key), **fields}
         if kind is Fault.DEPENDENCY:
-            log.warning("%s: a dependency is down; retrying", what, extra=extra)
+            log.warning("%s: a dependency is down (%s); retrying", what, extra["error"],
+                        extra=extra)
         else:
-            log.error("%s: unexpected error", what, exc_info=exc, extra=extra)
+            log.error("%s: unexpected error (%s)", what, extra["error"], exc_info=exc,
+                      extra=extra)
     return kind
 
 

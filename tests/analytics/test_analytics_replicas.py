@@ -81,8 +81,9 @@ def _wait(cond, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.parametrize("engine", ["confluent", "faust"])
 def test_two_replicas_stay_exact_through_a_redis_outage_and_a_sigkill(
-        kafka_stack, redis_stack, topics, tmp_path):
+        kafka_stack, redis_stack, topics, tmp_path, engine):
     from confluent_kafka import Producer
 
     settings = kafka_stack
@@ -102,8 +103,8 @@ def test_two_replicas_stay_exact_through_a_redis_outage_and_a_sigkill(
     proxy = FaultProxy(redis_url.hostname or "127.0.0.1", redis_url.port or 6379)
     env = {"STUMPCAST_REDIS_URL": redis_url._replace(
         netloc=f"127.0.0.1:{proxy.port}").geturl()}
-    args = ["analytics", "worker", "--topic", topics[0], "--out-topic", topics[1],
-            "--group", f"g-{topics[0]}"]
+    args = ["analytics", "worker", "--engine", engine, "--topic", topics[0],
+            "--out-topic", topics[1], "--group", f"g-{topics[0]}"]
     a = Replica("analytics-a", args, "STUMPCAST_ANALYTICS_METRICS_PORT", tmp_path, env)
     b = Replica("analytics-b", args, "STUMPCAST_ANALYTICS_METRICS_PORT", tmp_path, env)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "linger.ms": 5,
@@ -132,7 +133,8 @@ def test_two_replicas_stay_exact_through_a_redis_outage_and_a_sigkill(
         while set(published.seen) != set(want) and time.monotonic() < deadline:
             published.poll(1.0)
         assert b.alive(), f"the surviving replica exited: see {b.log}"
-        bugs = b.metric('stumpcast_analytics_errors{kind="bug"}')
+        bugs = b.metric('stumpcast_analytics_errors_total{kind="bug"}')
+        outages = b.metric('stumpcast_analytics_errors_total{kind="dependency"}')
     finally:
         published.close()
         for r in (a, b):
@@ -140,12 +142,14 @@ def test_two_replicas_stay_exact_through_a_redis_outage_and_a_sigkill(
         proxy.close()
         _drop_keys(settings, match_id)
 
+    missing = sorted({(k[0] - t0) // STEP for k in set(want) - set(published.seen)})
     assert set(published.seen) == set(want), (
-        f"{len(set(want) - set(published.seen))} windows missing; see {a.log}, {b.log}")
+        f"windows {missing} of {sorted({(k[0] - t0) // STEP for k in want})} (steps from the "
+        f"first beat) missing; see {a.log}, {b.log}")
     conflicts = {k: v for k, v in published.seen.items() if len(v) > 1}
     assert not conflicts, f"windows published with different figures: {conflicts}"
     assert {k: min(v) for k, v in published.seen.items()} == want
-    assert bugs == 0
+    assert outages > 0 and bugs == 0
     assert "a dependency is down" in b.log_text()
 
 
@@ -153,6 +157,8 @@ def _drop_keys(settings, match_id: str) -> None:
     import redis
 
     r = redis.Redis.from_url(settings.redis_url)
+    partials = [k for final in (True, False) for k in r.scan_iter(
+        RedisKeys.concurrency_partials(match_id, 0, final)[:-1] + "*")]
     r.delete(RedisKeys.views(match_id), RedisKeys.watching(match_id),
-             RedisKeys.concurrency(match_id))
+             RedisKeys.concurrency(match_id), *partials)
     r.close()
