@@ -6,18 +6,18 @@ a ball every ~0.3 s per match) while the consumer group changes under them:
 
 1. a worker joins (A runs; B starts): a rebalance;
 2. that worker leaves gracefully (SIGTERM to B): a rebalance;
-3. a worker with static membership (C, ``STUMPCAST_STREAMS_INSTANCE_ID``) joins, is SIGKILLed
-   and restarted at once under the same id, as a supervisor would;
-4. C is SIGKILLed again and not restarted: A takes its partitions once the session times out.
+3. a worker with static membership (C, ``STUMPCAST_STREAMS_INSTANCE_ID``) joins;
+4. C is SIGKILLed and restarted at once under the same id, as a supervisor would;
+5. C is SIGKILLed again and not restarted: A takes its partitions once the session times out.
 
-The figure for one match at one fault is the time from the fault to the view moving again:
-from ``t`` (the first rebalancing state the group reports after a join or leave; the signal
-for a kill) to the receipt, on a Redis ``XREAD`` of the match's history (what the gateway
-sees), of the first event the view did not hold at ``t``. If that event was produced after
-``t`` (the match was between balls), the time counts from its production instead, so the
-wait for the next ball is not counted. A join or a leave pauses every partition (faust's
-rebalancing is eager), so it is reported over every match; a kill over the matches whose
-partitions the killed worker held (from the group's assignment just before the kill).
+The figure for one match at one fault is how long the match's view stood still with an event
+waiting: the largest delay, from ``produce()`` to the event's receipt on a Redis ``XREAD`` of
+the match's history (what the gateway sees), among the match's events produced from the fault
+until the next one. An event produced as the partition stops waits until the view moves again,
+so this is the time from the partition move to the view moving again (to within one ball, ~0.3
+s at 120x). A join or a leave pauses every partition (faust's rebalancing is eager), so it is
+reported over every match; a kill over the matches whose partitions the killed worker held
+(from the group's assignment just before the kill).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from schemas.events import Event
 from schemas.settings import Settings
 from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 
+Fault = tuple[str, float, set[str] | None]   # what, when, the matches held (None: every one)
 STUCK_S = 30.0   # a view that has not moved again after this long is reported as stuck
 NOTES = ("Live replays (streams.producer.pace) of 6 Cricsheet matches, one real `stumpcast "
          "streams worker` process per worker, on the shared 2-core machine with Kafka, "
@@ -94,32 +95,21 @@ class Live:
                     last[k] = entry_id.decode()
                     self.seen.setdefault((match_of[k], int(last[k].split("-")[0])), now)
 
-    def held_at(self, match_id: str, t: float) -> int:
-        return max((s for (m, s), at in self.seen.items() if m == match_id and at <= t),
-                   default=0)
-
-    def staleness(self, match_id: str, t: float) -> float | None:
-        """Seconds from ``t`` to the view moving past what it held at ``t`` (None: stuck, or
-        the match had nothing left to send)."""
-        held = self.held_at(match_id, t)
-        later = sorted(s for (m, s) in self.sent if m == match_id and s > held)
-        if not later:
-            return None
-        first = later[0]
-        at = self.seen.get((match_id, first))
-        if at is None:
-            return STUCK_S
-        return min(STUCK_S, at - max(t, self.sent[(match_id, first)]))
+    def staleness(self, match_id: str, start: float, end: float) -> float | None:
+        """The largest produce→view delay of the match's events produced in [start, end), in
+        seconds, capped at STUCK_S (an event never seen counts as stuck); None: none sent."""
+        delays = [min(STUCK_S, self.seen.get((m, s), sent + STUCK_S) - sent)
+                  for (m, s), sent in self.sent.items() if m == match_id and start <= sent < end]
+        return max(delays) if delays else None
 
 
 class GroupWatch:
-    """The streams group's state and assignment, polled every 0.1 s (AdminClient)."""
+    """Which static member holds which partitions, polled every 0.1 s (AdminClient)."""
 
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka.admin import AdminClient
 
         self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
-        self.states: list[tuple[float, str]] = []
         self.owners: dict[str, set[int]] = {}   # instance id -> partitions (latest seen)
         self.stop = threading.Event()
 
@@ -130,7 +120,6 @@ class GroupWatch:
                     .result(timeout=5)
             except Exception:   # the broker is busy: the next poll tells
                 continue
-            self.states.append((time.time(), desc.state.name))
             owners = {}
             for m in desc.members:
                 if m.group_instance_id and m.assignment is not None:
@@ -140,20 +129,10 @@ class GroupWatch:
             if owners:
                 self.owners = owners
 
-    def rebalance_after(self, t: float, timeout: float = 20.0) -> float:
-        """When the group first reported a rebalancing state after ``t`` (else ``t``)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for at, state in self.states:
-                if at >= t and state != "STABLE":
-                    return at
-            time.sleep(0.1)
-        return t
-
 
 def run_faults(settings: Settings, tag: str, log: Path, speed: float,
                n_matches: int) -> list[tuple[str, str]]:
-    """Run the four faults during live replays; the rows for BENCHMARKS.md."""
+    """Run the faults during live replays; the rows for BENCHMARKS.md."""
     matches = bench_matches(settings.cricsheet_dir, n_matches, tag, "benchfault")
     live = Live(settings, matches, speed)
     watch = GroupWatch(settings)
@@ -161,7 +140,7 @@ def run_faults(settings: Settings, tag: str, log: Path, speed: float,
     threads = [threading.Thread(target=t, daemon=True) for t in (live.read, watch.run)]
     for th in threads:
         th.start()
-    faults: list[tuple[str, float, set[str] | None]] = []
+    faults: list[Fault] = []
     procs = [a]
     try:
         time.sleep(1.0)
@@ -181,34 +160,46 @@ def run_faults(settings: Settings, tag: str, log: Path, speed: float,
 
 
 def _schedule(live: Live, watch: GroupWatch, log: Path, tag: str,
-              procs: list[subprocess.Popen[bytes]]) -> list[tuple[str, float, set[str] | None]]:
-    out: list[tuple[str, float, set[str] | None]] = []
-    time.sleep(10)
-    t = time.time()
+              procs: list[subprocess.Popen[bytes]]) -> list[Fault]:
+    """The faults, ~12 s apart so each one's effect has passed before the next."""
+    out: list[Fault] = []
+    _wait_in_play(live)
+    out.append(("a worker joins", time.time(), None))
     b, _ = start_worker(log)
     procs.append(b)
-    out.append(("a worker joins", watch.rebalance_after(t), None))
-    time.sleep(10)
-    t = time.time()
+    time.sleep(12)
+    out.append(("a worker leaves (SIGTERM)", time.time(), None))
     stop_worker(b)
-    out.append(("a worker leaves (SIGTERM)", watch.rebalance_after(t), None))
+    time.sleep(12)
     static = f"bench-faults-{tag}"
+    out.append(("a worker with static membership joins", time.time(), None))
     c, _ = start_worker(log, static)
     procs.append(c)
-    time.sleep(10)
+    time.sleep(12)
     for what, restart in (("SIGKILL, restarted at once (static membership)", True),
                           ("SIGKILL, not restarted (its partitions move after the 10 s "
                            "session timeout)", False)):
         held = _matches_of(live, watch.owners.get(static, set()))
-        t = time.time()
+        out.append((what, time.time(), held))
         c.send_signal(signal.SIGKILL)
         c.wait(10)
-        out.append((what, t, held))
         if restart:
             c, _ = start_worker(log, static)
             procs.append(c)
             time.sleep(12)
     return out
+
+
+def _wait_in_play(live: Live, balls: int = 10, timeout: float = 180.0) -> None:
+    """Until every match has sent ``balls`` events and a few seconds more (a replay's first
+    event, match.created, comes long before its first ball)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(any(m == match and s > balls for m, s in list(live.sent))
+               for match in live.matches):
+            break
+        time.sleep(0.5)
+    time.sleep(3.0)
 
 
 def _matches_of(live: Live, partitions: set[int]) -> set[str]:
@@ -219,22 +210,26 @@ def _pending(live: Live) -> list[tuple[str, int]]:
     return [k for k in live.sent if k not in live.seen]
 
 
-def _rows(live: Live, faults: list[tuple[str, float, set[str] | None]]) -> list[tuple[str, str]]:
+def _rows(live: Live, faults: list[Fault]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    for what, t, held in faults:
+    ends = [t for _, t, _ in faults[1:]] + [faults[-1][1] + STUCK_S]
+    for (what, t, held), end in zip(faults, ends, strict=True):
         matches = sorted(held if held is not None else live.matches)
-        values = [v for m in matches if (v := live.staleness(m, t)) is not None]
+        values = [v for m in matches if (v := live.staleness(m, t, end)) is not None]
         stuck = sum(1 for v in values if v >= STUCK_S)
         label = "view staleness" if held is None else "recovery (view moving again)"
         scope = "every match" if held is None else "the killed worker's matches"
         rows.append((f"{label}: {what}", _summary(values, stuck, scope)))
-    normal = [(live.seen[k] - live.sent[k]) * 1000 for k in live.sent if k in live.seen]
-    if normal:
-        rows.append(("produce→view during the fault run (all events, faults included)",
-                     f"p50 {benchlog.percentile(normal, 50):.0f} ms, "
-                     f"p99 {benchlog.percentile(normal, 99):.0f} ms (n={len(normal)})"))
-    missing = len(_pending(live))
-    rows.append(("events never in their view", f"{missing} of {len(live.sent)}"))
+    first = faults[0][1]
+    for name, keep in (("before the first fault (baseline)", lambda sent: sent < first),
+                       ("over the whole run, faults included", lambda sent: True)):
+        delays = [(live.seen[k] - sent) * 1000 for k, sent in live.sent.items()
+                  if k in live.seen and keep(sent)]
+        if delays:
+            rows.append((f"produce→view {name}",
+                         f"p50 {benchlog.percentile(delays, 50):.0f} ms, "
+                         f"p99 {benchlog.percentile(delays, 99):.0f} ms (n={len(delays)})"))
+    rows.append(("events never in their view", f"{len(_pending(live))} of {len(live.sent)}"))
     return rows
 
 
