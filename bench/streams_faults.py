@@ -38,12 +38,12 @@ from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 
 Fault = tuple[str, float, set[str] | None]   # what, when, the matches held (None: every one)
 STUCK_S = 30.0   # a view that has not moved again after this long is reported as stuck
-NOTES = ("Live replays (streams.producer.pace) of 6 Cricsheet matches, one real `stumpcast "
+NOTES = ("Live replays (streams.producer.pace, 120x) of 6 Cricsheet matches, one real `stumpcast "
          "streams worker` process per worker, on the shared 2-core machine with Kafka, "
-         "Cassandra and Redis: single runs, noisy. Staleness = from the fault (the group's first "
-         "rebalancing state after a join or leave; the SIGKILL) to the XREAD receipt of the "
-         "first event the view did not hold then, counted from that event's production if it "
-         "came later. faust rebalances eagerly, so a join or leave pauses every match.")
+         "Cassandra and Redis: single runs, noisy. Staleness of a match at a fault = the "
+         "longest produce()→XREAD-receipt delay of its events produced from that fault to the "
+         "next (the time its view stood still with an event waiting); 30 s = not seen within "
+         "30 s (stuck). faust rebalances eagerly, so a join or leave pauses every match.")
 
 
 @dataclass
