@@ -60,7 +60,7 @@ class Published:
         while time.monotonic() < deadline:
             for m in self.consumer.consume(1000, timeout=0.2):
                 if not m.error():
-                    r = decode_concurrency(m.value())
+                    r = decode_concurrency(m.value() or b"")
                     self.seen[(r.window_start_ms, r.region, r.cdn)].add(r.concurrent)
 
     def close(self) -> None:

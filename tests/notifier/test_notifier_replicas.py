@@ -69,7 +69,7 @@ class Receiver:
             await self.runner.setup()
             site = web.TCPSite(self.runner, "127.0.0.1", 0)
             await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             self.started.set()
 
         asyncio.set_event_loop(self.loop)
