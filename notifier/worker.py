@@ -17,15 +17,13 @@
 
 Replicas and faults (STYLE.md 13-14, ``runtime.faults``):
 
-* Jobs belong to the assignment (``tracker.Ownership``): on revoke the notifier stops taking
-  the partition's jobs, lets the attempts in flight finish (up to ``revoke_grace_s``), commits
-  what is done and drops the rest, held ones included; the new owner re-reads them from that
-  commit. Without this, the old owner kept delivering a moved partition's queued jobs while
-  the new owner delivered them too.
-* A dependency that is down (Redis, Kafka) is waited for: the job is retried with backoff and
-  stays in work (not committed); intake pauses once ``max_in_work`` messages are in work.
-* A bug on one job is logged with its traceback and the job dead-lettered (reason
-  ``internal_error``); on one message at intake, it is logged and skipped. The worker carries on.
+* Jobs belong to the assignment (``tracker.Ownership``): on revoke, attempts in flight finish
+  (up to ``revoke_grace_s``), what is done is committed, the rest (held ones included) dropped
+  for the new owner to re-read. (The old owner used to send a moved partition's queued jobs
+  while the new owner sent them too.)
+* A dependency that is down is waited for: the job is retried with backoff and stays in work;
+  intake pauses once ``max_in_work`` messages are in work. A bug on one job dead-letters it
+  (``internal_error``, with its traceback); at intake, the message is logged and skipped.
 * Every background loop is guarded (``periodic``, ``supervised``): an error never ends one.
 """
 
@@ -39,9 +37,9 @@ import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from notifier.jobs import Job, NotifierConfig, Sub
 from notifier.metrics import NotifierMetrics
 from notifier.retry import DeadLetter, Delivered, RetryPolicy, next_step
 from notifier.routing import Action, decide
@@ -52,7 +50,7 @@ from notifier.tracker import OffsetTracker, Ownership
 from runtime.faults import Backoff, Fault, Throttle, periodic, report, supervised
 from schemas.notifications import Kind, Notification, NotificationError, decode
 from schemas.settings import Settings
-from schemas.topology import GROUP_NOTIFIER, NOTIFICATIONS, RedisKeys
+from schemas.topology import RedisKeys
 from schemas.view import UPDATE_FIELD
 
 log = logging.getLogger("stumpcast.notifier")
@@ -60,49 +58,15 @@ DELIVERED_TTL_S = 7 * 24 * 3600
 DLQ_MAXLEN = 100_000
 
 
-@dataclass(frozen=True)
-class NotifierConfig:
-    topic: str = NOTIFICATIONS.name
-    group: str = GROUP_NOTIFIER
-    start: str = "latest"            # a new group starts at new notifications, not last week's
-    policy: RetryPolicy = RetryPolicy()
-    timeout_s: float = 5.0
-    max_hold_ms: int = 15 * 60 * 1000
-    refresh_s: float = 2.0
-    hold_tick_s: float = 0.25
-    gateway_check_s: float = 5.0
-    max_in_work: int = 10_000        # messages not finished; intake pauses above it
-    revoke_grace_s: float = 6.0      # a revoke waits this long for attempts in flight
-    max_checks: int = 10_000         # gateway checks waiting; beyond, the oldest are skipped
-
-
-@dataclass
-class Job:
-    partition: int
-    offset: int
-    note: Notification
-    raw: bytes
-    generation: int
-    released: bool = False
-
-
-@dataclass
-class _Sub:
-    sub: Subscription
-    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
-    retracted: dict[int, set[str]] = field(default_factory=dict)   # partition -> ids
-    task: asyncio.Task[None] | None = None
-    removed: bool = False
-
-
 class Notifier:
-    def __init__(self, settings: Settings, config: NotifierConfig = NotifierConfig(),
+    def __init__(self, settings: Settings, config: NotifierConfig | None = None,
                  metrics: NotifierMetrics | None = None,
                  rand: Callable[[], float] = random.random) -> None:
+        config = config or NotifierConfig()
         self.settings, self.config = settings, config
         self.metrics = metrics or NotifierMetrics()
         self.rand = rand
-        self.subs: dict[str, _Sub] = {}
+        self.subs: dict[str, Sub] = {}
         self.hold = SpoilerHold(config.max_hold_ms)
         self.tracker = OffsetTracker()
         self.owned = Ownership()
@@ -187,11 +151,11 @@ class Notifier:
             if sub_id in self.subs:
                 self.subs[sub_id].sub = sub
             else:
-                s = self.subs[sub_id] = _Sub(sub)
+                s = self.subs[sub_id] = Sub(sub)
                 s.task = asyncio.create_task(self._deliver_loop(s))
         self.metrics.subscribers.set(len(self.subs))
 
-    def _remove(self, s: _Sub) -> None:
+    def _remove(self, s: Sub) -> None:
         """A removed webhook's jobs are finished: nothing is left to deliver them to."""
         s.removed = True
         if s.task:
@@ -259,7 +223,7 @@ class Notifier:
         self.checks.append((time.monotonic() + self.config.gateway_check_s, note))
 
     # -- delivery -------------------------------------------------------------------------
-    async def _deliver_loop(self, s: _Sub) -> None:
+    async def _deliver_loop(self, s: Sub) -> None:
         while True:
             job = await s.queue.get()
             if not self.owned.owns(job.partition, job.generation):
@@ -274,7 +238,7 @@ class Notifier:
             finally:
                 self.inflight[job.partition] -= 1
 
-    async def _process_guarded(self, s: _Sub, job: Job) -> None:
+    async def _process_guarded(self, s: Sub, job: Job) -> None:
         backoff = Backoff()
         while self.owned.owns(job.partition, job.generation):
             try:
@@ -291,7 +255,7 @@ class Notifier:
                     return
                 await self._sleep_owned(job, backoff.next(self.rand()))
 
-    async def process(self, s: _Sub, job: Job) -> None:
+    async def process(self, s: Sub, job: Job) -> None:
         note, done_key = job.note, RedisKeys.webhook_delivered(s.sub.id)
         delivered = bool(await self.redis.sismember(done_key, note.id))
         original = bool(note.retracts and await self.redis.sismember(done_key, note.retracts))
@@ -357,7 +321,7 @@ class Notifier:
             RedisKeys.webhook_dead_letters, fields, maxlen=DLQ_MAXLEN, approximate=True))
         self.metrics.outcomes.labels("dead_lettered").inc()
 
-    async def _dead_letter_bug(self, s: _Sub, job: Job, exc: Exception) -> None:
+    async def _dead_letter_bug(self, s: Sub, job: Job, exc: Exception) -> None:
         """A bug on one job: dead-letter it with its traceback and carry on."""
         tb = "".join(traceback.format_exception(exc))[-4000:]
         try:
