@@ -84,6 +84,29 @@ class Aggregator:
                     self.playheads[hb.session_id] = max(hb.playhead_ms,
                                                         self.playheads.get(hb.session_id, 0))
 
+    def fold_each(self, partition: int, beats: list[tuple[int, Heartbeat]],
+                  now_ms: int) -> list[tuple[int, Exception]]:
+        """``fold``, with a beat that raises skipped: returns each skipped (offset, error).
+
+        Decoding already checked every beat, so an error here is a bug; skipping the one beat
+        lets the partition carry on (the shell logs each with its traceback). The beats before
+        it are folded (the core's ``next_offset`` says how far it got); a beat whose error
+        came half-way through its own update may have counted in some of its groups.
+        """
+        failed: list[tuple[int, Exception]] = []
+        rest = beats
+        while rest:
+            try:
+                self.fold(partition, rest, now_ms)
+                break
+            except Exception as exc:
+                core = self.cores[partition]
+                i = next((i for i, (off, _) in enumerate(rest) if off >= core.next_offset), 0)
+                failed.append((rest[i][0], exc))
+                core.next_offset = rest[i][0] + 1
+                rest = rest[i + 1:]
+        return failed
+
     def idle_candidates(self, now_ms: int) -> list[int]:
         """Partitions quiet for ``idle_ms``: the shell must find out whether they are caught up
         (at the log end as the broker says now) before ``flush`` may call them idle."""

@@ -16,6 +16,8 @@ class WorkerConfig:
     batch: int = 20_000
     flush_s: float = 1.0
     idle_ms: int = 3_000
+    session_timeout_ms: int = 10_000   # a killed worker's partitions move after this long
+    deliver_timeout_s: float = 5.0     # window records not on Kafka by then: retried
 
 
 def topic_partitions(settings: Settings, topic: str) -> int:

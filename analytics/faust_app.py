@@ -8,15 +8,24 @@ once no open window needs it (``PartitionWindows.commit_offset``), so faust's co
 never passes a beat a restart would need.
 
 Difference from the confluent-kafka worker (``analytics.worker``, the default): faust
-commits no metadata, so a restarted faust worker does not know which windows it had already
-reported; a beat re-read for such a window may re-report it with fewer sessions. Use this engine
-where faust is the house runtime and that edge is acceptable, the default one for exactness
-across restarts and for throughput (see BENCHMARKS.md).
+commits no metadata, so a worker that takes a partition over (a restart, a rebalance) does not
+know which windows it had already reported: it rebuilds them from the committed offset and may
+close one again on part of its beats. ``merge.lua`` keeps a partition's first final partial of
+a window (first write wins), so the published figures stay those of the first close. Use this
+engine where faust is the house runtime, the default one for throughput (BENCHMARKS.md).
+
+Faults, as in the default engine (``analytics.worker``): windows belong to the assignment (built
+for each partition assigned, dropped on revoke; events fetched under an older assignment,
+still in the agent's buffer, are skipped by their generation); the flush timer never ends on
+an error: a failed flush is kept (``analytics.pending``) and retried with backoff while the
+agent stops taking events; a beat that makes the fold raise is logged and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
 from collections import deque
 from typing import Any
@@ -24,9 +33,13 @@ from typing import Any
 from analytics.aggregate import Aggregator
 from analytics.config import WorkerConfig, topic_partitions
 from analytics.metrics import Metrics
+from analytics.pending import DependencyDown, PendingFlush, final_windows, report_skipped
 from analytics.window import WindowSpec
+from runtime.faults import Backoff, Fault, Throttle, classify, report
 from schemas.heartbeats import HeartbeatError, decode
 from schemas.settings import Settings
+
+log = logging.getLogger("stumpcast.analytics")
 
 
 def app_config(settings: Settings) -> dict[str, Any]:
@@ -37,6 +50,12 @@ def app_config(settings: Settings) -> dict[str, Any]:
         topic_replication_factor=settings.kafka_replication_factor,
         consumer_auto_offset_reset="earliest", broker_commit_interval=1.0,
         broker_max_poll_records=5000, stream_buffer_maxsize=20000, producer_linger=0.02,
+        # A rebalance must not wait for every event to be acked: ours are acked only when
+        # their windows close, which needs more events, so waiting deadlocked the rebalance.
+        # A revoked partition's unacked events are re-read by its new owner.
+        stream_wait_empty=False,
+        # A killed worker's partitions move within 10 s (faust: 60 s).
+        broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
     )
 
 
@@ -45,21 +64,39 @@ class _State:
         self.agg = Aggregator(spec, config.idle_ms)
         self.pending: dict[int, deque[Any]] = {}
         self.metrics = Metrics()
+        self.throttle = Throttle()
+        self.flowing = asyncio.Event()   # cleared while a flush waits for a dependency
+        self.flowing.set()
 
-    def fold(self, events: list[Any]) -> None:
+    def assign(self, partitions: list[int], now_ms: int) -> None:
+        for p in partitions:
+            self.agg.assign(p, None, now_ms)
+            self.pending[p] = deque()
+        self.metrics.partitions.set(len(self.agg.cores))
+
+    def revoke(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.agg.revoke(p)
+            self.pending.pop(p, None)
+        self.metrics.partitions.set(len(self.agg.cores))
+
+    def fold(self, events: list[Any], generation: int | None) -> None:
         now = int(time.time() * 1000)
         by_part: dict[int, list[tuple[int, Any]]] = {}
         for ev in events:
             msg = ev.message
-            self.pending.setdefault(msg.partition, deque()).append(ev)
+            if msg.partition not in self.agg.cores or msg.generation_id != generation:
+                continue   # fetched for an assignment that has ended: its new owner reads it
+            self.pending[msg.partition].append(ev)
             try:
                 by_part.setdefault(msg.partition, []).append((msg.offset, decode(ev.value)))
             except HeartbeatError:
                 self.metrics.rejects.inc()
         for p, beats in by_part.items():
-            if p not in self.agg.cores:
-                self.agg.assign(p, None, now)
-            self.agg.fold(p, beats, now)
+            for offset, exc in self.agg.fold_each(p, beats, now):
+                self.metrics.errors.labels("bug").inc()
+                report(log, "fold (beat skipped)", exc, self.throttle, partition=p,
+                       offset=offset)
             self.metrics.beats.inc(len(beats))
 
     def ackable(self, commits: dict[int, tuple[int, int]]) -> list[Any]:
@@ -70,20 +107,75 @@ class _State:
                 out.append(q.popleft())
         return out
 
-    def revoke(self, partitions: Any) -> None:
-        for tp in partitions:
-            self.agg.revoke(tp.partition)
-            self.pending.pop(tp.partition, None)
+
+class _Flusher:
+    """The flush timer's body: plan once, carry out in stages, retry with backoff."""
+
+    def __init__(self, app: Any, settings: Settings, spec: WindowSpec, config: WorkerConfig,
+                 state: _State, out: Any, stream: dict[str, Any]) -> None:
+        self.app, self.settings, self.spec, self.config = app, settings, spec, config
+        self.state, self.out, self.stream = state, out, stream
+        self.sink: Any = None
+        self.pending: PendingFlush | None = None
+        self.backoff = Backoff(base_s=0.2, cap_s=5.0)
+        self.retry_at = 0.0
+
+    async def step(self) -> None:
+        if "stream" not in self.stream or time.monotonic() < self.retry_at:
+            return
+        try:
+            await self._flush()
+        except Exception as exc:
+            kind = Fault.DEPENDENCY if isinstance(exc, DependencyDown) else classify(exc)
+            self.state.metrics.errors.labels(str(kind)).inc()
+            report(log, "flush", exc, self.state.throttle)
+            self.state.flowing.clear()
+            self.state.metrics.paused.set(1)
+            self.retry_at = time.monotonic() + self.backoff.next(random.random())
+            return
+        self.backoff.reset()
+        self.state.flowing.set()
+        self.state.metrics.paused.set(0)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sink is None:
+            import redis
+
+            from analytics.sink import RedisSink
+
+            parts = await loop.run_in_executor(None, topic_partitions, self.settings,
+                                               self.config.topic)
+            r = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
+                                     socket_connect_timeout=2)
+            self.sink = RedisSink(r, self.spec.mode, parts, self.spec.step_ms)
+        if self.pending is None:
+            now = int(time.time() * 1000)
+            plan = self.state.agg.flush(now, _caught_up(self.app, self.config.topic, self.state))
+            self.pending = PendingFlush(plan, now, self.app.consumer_generation_id)
+        p = self.pending
+        if p.records is None:
+            p.written(await loop.run_in_executor(None, self.sink.write, p.plan, p.now_ms))
+            report_skipped(self.sink.skipped, self.state.metrics, log, self.state.throttle)
+            self.state.metrics.windows.inc(final_windows(p.records or []))
+        while p.unsent:
+            rec = p.unsent[0]
+            fut = await self.out.send(key=rec.key, value=rec.encode())
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), self.config.deliver_timeout_s)
+            except TimeoutError as exc:
+                raise DependencyDown("analytics.concurrency: a record not delivered") from exc
+            p.unsent.pop(0)
+        if p.generation == self.app.consumer_generation_id:   # else the events are not ours
+            for ev in self.state.ackable(p.plan.commits):
+                await self.stream["stream"].ack(ev)
+        self.pending = None
 
 
 def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None = None) -> Any:
     import faust
-    import redis
 
     config = config or WorkerConfig()
-
-    from analytics.sink import RedisSink
-
     app = faust.App(config.group, **app_config(settings))
     raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                                value_serializer="raw")
@@ -91,34 +183,35 @@ def build_app(settings: Settings, spec: WindowSpec, config: WorkerConfig | None 
     state = _State(spec, config)
     app.analytics_state = state  # type: ignore[attr-defined]
     box: dict[str, Any] = {}
+    flusher = _Flusher(app, settings, spec, config, state, out, box)
 
     @app.agent(beats, name="heartbeats")
     async def fold(stream: Any) -> None:
         box["stream"] = manual = stream.noack()
-        async for events in manual.take_events(config.batch, within=0.5):
-            state.fold(events)
+        # noack_take, not take_events: take_events acks every event of a batch once the
+        # batch is handed over (faust-streaming 0.15.3: streams.py), whatever noack() says,
+        # so faust committed the beats of windows still open and a partition's next owner
+        # never saw them.
+        async for events in manual.noack_take(config.batch, within=0.5):
+            state.fold(events, app.consumer_generation_id)
+            # While a flush waits for a dependency, take nothing more: faust's bounded
+            # buffer (stream_buffer_maxsize) fills and fetching stops.
+            await state.flowing.wait()
 
     @app.timer(interval=config.flush_s)
     async def flush() -> None:
-        if "stream" not in box:
-            return
-        if "sink" not in box:
-            parts = await asyncio.get_running_loop().run_in_executor(
-                None, topic_partitions, settings, config.topic)
-            box["sink"] = RedisSink(redis.Redis.from_url(settings.redis_url), spec.mode,
-                                    parts, spec.step_ms)
-        now = int(time.time() * 1000)
-        plan = state.agg.flush(now, _caught_up(app, config.topic, state))
-        records = await asyncio.get_running_loop().run_in_executor(
-            None, box["sink"].write, plan, now)
-        for rec in records:
-            await out.send(key=rec.key, value=rec.encode())
-        for ev in state.ackable(plan.commits):
-            await box["stream"].ack(ev)
+        await flusher.step()   # never raises: a faust timer that raises crashes the worker
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(_app: Any, revoked: Any, **_kw: Any) -> None:
-        state.revoke(revoked)
+        state.revoke([tp.partition for tp in revoked if tp.topic == config.topic])
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(_app: Any, assigned: Any, **_kw: Any) -> None:
+        # Eager rebalancing revokes every partition first, so each one assigned is rebuilt
+        # from its committed offset (aiokafka seeks there), never from what this process held.
+        state.assign([tp.partition for tp in assigned if tp.topic == config.topic],
+                     int(time.time() * 1000))
 
     return app
 
@@ -141,8 +234,10 @@ def run_faust_worker(settings: Settings, spec: WindowSpec, config: WorkerConfig)
     from runtime.endpoints import Health, serve_in_thread
 
     app = build_app(settings, spec, config)
-    health = Health.of_registry(app.analytics_state.metrics.registry,
-                                ready=lambda: bool(app.consumer.assignment()))
+    state = app.analytics_state
+    health = Health.of_registry(state.metrics.registry,
+                                ready=lambda: bool(app.consumer.assignment())
+                                and state.flowing.is_set())
     server = serve_in_thread(health, settings.analytics_metrics_port)
     try:
         Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

@@ -24,5 +24,12 @@ class Metrics:
         self.behind = Gauge("stumpcast_analytics_event_time_behind_seconds",
                             "Wall time minus the newest heartbeat's ts at the last flush",
                             registry=r)
+        self.errors = Counter("stumpcast_analytics_errors",
+                              "Faults by kind: dependency (a server down: paused, retried) or "
+                              "bug (logged with its traceback; the beat or partial skipped)",
+                              ["kind"], registry=r)
+        self.paused = Gauge("stumpcast_analytics_paused",
+                            "1 while consumption is paused for a flush that waits for a "
+                            "dependency", registry=r)
         self.partitions = Gauge("stumpcast_analytics_partitions", "Assigned partitions",
                                 registry=r)

@@ -37,6 +37,9 @@ class RedisSink:
         self.mode, self.partitions, self.step_ms = mode, partitions, step_ms
         self.ttl_s, self.maxlen = ttl_s, maxlen
         self.script = redis.register_script(_script_text())
+        # What the last ``write`` could not write, each with its error (None: a views command):
+        # the shell logs them as bugs; the rest of the flush stands.
+        self.skipped: list[tuple[Partial | None, Exception]] = []
 
     def watched_sessions(self) -> frozenset[str]:
         """Sessions with a no-spoilers webhook: their playheads go to ``RedisKeys.playheads``."""
@@ -55,9 +58,16 @@ class RedisSink:
         partials = plan.finals + plan.live
         for partial in partials:
             self._merge(pipe, partial, now_ms)
-        results = pipe.execute()[n_views:]
+        # A server that is down raises here, before any reply; an error in the reply of one
+        # command (a script error, a key of the wrong type) is that command's alone.
+        results = pipe.execute(raise_on_error=False)
+        self.skipped = [(None, r) for r in results[:n_views] if isinstance(r, Exception)]
         records: list[ConcurrencyRecord] = []
-        for partial, (complete, totals) in zip(partials, results, strict=True):
+        for partial, result in zip(partials, results[n_views:], strict=True):
+            if isinstance(result, Exception):
+                self.skipped.append((partial, result))
+                continue
+            complete, totals = result
             if partial.final and int(complete):
                 records += self._records(partial, orjson.loads(totals))
         return records

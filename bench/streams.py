@@ -20,61 +20,19 @@ Runs one real worker (``stumpcast streams worker`` as a subprocess) against the 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import log as benchlog
+from bench.workers import bench_matches, start_worker, stop_worker
 from schemas import codec
 from schemas.settings import Settings
 from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_worker(tag: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    env = {**os.environ, "STUMPCAST_STREAMS_METRICS_PORT": str(port),
-           "STUMPCAST_STREAMS_INSTANCE_ID": f"bench-{tag}", "STUMPCAST_LOG_LEVEL": "WARNING"}
-    exe = Path(sys.executable).with_name("stumpcast")
-    with log.open("ab") as out:
-        proc = subprocess.Popen([str(exe), "streams", "worker"], env=env, stdout=out,
-                                stderr=out, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                return proc, port
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"worker not ready; see {log}")
-
-
-def _matches(data: Path, n: int, tag: str, prefix: str) -> dict[str, list[Any]]:
-    from streams import cricsheet
-
-    files = sorted(data.glob("*.json"))  # STUMPCAST_CRICSHEET_DIR
-    out: dict[str, list[Any]] = {}
-    for i in range(n):
-        match_id = f"{prefix}-{tag}-{i}"
-        out[match_id] = cricsheet.import_match(cricsheet.load(files[i % len(files)]), match_id)
-    return out
 
 
 def _end_offsets(settings: Settings) -> dict[int, int]:
@@ -159,7 +117,7 @@ def _throughput(settings: Settings, n_events: int, tag: str) -> tuple[int, float
     from streams.producer import EventProducer
 
     per_match = 250
-    matches = _matches(settings.cricsheet_dir, max(1, n_events // per_match), tag, "benchtp")
+    matches = bench_matches(settings.cricsheet_dir, max(1, n_events // per_match), tag, "benchtp")
     start = _end_offsets(settings)
     producer = EventProducer(settings.kafka_bootstrap_str, linger_ms=5)
     total = sum(len(v) for v in matches.values())
@@ -210,7 +168,7 @@ def _latency(settings: Settings, rate_per_match: float, seconds: float,
     """(worker latencies, plain-loop latencies) in ms, 10 matches at ``rate_per_match``."""
     from streams.producer import EventProducer
 
-    matches = _matches(settings.cricsheet_dir, 10, tag, f"benchlat{int(rate_per_match)}")
+    matches = bench_matches(settings.cricsheet_dir, 10, tag, f"benchlat{int(rate_per_match)}")
     sent: dict[tuple[str, int], float] = {}
     plain_seen: dict[tuple[str, int], float] = {}
     reader = HistoryReader(settings, list(matches))
@@ -262,47 +220,92 @@ def _group_members(settings: Settings) -> int:
     return len(futures[GROUP_STREAMS].result(timeout=10).members)
 
 
+PARTS = ("throughput", "latency", "faults")
+
+
+def parse_parts(text: str) -> set[str]:
+    """``--parts``: a comma-separated subset of PARTS (ValueError names the bad one)."""
+    parts = {p.strip() for p in text.split(",") if p.strip()}
+    bad = sorted(parts - set(PARTS))
+    if bad or not parts:
+        raise ValueError(f"--parts: {', '.join(bad) or 'nothing'} is not one of "
+                         f"{', '.join(PARTS)}")
+    return parts
+
+
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    parts = parse_parts(args.parts)
     tag = uuid.uuid4().hex[:6]
     log = Path(settings.run_dir) / "logs" / f"bench-streams-{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    worker, _port = _start_worker(tag, log)
+    if parts & {"throughput", "latency"}:
+        rows = _steady(settings, args, parts, tag, log)
+        if not args.no_record:
+            benchlog.record("streams: worker throughput and produce→Redis latency", rows,
+                            notes="Targets: p99 ≤ 50 ms at the live-like rate; throughput "
+                            "within 2x of the plain loop. Worker = faust agent, fold, "
+                            "notifications, Lua commit, scorecards topic, Cassandra store; plain "
+                            "loop = decode, fold, Lua commit only. Latency = produce() call to "
+                            "XREAD receipt.")
+    if "faults" in parts:
+        from bench.streams_faults import NOTES, run_faults
+
+        _wait_group_empty(settings)
+        rows = run_faults(settings, tag, log, args.fault_speed, args.fault_matches)
+        for name, value in rows:
+            print(f"{name}: {value}")
+        if not args.no_record:
+            benchlog.record("streams: view staleness when partitions move, recovery after a "
+                            "SIGKILL", rows, notes=NOTES)
+    return 0
+
+
+def _wait_group_empty(settings: Settings, timeout: float = 30.0) -> None:
+    """The fault run must own the streams group: a worker left running elsewhere would take
+    partitions (a static member of an earlier run leaves after its session timeout)."""
+    deadline = time.monotonic() + timeout
+    while (members := _group_members(settings)) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    if members:
+        raise RuntimeError(f"{members} other member(s) in {GROUP_STREAMS}: stop every "
+                           "`stumpcast streams worker` on this stack first")
+
+
+def _steady(settings: Settings, args: argparse.Namespace, parts: set[str], tag: str,
+            log: Path) -> list[tuple[str, str]]:
+    worker, _port = start_worker(log, f"bench-{tag}")
     try:
-        members = _group_members(settings)
-        rounds = [_throughput(settings, args.events, f"{tag}r{i}")
-                  for i in range(max(1, args.rounds))]
-        for i, (total, w_eps, p_eps) in enumerate(rounds, 1):
-            print(f"throughput round {i}: {total} events; worker {w_eps:.0f}/s, plain loop "
-                  f"{p_eps:.0f}/s (ratio {p_eps / w_eps:.2f})")
-        total = rounds[0][0]
-        worker_eps = statistics.median(r[1] for r in rounds)
-        plain_eps = statistics.median(r[2] for r in rounds)
-        ratios = sorted(r[2] / r[1] for r in rounds)
-        rows = [("group members during the run", str(members)),
-                ("throughput, worker (--speed 0)",
-                 f"median {worker_eps:.0f} events/s over {len(rounds)} rounds of {total} events "
-                 f"({', '.join(f'{r[1]:.0f}' for r in rounds)})"),
-                ("throughput, plain confluent→Redis loop",
-                 f"median {plain_eps:.0f} events/s ({', '.join(f'{r[2]:.0f}' for r in rounds)})"),
-                ("plain / worker, per round", f"median {statistics.median(ratios):.2f} "
-                 f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")]
-        for rate in (1.0, 10.0):
-            w, p = _latency(settings, rate, args.seconds, tag)
-            label = f"10 matches x {rate:g} ev/s ({10 * rate:g} ev/s)"
-            print(f"latency {label}: worker {_fmt(w)}; plain {_fmt(p)}")
-            rows += [(f"produce→Redis, worker, {label}", _fmt(w)),
-                     (f"produce→Redis, plain loop, {label}", _fmt(p))]
+        rows = [("group members during the run", str(_group_members(settings)))]
+        if "throughput" in parts:
+            rows += _throughput_rows(settings, args, tag)
+        if "latency" in parts:
+            for rate in (1.0, 10.0):
+                w, p = _latency(settings, rate, args.seconds, tag)
+                label = f"10 matches x {rate:g} ev/s ({10 * rate:g} ev/s)"
+                print(f"latency {label}: worker {_fmt(w)}; plain {_fmt(p)}")
+                rows += [(f"produce→Redis, worker, {label}", _fmt(w)),
+                         (f"produce→Redis, plain loop, {label}", _fmt(p))]
         rows.append(("group members at the end", str(_group_members(settings))))
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    if not args.no_record:
-        benchlog.record("streams: worker throughput and produce→Redis latency", rows,
-                        notes="Targets: p99 ≤ 50 ms at the live-like rate; throughput within "
-                        "2x of the plain loop. Worker = faust agent, fold, notifications, Lua "
-                        "commit, scorecards topic, Cassandra store; plain loop = decode, fold, "
-                        "Lua commit only. Latency = produce() call to XREAD receipt.")
-    return 0
+        stop_worker(worker)
+    return rows
+
+
+def _throughput_rows(settings: Settings, args: argparse.Namespace,
+                     tag: str) -> list[tuple[str, str]]:
+    rounds = [_throughput(settings, args.events, f"{tag}r{i}")
+              for i in range(max(1, args.rounds))]
+    for i, (total, w_eps, p_eps) in enumerate(rounds, 1):
+        print(f"throughput round {i}: {total} events; worker {w_eps:.0f}/s, plain loop "
+              f"{p_eps:.0f}/s (ratio {p_eps / w_eps:.2f})")
+    total = rounds[0][0]
+    worker_eps = statistics.median(r[1] for r in rounds)
+    plain_eps = statistics.median(r[2] for r in rounds)
+    ratios = sorted(r[2] / r[1] for r in rounds)
+    return [("throughput, worker (--speed 0)",
+             f"median {worker_eps:.0f} events/s over {len(rounds)} rounds of {total} events "
+             f"({', '.join(f'{r[1]:.0f}' for r in rounds)})"),
+            ("throughput, plain confluent→Redis loop",
+             f"median {plain_eps:.0f} events/s ({', '.join(f'{r[2]:.0f}' for r in rounds)})"),
+            ("plain / worker, per round", f"median {statistics.median(ratios):.2f} "
+             f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")]

@@ -25,6 +25,10 @@ class NotifierMetrics:
                              registry=r)
         self.subscribers = Gauge("stumpcast_notifier_subscribers", "Registered webhooks",
                                  registry=r)
+        self.errors = Counter("stumpcast_notifier_errors",
+                              "Faults by kind: dependency (a server down: the job waits and is "
+                              "retried) or bug (logged with its traceback, the job "
+                              "dead-lettered as internal_error)", ["kind"], registry=r)
         self.gateway = Counter("stumpcast_notifier_gateway_check",
                                "Notifications found (present) or not (missing) in the gateway's "
                                "notifications stream a few seconds later", ["result"],

@@ -66,5 +66,22 @@ class SpoilerHold:
                 del self.held[sub]
         return released, expired
 
+    def drop(self, partitions: set[int] | None = None,
+             subscription_id: str | None = None) -> list[Held]:
+        """Take out what came from ``partitions`` (revoked: their new owner holds them again)
+        or belongs to ``subscription_id`` (removed); returns what was taken out."""
+        out: list[Held] = []
+        for sub, items in list(self.held.items()):
+            keep: list[Held] = []
+            for h in items:
+                gone = (partitions is not None and h.ref[0] in partitions) or \
+                    (subscription_id is not None and sub == subscription_id)
+                (out if gone else keep).append(h)
+            if keep:
+                self.held[sub] = keep
+            else:
+                del self.held[sub]
+        return out
+
     def __len__(self) -> int:
         return sum(len(v) for v in self.held.values())

@@ -13,10 +13,15 @@ class OffsetTracker:
         self.open: dict[int, dict[int, int]] = {}   # partition -> offset -> jobs left
         self.next: dict[int, int] = {}              # partition -> offset after the newest seen
 
-    def add(self, partition: int, offset: int, jobs: int) -> None:
+    def add(self, partition: int, offset: int, jobs: int) -> bool:
+        """Track a message with ``jobs`` deliveries to do; False (and nothing changes) if it is
+        in work already: a repeated fetch must not reset the count of its jobs."""
+        if offset in self.open.get(partition, {}):
+            return False
         self.next[partition] = max(self.next.get(partition, 0), offset + 1)
         if jobs > 0:
             self.open.setdefault(partition, {})[offset] = jobs
+        return True
 
     def done(self, partition: int, offset: int) -> None:
         jobs = self.open.get(partition, {})
@@ -34,3 +39,32 @@ class OffsetTracker:
 
     def in_work(self) -> int:
         return sum(len(v) for v in self.open.values())
+
+
+class Ownership:
+    """The partitions this process owns now, each under a generation of its own (STYLE.md 13).
+
+    A job carries the generation its message was read under. Once its partition is revoked
+    (or revoked and assigned again) the job is not this process's any more: the partition's
+    owner re-reads the message from the committed offset, so the stale job is dropped, never
+    delivered twice or counted against the new read's offsets.
+    """
+
+    def __init__(self) -> None:
+        self.gens: dict[int, int] = {}
+        self.counter = 0
+
+    def assign(self, partitions: set[int]) -> None:
+        for p in sorted(partitions):
+            self.counter += 1
+            self.gens[p] = self.counter
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.gens.pop(p, None)
+
+    def generation(self, partition: int) -> int | None:
+        return self.gens.get(partition)
+
+    def owns(self, partition: int, generation: int | None) -> bool:
+        return generation is not None and self.gens.get(partition) == generation

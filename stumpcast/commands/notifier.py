@@ -14,11 +14,18 @@ from schemas.settings import Settings
 
 
 def cmd_notifier_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from notifier.worker import run_notifier
+    from notifier.retry import RetryPolicy
+    from notifier.worker import NotifierConfig, run_notifier
     from runtime.discovery import registered
 
+    config = NotifierConfig(policy=RetryPolicy(max_attempts=settings.webhook_max_attempts))
+    if args.topic or args.group or args.from_beginning:
+        config = NotifierConfig(topic=args.topic or config.topic,
+                                group=args.group or config.group,
+                                start="earliest" if args.from_beginning else config.start,
+                                policy=config.policy)
     with registered(settings.run_dir, "notifier", settings.notifier_metrics_port):
-        return run_notifier(settings)
+        return run_notifier(settings, config)
 
 
 def _redis(settings: Settings) -> Any:
@@ -80,6 +87,9 @@ def register(sub: Any, bench: Any) -> None:
                          description="Consume match.notifications and deliver signed webhooks "
                          "with retries, dead letters, idempotency by id and the no-spoilers "
                          "hold. /metrics, /healthz, /readyz on STUMPCAST_NOTIFIER_METRICS_PORT.")
+    w.add_argument("--topic", help=argparse.SUPPRESS)        # tests and benches only
+    w.add_argument("--group", help=argparse.SUPPRESS)
+    w.add_argument("--from-beginning", action="store_true", help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_notifier_worker)
     _register_webhooks(sub)
 

@@ -91,8 +91,15 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from bench.streams import run_bench
+    from bench.streams import parse_parts, run_bench
 
+    try:
+        parse_parts(args.parts)
+        if args.fault_speed <= 0 or args.fault_matches < 1:
+            raise ValueError("--fault-speed must be > 0 and --fault-matches >= 1")
+    except ValueError as exc:
+        print(f"stumpcast bench streams: {exc}", file=sys.stderr)
+        return 2
     return run_bench(settings, args)
 
 
@@ -143,14 +150,24 @@ def register(sub: Any, bench: Any) -> None:
                    help="stop after N seconds without a message (0 = never)")
     p.set_defaults(func=cmd_tail)
 
-    p = bench.add_parser("streams", help="worker throughput and produce→Redis latency",
-                         description="Runs one worker (a subprocess) against the stack; measures "
-                         "events/s at --speed 0 and produce→Redis-commit latency at 10 matches "
-                         "x 1 event/s and 100 events/s, with a plain confluent-kafka → Redis "
-                         "loop as the baseline. Run under `flock /tmp/stumpcast-heavy.lock`.")
+    p = bench.add_parser("streams", help="worker throughput, produce→Redis latency, staleness "
+                         "when partitions move, recovery after a SIGKILL",
+                         description="Runs real workers (subprocesses) against the stack; "
+                         "measures events/s at --speed 0 and produce→Redis-commit latency at 10 "
+                         "matches x 1 event/s and 100 events/s, with a plain confluent-kafka → "
+                         "Redis loop as the baseline (one worker); then, during live replays, "
+                         "the view staleness when a worker joins or leaves and the recovery "
+                         "after a SIGKILL (restarted at once, or not). Needs the streams group "
+                         "to itself. Run under `flock /tmp/stumpcast-heavy.lock`.")
     p.add_argument("--events", type=int, default=6000, help="events for the throughput run")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each latency run")
     p.add_argument("--rounds", type=int, default=3,
                    help="throughput rounds, worker and plain loop alternating (median reported)")
+    p.add_argument("--parts", default="throughput,latency,faults",
+                   help="what to run, comma separated (default: all three)")
+    p.add_argument("--fault-speed", type=float, default=120.0,
+                   help="replay speed of the fault run (default 120: a ball every ~0.3 s)")
+    p.add_argument("--fault-matches", type=int, default=6,
+                   help="matches replayed during the fault run (default 6)")
     benchlog.add_no_record(p)
     p.set_defaults(func=cmd_bench)

@@ -45,3 +45,28 @@ def test_a_partitions_final_partial_is_written_once(sink, again):
     assert s.write(_final(match_id, 0, 5), 0) == []          # one of two partitions: pending
     assert s.write(_final(match_id, 0, again), 0) == []
     assert _total(s.write(_final(match_id, 1, 4), 0)) == 9
+
+
+def test_a_partial_redis_refuses_is_skipped_and_the_rest_of_the_flush_stands(sink, monkeypatch):
+    """A script error on one partial (here a partial that is not JSON, as a bug would make it)
+    costs that partial only: the other partials of the flush are merged and published."""
+    import redis.exceptions
+
+    from analytics import sink as sink_module
+
+    s, match_id = sink
+    other = f"{match_id}-other"
+    good = sink_module.encode_part
+    monkeypatch.setattr(sink_module, "encode_part",
+                        lambda part: b"not json" if part.get(TOTAL) == Stats(7, 7, 0, 0)
+                        else good(part))
+    plan = FlushPlan(finals=[Partial(other, W, W + 20_000, True, {0: {TOTAL: Stats(7, 7, 0, 0)}}),
+                             Partial(match_id, W, W + 20_000, True,
+                                     {0: {TOTAL: Stats(5, 5, 0, 0)},
+                                      1: {TOTAL: Stats(4, 4, 0, 0)}})])
+    try:
+        assert _total(s.write(plan, 0)) == 9
+        ((partial, exc),) = s.skipped
+        assert partial.match_id == other and isinstance(exc, redis.exceptions.ResponseError)
+    finally:
+        s.redis.delete(RedisKeys.concurrency_partials(other, W, True))

@@ -205,3 +205,21 @@ def test_idle_time_counts_from_when_a_partition_was_last_known_behind():
     assert not agg.flush(now_ms=base + 5_500, caught_up={0}).finals  # caught up 0.5 s ago
     finals = agg.flush(now_ms=base + 6_000, caught_up={0}).finals  # quiet 1 s since behind
     assert [f.start_ms for f in finals] == [T0 - STEP, T0]
+
+
+def test_a_beat_that_makes_the_fold_raise_is_skipped_and_the_rest_counted():
+    """A bug on one beat (here a timestamp of the wrong type that got past decoding) costs that
+    beat only: the beats before and after it in the batch are folded, the windows exact."""
+    aud = simulate("m9", 200, T0, span_ms=120_000, seed=9)
+    good = aud.beats
+    bad = tuple.__new__(Heartbeat, (*good[100][:8], "not a number"))
+    beats = [(i, hb) for i, hb in enumerate(good[:100] + [bad] + good[100:])]
+    agg = Aggregator(WindowSpec(step_ms=STEP), idle_ms=3_000)
+    agg.assign(0, None, now_ms=0)
+    failed = agg.fold_each(0, beats[:150], now_ms=0) + agg.fold_each(0, beats[150:], now_ms=0)
+    assert [(offset, type(exc)) for offset, exc in failed] == [(100, TypeError)]
+    assert agg.cores[0].next_offset == len(beats)
+    finals: dict[int, dict[int, dict]] = {}
+    _collect(agg.flush(now_ms=10**15), finals)
+    got = {w: _as_tuples(merge(parts.values())) for w, parts in finals.items()}
+    assert got == expected(good, STEP)

@@ -137,3 +137,40 @@ def test_subscription_validation_and_stable_id():
         make("ftp://x", "s")
     with pytest.raises(SubscriptionError):
         make("http://x", "s", no_spoilers=True)
+
+
+def test_a_message_fetched_again_while_in_work_does_not_reset_its_jobs():
+    t = OffsetTracker()
+    assert t.add(0, 10, 2)
+    t.done(0, 10)
+    assert not t.add(0, 10, 2)        # the same offset again (a repeated fetch): ignored
+    t.done(0, 10)
+    assert t.committable() == {0: 11}
+
+
+def test_jobs_belong_to_the_assignment_they_were_read_under():
+    from notifier.tracker import Ownership
+
+    owned = Ownership()
+    owned.assign({0, 1})
+    g0 = owned.generation(0)
+    assert owned.owns(0, g0) and not owned.owns(2, g0) and not owned.owns(0, None)
+    owned.revoke({0})
+    assert not owned.owns(0, g0) and owned.generation(0) is None
+    owned.assign({0})                  # back again: a new read, a new generation
+    assert owned.generation(0) != g0 and not owned.owns(0, g0)
+    assert owned.owns(1, owned.generation(1))
+
+
+def test_held_notifications_of_revoked_partitions_or_removed_hooks_are_taken_out():
+    hold = SpoilerHold()
+    a = Held("sub-a", "s1", note(1), b"", 1, 0, (0, 5))
+    b = Held("sub-a", "s1", note(2), b"", 2, 0, (1, 6))
+    c = Held("sub-b", "s2", note(3), b"", 3, 0, (1, 7))
+    for h in (a, b, c):
+        hold.hold(h)
+    assert hold.drop(partitions={1}) == [b, c]
+    assert len(hold) == 1
+    hold.hold(c)
+    assert hold.drop(subscription_id="sub-a") == [a]
+    assert hold.held == {"sub-b": [c]}

@@ -194,3 +194,40 @@ async def test_spoiler_hold_releases_as_the_playhead_passes_each_ball(kafka_stac
         subscriptions.remove(redis_sync, sub.id)
         redis_sync.hdel(RedisKeys.playheads, session)
     assert receiver.accepted == [n.id for n in notes]
+
+
+async def test_a_bug_on_one_notification_dead_letters_it_with_its_traceback(
+        kafka_stack, redis_sync, topic, monkeypatch):
+    """A job that raises (here the routing decision, for one id) is dead-lettered as
+    internal_error with its traceback; the notifications after it are delivered."""
+    from notifier import worker as worker_module
+
+    settings = kafka_stack
+    match_id = f"test-bug-{uuid.uuid4().hex[:8]}"
+    receiver = Receiver(fail_first=0)
+    await receiver.start()
+    sub = subscriptions.make(receiver.url, SECRET, match_id=match_id)
+    subscriptions.add(redis_sync, sub)
+    n1, n2, n3 = (_note(match_id, s) for s in (1, 2, 3))
+    real_decide = worker_module.decide
+
+    def decide(note, **kw):
+        if note.id == n2.id:
+            raise KeyError("a bug")
+        return real_decide(note, **kw)
+
+    monkeypatch.setattr(worker_module, "decide", decide)
+    try:
+        async with _running(settings, topic) as notifier:
+            _produce(settings, topic, [n1, n2, n3])
+            await _until(lambda: n3.id in receiver.accepted)
+            await _until(lambda: notifier.tracker.in_work() == 0)
+            bugs = notifier.metrics.errors.labels("bug")._value.get()
+    finally:
+        await receiver.stop()
+        subscriptions.remove(redis_sync, sub.id)
+    assert receiver.accepted == [n1.id, n3.id] and bugs == 1
+    rows = redis_sync.xrevrange(RedisKeys.webhook_dead_letters, count=200)
+    (mine,) = [f for _, f in rows if f[b"id"] == n2.id.encode()]
+    assert mine[b"reason"].startswith(b"internal_error: KeyError")
+    assert b"Traceback" in mine[b"traceback"] and b"a bug" in mine[b"traceback"]

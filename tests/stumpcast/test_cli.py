@@ -50,7 +50,9 @@ def test_operations_doc_lists_every_setting():
 
 
 @pytest.mark.parametrize("argv", [
-    ["scorecard", "/nonexistent.json"], ["replay", "--speed", "x", "m.json"]])
+    ["scorecard", "/nonexistent.json"], ["replay", "--speed", "x", "m.json"],
+    ["bench", "streams", "--parts", "throughput,chaos"],
+    ["bench", "streams", "--parts", "faults", "--fault-speed", "0"]])
 def test_bad_arguments_exit_non_zero_without_a_traceback(argv):
     out = subprocess.run([sys.executable, "-m", "stumpcast", *argv], capture_output=True,
                          text=True, cwd=ROOT)
@@ -63,3 +65,10 @@ def test_bench_no_record_before_or_after_the_subcommand(what: str) -> None:
     assert parser.parse_args(["bench", "--no-record", what]).no_record is True
     assert parser.parse_args(["bench", what, "--no-record"]).no_record is True
     assert parser.parse_args(["bench", what]).no_record is False
+
+
+def test_bench_streams_names_a_bad_part():
+    out = subprocess.run([sys.executable, "-m", "stumpcast", "bench", "streams", "--parts",
+                          "faults,chaos"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert "chaos is not one of throughput, latency, faults" in out.stderr

@@ -1,0 +1,187 @@
+"""Two notifiers (real processes): a replica joins while the first is busy, Redis goes away for a
+few seconds, and a replica is SIGKILLed. Every webhook gets every notification exactly once.
+
+The receiver answers each request after a short delay, so each notifier has a backlog of queued
+jobs when partitions move. Before the SIGKILL the receiver holds every request for a moment (a
+slow receiver); the requests of the killed process are then seen on dead connections and not
+counted as received, which is what its receiver's HTTP server would see too. So a delivery is
+counted once per 2xx that reached a live sender, and any count above one is a duplicate send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter
+from urllib.parse import urlparse
+
+import pytest
+from faultproxy import FaultProxy
+from replicas import Replica
+
+from notifier import subscriptions
+from notifier.signing import HEADER_ID, HEADER_SIGNATURE, verify
+from schemas.notifications import Kind, Notification, Priority
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+SECRET = "replica-secret"
+N_MATCHES, PER_MATCH, BATCHES = 6, 32, 4
+
+
+class Receiver:
+    """Webhook receiver on its own loop and thread: /all, /m0, /m1 (one subscription each)."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+        self.accepted: Counter[tuple[str, str]] = Counter()
+        self.on_dead_connection = 0
+        self.frozen = threading.Event()
+        self.lock = threading.Lock()
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self.started.wait(10)
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def hook(req: web.Request) -> web.Response:
+            body = await req.read()
+            verify(SECRET, req.headers[HEADER_SIGNATURE], body, now=int(time.time()))
+            await asyncio.sleep(self.latency_s)
+            while self.frozen.is_set():
+                await asyncio.sleep(0.02)
+            if req.transport is None or req.transport.is_closing():
+                with self.lock:
+                    self.on_dead_connection += 1   # its sender is gone: never got the 2xx
+                return web.Response(status=204)
+            with self.lock:
+                self.accepted[(req.path, req.headers[HEADER_ID])] += 1
+            return web.Response(status=204)
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_post("/{name}", hook)
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.started.set()
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def count(self) -> int:
+        with self.lock:
+            return sum(self.accepted.values())
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def topic(kafka_stack):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    name = f"stumpcast.test.notifications.{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(name, 4, 1)])[name].result(30)
+    yield name
+    admin.delete_topics([name])[name].result(30)
+
+
+def _note(match_id: str, seq: int) -> Notification:
+    return Notification(id=f"{match_id}:{seq}:wicket:p{seq}", match_id=match_id,
+                        kind=Kind.WICKET, priority=Priority.P1, ts="2026-05-01T14:00:00Z",
+                        seq=seq, innings=1, over=f"{seq}.1", text=f"WICKET! p{seq} out, caught")
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_sigkill(
+        kafka_stack, redis_stack, topic, tmp_path):
+    import redis
+    from confluent_kafka import Producer
+
+    settings = kafka_stack
+    tag = uuid.uuid4().hex[:6]
+    matches = [f"test-nrep-{tag}-{i}" for i in range(N_MATCHES)]
+    receiver = Receiver(latency_s=0.02)
+    base = f"http://127.0.0.1:{receiver.port}"
+    r = redis.Redis.from_url(settings.redis_url)
+    subs = [subscriptions.make(f"{base}/all", SECRET),
+            subscriptions.make(f"{base}/m0", SECRET, match_id=matches[0]),
+            subscriptions.make(f"{base}/m1", SECRET, match_id=matches[1])]
+    for sub in subs:
+        subscriptions.add(r, sub)
+    notes = {m: [_note(m, s) for s in range(1, PER_MATCH + 1)] for m in matches}
+    want = Counter({("/all", n.id): 1 for m in matches for n in notes[m]})
+    want.update({(f"/m{i}", n.id): 1 for i in (0, 1) for n in notes[matches[i]]})
+
+    redis_url = urlparse(settings.redis_url)
+    proxy = FaultProxy(redis_url.hostname or "127.0.0.1", redis_url.port or 6379)
+    env = {"STUMPCAST_REDIS_URL": redis_url._replace(
+        netloc=f"127.0.0.1:{proxy.port}").geturl()}
+    args = ["notifier", "worker", "--topic", topic, "--group", f"g-{topic}", "--from-beginning"]
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str,
+                         "enable.idempotence": True})
+    per_batch = PER_MATCH // BATCHES
+
+    def produce(batch: int) -> None:
+        for m in matches:
+            for n in notes[m][batch * per_batch:(batch + 1) * per_batch]:
+                producer.produce(topic, key=m.encode(), value=n.encode())
+        assert producer.flush(10) == 0
+
+    a = Replica("notifier-a", args, "STUMPCAST_NOTIFIER_METRICS_PORT", tmp_path, env)
+    b: Replica | None = None
+    try:
+        a.wait_ready()
+        produce(0)
+        _wait(lambda: receiver.count() >= 10, 30, "the first deliveries")
+        b = Replica("notifier-b", args, "STUMPCAST_NOTIFIER_METRICS_PORT", tmp_path, env)
+        b.wait_ready()                   # joined while the first had a backlog: a rebalance
+        produce(1)
+        proxy.cut()                      # Redis gone for both replicas
+        produce(2)
+        time.sleep(3)
+        proxy.restore()
+        _wait(lambda: receiver.count() >= 0.6 * sum(want.values()), 60,
+              "deliveries after the outage")
+        receiver.frozen.set()            # a slow moment: every request waits ...
+        time.sleep(0.5)
+        a.kill()                         # ... and the first replica dies with some in flight
+        receiver.frozen.clear()
+        produce(3)
+        _wait(lambda: receiver.accepted.keys() >= want.keys(), 60, "every delivery")
+        time.sleep(2)                    # room for a late duplicate
+        assert b.alive(), f"the surviving replica exited: see {b.log}"
+        dependency_faults = b.metric('stumpcast_notifier_errors_total{kind="dependency"}')
+        bugs = b.metric('stumpcast_notifier_errors_total{kind="bug"}')
+    finally:
+        for rep in (a, b):
+            if rep is not None:
+                rep.stop()
+        proxy.close()
+        receiver.close()
+        for sub in subs:
+            subscriptions.remove(r, sub.id)
+        r.close()
+
+    missing = want.keys() - receiver.accepted.keys()
+    dupes = {k: v for k, v in receiver.accepted.items() if v > 1}
+    assert not missing, f"{len(missing)} deliveries missing, e.g. {sorted(missing)[:3]}"
+    assert not dupes, f"{len(dupes)} delivered more than once, e.g. {sorted(dupes)[:3]}"
+    assert receiver.accepted == want
+    assert dependency_faults > 0 and bugs == 0
