@@ -23,9 +23,10 @@ endef
 setup: system-deps venv web
 
 # Debian packages the stack needs: Redis, ffmpeg, a JDK and Maven; chromium and npm for the live
-# page and its browser tests; tmux for the terminal tests. Installed only when missing.
+# page and its browser tests; tmux for the terminal tests; nginx for the caching edges
+# (`stack up --edge`). Installed only when missing.
 APT_NEEDS := redis-server:redis-server ffmpeg:ffmpeg java:openjdk-17-jre-headless mvn:maven \
-	chromium:chromium npm:npm tmux:tmux
+	chromium:chromium npm:npm tmux:tmux nginx:nginx
 MISSING_APT = missing=""; for pair in $(APT_NEEDS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair\#*:}"; done
 system-deps:

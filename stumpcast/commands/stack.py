@@ -14,7 +14,10 @@ from typing import Any
 
 from schemas.settings import Settings
 
-SERVER_NAMES = ("kafka", "cassandra", "redis")  # same order as stumpcast.stack.control
+# same order as stumpcast.stack.control; the edges are started by `up --edge`
+SERVER_NAMES = ("kafka", "cassandra", "redis", "cdn-a", "cdn-b")
+CORE = SERVER_NAMES[:3]
+EDGES = SERVER_NAMES[3:]
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -54,7 +57,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     console = _console()
     say = console.print
     started = time.monotonic()
-    results = control.up(settings, args.only, say=say)
+    results = control.up(settings, args.only, say=say, edge=args.edge)
     for r in results:
         if r.action != "started":
             say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
@@ -63,7 +66,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         _init(control.local_settings(settings), chosen, say)
     say(f"stack up: {', '.join(sorted(chosen))} healthy in {time.monotonic() - started:.1f} s "
         f"(run folder {settings.run_dir})")
+    edges = [f"{n} http://127.0.0.1:{_edge_port(settings, n)}" for n in EDGES if n in chosen]
+    if edges:
+        say(f"edges: {', '.join(edges)} (origin 127.0.0.1:{settings.media_http_port}, "
+            f"gateway {settings.gateway_host}:{settings.gateway_port})")
     return 0
+
+
+def _edge_port(settings: Settings, name: str) -> int:
+    return settings.stack_cdn_a_port if name == "cdn-a" else settings.stack_cdn_b_port
 
 
 def _init(settings: Settings, which: set[str], say: Callable[[str], None]) -> None:
@@ -96,7 +107,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     from stumpcast.stack import control
 
-    rows = control.status(settings, args.only)
+    rows = control.status(settings, args.only, edge=args.edge)
     ok = all(r.healthy for r in rows)
     if args.quiet:
         return 0 if ok else 1
@@ -117,7 +128,8 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack.procs import tail
 
     layout = RunLayout.at(settings.run_dir)
-    names = [args.server] if args.server else list(SERVER_NAMES)
+    names = [args.server] if args.server else [n for n in SERVER_NAMES
+                                               if n in CORE or layout.log(n).exists()]
     paths = [layout.log(n) for n in names]
     for name, path in zip(names, paths, strict=True):
         if not path.exists():
@@ -151,6 +163,19 @@ def _follow(paths: list[Any], prefix: bool) -> None:
         return
 
 
+def cmd_fault(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack import control
+
+    if args.clear:
+        kind, value = None, ""
+    elif args.throttle:
+        kind, value = "throttle", args.throttle
+    else:
+        kind, value = "status", str(args.status)
+    print(control.edge_fault(settings, args.edge, kind, value))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack.bench import run_bench
 
@@ -160,14 +185,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any, bench: Any) -> None:
     stack = sub.add_parser(
-        "stack", help="the local Kafka + Cassandra + Redis stack",
+        "stack", help="the local Kafka + Cassandra + Redis stack (+ the nginx edges with --edge)",
         description="Real Kafka (KRaft), Cassandra and Redis as local processes, with data, "
-        "logs and pids in STUMPCAST_RUN_DIR. Jars come from Maven Central into "
-        "STUMPCAST_CACHE_DIR on first use.")
+        "logs and pids in STUMPCAST_RUN_DIR; with `up --edge` also two caching edges (nginx, "
+        "cdn-a and cdn-b) in front of the media origin and the gateway. Jars come from Maven "
+        "Central into STUMPCAST_CACHE_DIR on first use.")
     cmds = stack.add_subparsers(dest="stack_command", metavar="ACTION")
     cmds.required = True
     only = {"type": _only, "metavar": "SERVERS",
-            "help": f"comma separated subset of {','.join(SERVER_NAMES)} (default: all)"}
+            "help": f"comma separated subset of {','.join(SERVER_NAMES)} (default: "
+                    f"{','.join(CORE)}, and the edges when --edge started them)"}
 
     p = cmds.add_parser("up", help="start what is not healthy, wait until ready, create topics "
                         "and tables", description="Start every server that is not already "
@@ -175,6 +202,9 @@ def register(sub: Any, bench: Any) -> None:
                         "real request, then create the topics, keyspace and tables.")
     p.add_argument("--only", **only)
     p.add_argument("--no-init", action="store_true", help="skip creating topics and tables")
+    p.add_argument("--edge", action="store_true",
+                   help="also the caching edges cdn-a and cdn-b (nginx) on "
+                   "STUMPCAST_STACK_CDN_A_PORT and _B_PORT")
     p.set_defaults(func=_guarded(cmd_up))
 
     p = cmds.add_parser("down", help="stop the servers this stack started",
@@ -189,6 +219,8 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--only", **only)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing; exit 0 only if every server is healthy")
+    p.add_argument("--edge", action="store_true",
+                   help="include the edges even if this run folder did not start them")
     p.set_defaults(func=_guarded(cmd_status))
 
     p = cmds.add_parser("logs", help="show a server's log", description="Show the last lines "
@@ -197,6 +229,19 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("-n", "--lines", type=int, default=40, help="lines to show (default 40)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.set_defaults(func=_guarded(cmd_logs))
+
+    p = cmds.add_parser("fault", help="throttle an edge's HLS, make it answer an error, or "
+                        "clear that", description="Degrade one running edge (for steering and "
+                        "failover tests): an include file in its config folder and a graceful "
+                        "reload; waits until the edge reports the new state on /edge/healthz.")
+    p.add_argument("edge", choices=EDGES, help="the edge")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--throttle", metavar="RATE",
+                     help="limit every HLS response to RATE bytes/s (nginx limit_rate: 100k, 1m)")
+    how.add_argument("--status", type=int, metavar="CODE",
+                     help="answer every HLS request with this error status (e.g. 503)")
+    how.add_argument("--clear", action="store_true", help="remove the fault")
+    p.set_defaults(func=_guarded(cmd_fault))
 
     p = cmds.add_parser("init", help="create topics, keyspace and tables (idempotent)",
                         description="Create the Kafka topics of schemas.topology and the "

@@ -18,6 +18,7 @@ from pathlib import Path
 from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
 from stumpcast.stack.cassandra_server import CassandraServer
+from stumpcast.stack.edge_server import CdnA, CdnB, EdgeServer
 from stumpcast.stack.errors import (
     PortInUse,
     ServerDied,
@@ -33,18 +34,29 @@ from stumpcast.stack.server import Server, StartContext
 
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
+    "cdn-a": CdnA, "cdn-b": CdnB,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
+CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
+# `stack up --edge`: the two caching edges (nginx) in front of the media origin and gateway.
+EDGE_NAMES: tuple[str, ...] = ("cdn-a", "cdn-b")
 LOG_TAIL = 20
 
 
-def servers(settings: Settings, only: Iterable[str] | None = None) -> list[Server]:
+def servers(settings: Settings, only: Iterable[str] | None = None, edge: bool = False,
+            recorded: bool = True) -> list[Server]:
+    """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three, plus the
+    edges with ``edge``, or (``recorded``) those this run folder has a record of, so `down` and
+    `status` include what `up --edge` started; `up` alone does not restart them."""
     layout = RunLayout.at(settings.run_dir)
-    chosen = list(only) if only else list(SERVER_NAMES)
+    chosen = list(only) if only else list(CORE_NAMES)
     unknown = [n for n in chosen if n not in SERVER_TYPES]
     if unknown:
         raise StackError(f"unknown server {', '.join(unknown)}; "
                          f"choose from {', '.join(SERVER_NAMES)}")
+    if not only:
+        chosen += [n for n in EDGE_NAMES if edge or (
+            recorded and ProcRecord.load(layout.pid_record(n)) is not None)]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
 
 
@@ -91,15 +103,16 @@ def exclusive(run_dir: Path, say: Callable[[str], None] = print) -> Iterator[Non
 
 def up(settings: Settings, only: Iterable[str] | None = None,
        say: Callable[[str], None] = print, maven_repo: Path | None = None,
-       chosen: Sequence[Server] | None = None) -> list[UpResult]:
+       chosen: Sequence[Server] | None = None, edge: bool = False) -> list[UpResult]:
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
     with exclusive(settings.run_dir, say):
-        return _up(settings, only, say, maven_repo, chosen)
+        todo = (list(chosen) if chosen is not None
+                else servers(settings, only, edge, recorded=False))
+        return _up(settings, todo, say, maven_repo)
 
 
-def _up(settings: Settings, only: Iterable[str] | None, say: Callable[[str], None],
-        maven_repo: Path | None, chosen: Sequence[Server] | None) -> list[UpResult]:
-    todo = list(chosen) if chosen is not None else servers(settings, only)
+def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
+        maven_repo: Path | None) -> list[UpResult]:
     ctx = StartContext(settings, say, maven_repo)
     _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
@@ -241,8 +254,9 @@ class ServerStatus:
         return self.health in ("healthy", "healthy (not ours)")
 
 
-def status(settings: Settings, only: Iterable[str] | None = None) -> list[ServerStatus]:
-    chosen = servers(settings, only)
+def status(settings: Settings, only: Iterable[str] | None = None,
+            edge: bool = False) -> list[ServerStatus]:
+    chosen = servers(settings, only, edge)
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         return list(pool.map(_inspect, chosen))
 
@@ -279,3 +293,18 @@ def local_settings(settings: Settings) -> Settings:
         cassandra_replication={"class": "SimpleStrategy", "replication_factor": 1},
         redis_url=f"redis://127.0.0.1:{settings.stack_redis_port}/0",
     )
+
+
+def edge_fault(settings: Settings, name: str, kind: str | None, value: str = "") -> str:
+    """Inject a fault into (or clear it from) a running edge of this run folder."""
+    server = next((s for s in servers(settings, [name]) if isinstance(s, EdgeServer)), None)
+    if server is None:
+        raise StackError(f"{name} is not an edge; choose from {', '.join(EDGE_NAMES)}")
+    record = our_record(server)
+    if record is None:
+        raise StackError(f"{name} is not running from this run folder ({settings.run_dir}); "
+                         "start it with `stumpcast stack up --edge`")
+    try:
+        return server.set_fault(record.pid, kind, value)
+    except ValueError as exc:
+        raise StackError(str(exc)) from None
