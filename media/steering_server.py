@@ -49,6 +49,7 @@ from schemas.topology import ANALYTICS_CONCURRENCY, RedisKeys
 log = logging.getLogger("stumpcast.media.steering")
 CONTENT_TYPE = "application/vnd.apple.steering-list"  # Apple's authoring spec; hls.js: any
 MAX_WINDOW_AGE_MS = 60_000
+SETTLE_MS = 1000
 DEFAULT_REGION = "unknown"   # what a player that names no region reports in its heartbeats
 
 
@@ -86,7 +87,7 @@ class SteeringServer:
         self.optimizer = Optimizer(cfg.policy)
         self.overrides = Overrides()
         self.metrics = SteeringMetrics()
-        self.pending: list[Any] = []
+        self.pending: list[tuple[int, Any]] = []  # (arrival ms, ConcurrencyRecord)
         self.consuming = cfg.kafka_bootstrap is None
         self.rng = random.Random()
 
@@ -140,10 +141,15 @@ class SteeringServer:
     # -- loops ---------------------------------------------------------------------------------
 
     def step(self, now_ms: int) -> None:
-        """Feed what arrived, then let the optimizer decide. Windows older than a minute (the
-        compacted topic's history, read at start) are old news, not evidence."""
-        records, self.pending = self.pending, []
-        fresh = [r for r in records if r.window_end_ms >= now_ms - MAX_WINDOW_AGE_MS]
+        """Feed what arrived, then let the optimizer decide.
+
+        A record waits ``SETTLE_MS`` after it arrived: the topic's partitions are read in no
+        particular order (at start, its whole history at once), and the optimizer ignores a
+        window older than one it has seen, so what arrived together is sorted before it is
+        fed. Windows older than a minute are old news, not evidence."""
+        ready = [r for at, r in self.pending if at <= now_ms - SETTLE_MS]
+        self.pending = [(at, r) for at, r in self.pending if at > now_ms - SETTLE_MS]
+        fresh = [r for r in ready if r.window_end_ms >= now_ms - MAX_WINDOW_AGE_MS]
         for q in combine(fresh):
             self.optimizer.observe(q)
             self.metrics.windows.inc()
@@ -185,7 +191,7 @@ class SteeringServer:
                         self.metrics.errors.labels("kafka").inc()
                         continue
                     try:
-                        self.pending.append(decode_concurrency(msg.value() or b""))
+                        self.pending.append((_now_ms(), decode_concurrency(msg.value() or b"")))
                     except (ValueError, TypeError) as exc:
                         self.metrics.errors.labels("record").inc()
                         log.debug("not a concurrency record", extra={"error": str(exc)})
