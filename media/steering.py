@@ -11,8 +11,10 @@ The rules, per region, with hysteresis so that one bad minute does not flap an a
   rebuffering, or played below ``bitrate_floor`` of the region's reference bitrate (the best
   recent average of any CDN there, decaying with a half-life, so a device mix that changes
   slowly moves it). A window without sessions says nothing.
-* The region **moves** off its primary CDN after ``bad_windows`` consecutive bad windows, to
-  the first other CDN whose last window was not bad. It then stays off for ``hold_down``.
+* The region **moves** off its primary CDN after ``bad_windows`` (3) consecutive bad windows,
+  to the first other CDN whose last window was not bad. The analytics windows are two
+  heartbeat intervals long and start every interval, so one bad interval is in two windows:
+  three in a row take at least two bad intervals. It then stays off for ``hold_down``.
 * It **returns gradually**: after the hold-down a share of its players (by bucket: ``ramp``,
   25% then 50%) is sent back first to the CDN it left; each step lasts ``ramp_step`` and the
   next one comes only if no bad window was seen there since the step began. At 100% the CDN
@@ -61,7 +63,7 @@ class Policy:
     pathways: tuple[str, ...]
     rebuffer_max: float = 0.02        # stalled > 2% of the time
     bitrate_floor: float = 0.6        # below 60% of the region's reference bitrate
-    bad_windows: int = 2
+    bad_windows: int = 3
     hold_down_ms: int = 60_000
     ramp_step_ms: int = 20_000
     ramp: tuple[int, ...] = (25, 50, 100)

@@ -49,7 +49,7 @@ from schemas.topology import ANALYTICS_CONCURRENCY, RedisKeys
 log = logging.getLogger("stumpcast.media.steering")
 CONTENT_TYPE = "application/vnd.apple.steering-list"  # Apple's authoring spec; hls.js: any
 MAX_WINDOW_AGE_MS = 60_000
-SETTLE_MS = 1000
+SETTLE_MS = 500
 DEFAULT_REGION = "unknown"   # what a player that names no region reports in its heartbeats
 
 
@@ -143,7 +143,7 @@ class SteeringServer:
     def step(self, now_ms: int) -> None:
         """Feed what arrived, then let the optimizer decide.
 
-        A record waits ``SETTLE_MS`` after it arrived: the topic's partitions are read in no
+        A record waits ``SETTLE_MS`` (0.5 s) after it arrived: the topic's partitions are read in no
         particular order (at start, its whole history at once), and the optimizer ignores a
         window older than one it has seen, so what arrived together is sorted before it is
         fed. Windows older than a minute are old news, not evidence."""

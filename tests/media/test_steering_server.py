@@ -124,8 +124,8 @@ async def test_windows_from_kafka_move_a_region_and_operators_override(
     producer = Producer({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
     now = int(time.time() * 1000)
     windows = [record(region, A, now - 20_000 + 2000 * i, 2500) for i in range(5)]
-    windows += [record(region, A, now - 8000, 900), record(region, A, now - 6000, 900,
-                                                           match_id="m2")]
+    windows += [record(region, A, now - 10_000, 900), record(region, A, now - 8000, 900),
+                record(region, A, now - 6000, 900, match_id="m2")]
     windows += [record(other, A, now - 6000, 2500)]
     for rec in windows:
         producer.produce(ANALYTICS_CONCURRENCY.name, rec.encode(), key=rec.key)

@@ -24,9 +24,14 @@ export class Heartbeat {
     sessionStorage.setItem("stumpcast-session", this.sessionId);
     this.bufferingMs = 0;
     this.waitingSince = null;
+    this.started = false;
     const video = player.video;
-    video.addEventListener("waiting", () => { this.waitingSince ??= performance.now(); });
-    video.addEventListener("playing", () => this.endWait());
+    // Rebuffering only: the wait before the first frame (joining) and a wait the viewer caused
+    // by seeking are not stalls; counting them would make every join look like a bad CDN.
+    video.addEventListener("waiting", () => {
+      if (this.started && !video.seeking) this.waitingSince ??= performance.now();
+    });
+    video.addEventListener("playing", () => { this.started = true; this.endWait(); });
   }
 
   endWait() {

@@ -45,7 +45,8 @@ function openMatch(matchId) {
   });
   const poller = new SnapshotPoller(matchId, {
     onCard: (card, meta, how) => showSnapshot(card, meta, how),
-    onError: (text) => { $("#stale").hidden = false; $("#stale").textContent = text; },
+    // Only while falling back: before a match starts its snapshot is a plain 404.
+    onError: (text) => { if (poller.running) { $("#stale").hidden = false; $("#stale").textContent = text; } },
   });
   let notLive = null; // timer: poll the HTTP snapshot once the WebSocket has been down a while
   const onStatus = (text, state) => {
@@ -61,7 +62,9 @@ function openMatch(matchId) {
     }
   };
   const showSnapshot = (card, meta, how) => {
-    if (conn.match.card !== null && meta.seq < conn.match.seq) return; // older than ours
+    // What the WebSocket already gave is newer (or as new, when the copy is live anyway).
+    if (conn.match.card !== null && (meta.seq < conn.match.seq || (meta.seq === conn.match.seq && !how.stale))) return;
+    if (!how.stale && reveal.enabled) { reveal.offerCard(card, meta); return; } // no spoilers
     renderScorecard($("#scorecard"), card, meta);
     const badge = $("#stale");
     badge.hidden = !how.stale;
@@ -86,6 +89,9 @@ function openMatch(matchId) {
 
   player.start();
   conn.start();
+  // The snapshot over HTTP first: cacheable at the edges (a join storm stays there), and the
+  // edges' copy is what the page falls back on if the gateway goes away.
+  poller.poll();
   heartbeat.start();
   const timer = setInterval(() => frame(player, reveal), 250);
   window.stumpcast = { matchId, conn, player, reveal, mediaOrigin, heartbeat, poller };
