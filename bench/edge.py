@@ -284,6 +284,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"bench edge: {problem}", file=sys.stderr)
         return 2
     sizes = args.players
+    load0 = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="stumpcast-bench-edge-"))
     rig = Rig(settings, folder, args.td)
     stop = threading.Event()
@@ -306,6 +307,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         scores.join(5)
         rig.close()
     rows = [r for s in steps for r in rows_of(s)]
+    rows.append(("load average (1 min) before / after", f"{load0:.1f} / {os.getloadavg()[0]:.1f}"))
     notes = (f"Two nginx edges (cdn-a, cdn-b, one worker each) from stumpcast/stack/"
              f"edge.nginx.conf, cold caches at the start of each size; players join over "
              f"{args.ramp:g} s, split evenly over the edges, each fetching its media playlist "
