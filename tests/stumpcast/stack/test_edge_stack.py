@@ -1,5 +1,6 @@
 """Two real edges (Debian's nginx, started by `stumpcast stack up --only cdn-a,cdn-b` in a
-private run folder) in front of the real media origin app and a real gateway on Redis.
+private run folder) in front of the real media origin app and a real gateway on Redis (its
+own process, so the outage below is a real one).
 
 What is checked is what the cache policy in docs/operations.md promises: one origin fetch per
 object per edge however many ask at once (collapsing), one refresh at a time for playlists
@@ -11,6 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,7 @@ from test_edge import nginx
 
 from media.origin import build_app
 from runtime.endpoints import Health, serve
-from tests.gateway.conftest import connect, make_config, match_id, redis, writer  # noqa: F401
+from tests.gateway.conftest import connect, match_id, redis, writer  # noqa: F401
 
 pytestmark = [pytest.mark.stack]
 
@@ -70,11 +77,51 @@ async def origin(tmp_path: Path) -> AsyncIterator[Origin]:
     await o.stop()
 
 
+class GatewayProc:
+    """``stumpcast gateway serve`` as a process of its own: stopping it is what an outage is."""
+
+    def __init__(self, settings: Any, folder: Path) -> None:
+        from conftest import free_port
+
+        self.port = free_port()
+        self.env = {**os.environ, "STUMPCAST_GATEWAY_PORT": str(self.port),
+                    "STUMPCAST_REDIS_URL": settings.redis_url, "STUMPCAST_LOG_FORMAT": "text",
+                    "STUMPCAST_GATEWAY_PANIC_DIR": str(folder / "panic"),
+                    "STUMPCAST_GATEWAY_PANIC_FLAG": str(folder / "PANIC")}
+        self.log = folder / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "stumpcast", "gateway", "serve"],
+                                         env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         process_group=0)
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                assert self.proc.poll() is None, self.log.read_text()[-2000:]
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"gateway not ready in 60 s: {self.log}")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` (0: a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            if grace > 0:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(self.proc.wait, grace)
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                await asyncio.to_thread(self.proc.wait, 10)
+
+
 @pytest.fixture
 async def gateway(settings: Any, redis: Any, tmp_path: Path) -> AsyncIterator[Any]:  # noqa: F811
-    from gateway.server import Gateway
-
-    gw = Gateway(make_config(settings, tmp_path))
+    gw = GatewayProc(settings, tmp_path)
     await gw.start()
     yield gw
     await gw.stop()
@@ -150,7 +197,7 @@ async def test_collapsing_herds_credentials_ws_panic_and_faults(
         # with the gateway's own Date (how old the copy is).
         made = headers["Date"]
         await origin.stop()
-        await gateway.stop()
+        await gateway.stop(grace=0)  # a crash
         await asyncio.sleep(2.5)  # past every max-age
         for path in (playlist, card, seg):
             status, headers, _ = await get(http, a, path)
