@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -131,7 +132,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         probe = f", {route['share']}% probing {route['away']}" if route["away"] else ""
         print(f"  {region}: {route['primary']}{probe}")
     for event in doc["events"][-10:]:
-        print(f"  {event['at_ms']} {event['region']}: {event['what']}")
+        at = time.strftime("%H:%M:%S", time.gmtime(event["at_ms"] / 1000))
+        print(f"  {at} UTC {event['region']}: {event['what']}")
     return 0
 
 
