@@ -24,10 +24,11 @@ setup: system-deps venv web
 
 # Debian packages the stack needs: Redis, ffmpeg, a JDK and Maven; chromium and npm for the live
 # page and its browser tests; tmux for the terminal tests; Prometheus (with promtool) and
-# Alertmanager for `stack up --observe` and the rule tests. Installed only when missing.
+# Alertmanager for `stack up --observe` and the rule tests; nginx for the caching edges
+# (`stack up --edge`). Installed only when missing.
 APT_NEEDS := redis-server:redis-server ffmpeg:ffmpeg java:openjdk-17-jre-headless mvn:maven \
 	chromium:chromium npm:npm tmux:tmux prometheus:prometheus \
-	prometheus-alertmanager:prometheus-alertmanager
+	prometheus-alertmanager:prometheus-alertmanager nginx:nginx
 MISSING_APT = missing=""; for pair in $(APT_NEEDS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair\#*:}"; done
 system-deps:
@@ -65,7 +66,7 @@ TEST_STACK := STUMPCAST_RUN_DIR=.run-test STUMPCAST_STACK_KAFKA_PORT=29092 \
 	STUMPCAST_STACK_KAFKA_CONTROLLER_PORT=29093 STUMPCAST_STACK_CASSANDRA_PORT=29042 \
 	STUMPCAST_STACK_CASSANDRA_STORAGE_PORT=27000 STUMPCAST_STACK_REDIS_PORT=26379 \
 	STUMPCAST_STACK_PROMETHEUS_PORT=29090 STUMPCAST_STACK_ALERTMANAGER_PORT=29095 \
-	STUMPCAST_OPS_PORT=28095
+	STUMPCAST_OPS_PORT=28095 STUMPCAST_STACK_CDN_A_PORT=28101 STUMPCAST_STACK_CDN_B_PORT=28102
 
 # promtool: the alert and recording rules are valid and pass their unit tests (also run, with
 # more checks, by tests/ops/test_rules.py).

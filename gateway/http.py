@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -118,7 +119,10 @@ class HttpApi:
 
 def _cached(body: bytes, etag: str, if_none_match: str | None, cache_control: str,
             stale: bool) -> HttpResponse:
-    headers: tuple[tuple[str, str], ...] = (("ETag", etag), ("Cache-Control", cache_control))
+    # Date (RFC 9110 §6.6.1): the instant of this answer. The edges pass it through, so a
+    # client served a cached copy (a CDN in panic) can tell how old it is.
+    headers: tuple[tuple[str, str], ...] = (
+        ("ETag", etag), ("Cache-Control", cache_control), ("Date", formatdate(usegmt=True)))
     if stale:
         headers += (("X-Stumpcast-Stale", "1"),)
     if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:

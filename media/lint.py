@@ -196,3 +196,30 @@ def lint_set(master: str, media: Mapping[str, str],
     if len(lines) > 1:
         out.append(Problem("bis 6.2.4", "DATERANGE tags differ between media playlists"))
     return out
+
+
+_PATHWAY = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def lint_steering(master: str) -> list[Problem]:
+    """A multivariant playlist with content steering: the master rules, one
+    EXT-X-CONTENT-STEERING with a SERVER-URI naming a listed pathway, and the same variants
+    (by STABLE-VARIANT-ID) in every pathway (rfc8216bis §4.4.6.6, §4.4.6.2)."""
+    out = lint_master(master)
+    tags = [line for line in master.splitlines() if line.startswith("#EXT-X-CONTENT-STEERING:")]
+    if len(tags) != 1:
+        return out + [Problem("bis 4.4.6.6", f"{len(tags)} EXT-X-CONTENT-STEERING tags")]
+    tag = attributes(tags[0].partition(":")[2])
+    ladders: dict[str, list[str]] = {}
+    for attrs, uri in _variants(master):
+        pathway = attrs.get("PATHWAY-ID", ".")
+        if not _PATHWAY.match(pathway):
+            out.append(Problem("bis 4.4.6.2", f"{uri}: bad PATHWAY-ID {pathway!r}"))
+        ladders.setdefault(pathway, []).append(attrs.get("STABLE-VARIANT-ID", uri))
+    if not tag.get("SERVER-URI"):
+        out.append(Problem("bis 4.4.6.6", "EXT-X-CONTENT-STEERING without SERVER-URI"))
+    if tag.get("PATHWAY-ID", ".") not in ladders:
+        out.append(Problem("bis 4.4.6.6", f"PATHWAY-ID {tag.get('PATHWAY-ID')!r} not listed"))
+    if len({tuple(ids) for ids in ladders.values()}) > 1:
+        out.append(Problem("steering", "pathways list different variants"))
+    return out

@@ -5,7 +5,9 @@ Cache policy (bis Appendix B, and MediaPackage's live defaults, media.md §6): a
 playlist is cached for half a target duration; segments never change once published, so they
 are cached for 14 days and marked immutable; a 404 is cached one target duration, so a player
 asking for a segment just ahead of the edge retries soon. Playlists are gzip-compressed when the
-client accepts it (Apple authoring 10.1).
+client accepts it (Apple authoring 10.1). ``master.m3u8?region=R`` names region R in the
+content steering server URI (when the master has one), so the steering server knows which
+region's decision the player follows; the edges cache one copy per region.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from media.playlist import with_region
+from media.steering import valid_region
 from runtime.endpoints import Health, application
 
 SEGMENT_CACHE = "public, max-age=1209600, immutable"
@@ -42,8 +46,14 @@ def build_app(origin: Path, target_duration: int, health: Health) -> web.Applica
         headers = {"Cache-Control": policy, "Access-Control-Allow-Origin": "*"}
         if rel.endswith(".ts"):
             return web.FileResponse(path, headers={**headers, "Content-Type": "video/mp2t"})
-        resp = web.Response(body=path.read_bytes(), headers=headers,
-                            content_type=CONTENT_TYPES[".m3u8"])
+        body = path.read_bytes()
+        region = request.query.get("region")
+        if region is not None and rel == "master.m3u8":
+            if not valid_region(region):
+                return web.Response(status=400, text="region: 1-32 of a-z 0-9 _ -\n",
+                                    headers={"Cache-Control": f"max-age={target_duration}"})
+            body = with_region(body.decode(), region).encode()
+        resp = web.Response(body=body, headers=headers, content_type=CONTENT_TYPES[".m3u8"])
         resp.enable_compression()
         return resp
 

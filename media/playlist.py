@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,3 +160,56 @@ def render_master(timeline: Timeline, ladder: Ladder) -> str:
             f"FRAME-RATE={ladder.fps:.3f}")
         lines.append(f"{rung.name}/index.m3u8")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Steering:
+    """HLS content steering: the steering server and the pathways (CDNs) of the master."""
+
+    server_uri: str
+    pathways: tuple[tuple[str, str], ...]  # (pathway id, base URL of that CDN), first = default
+
+
+def steered_master(master: str, steering: Steering) -> str:
+    """The multivariant playlist with one copy of the ladder per pathway (rfc8216bis §4.4.6.6
+    and §7, Apple's HLS Content Steering spec).
+
+    Each copy's variants carry ``PATHWAY-ID`` and ``STABLE-VARIANT-ID`` (the rung, the same in
+    every pathway, so a player switching CDN keeps its rendition) and absolute URIs on that
+    CDN. ``EXT-X-CONTENT-STEERING`` names the steering server and the pathway to start on.
+    Pathway clones (v1.3, HOST replacement) cannot express our edges, which differ by port.
+    """
+    head: list[str] = []
+    variants: list[tuple[str, str]] = []
+    lines = master.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("#EXT-X-STREAM-INF:"):
+            variants.append((lines[i], lines[i + 1]))
+            i += 2
+            continue
+        head.append(lines[i])
+        i += 1
+    first = steering.pathways[0][0]
+    head.append(f'#EXT-X-CONTENT-STEERING:SERVER-URI="{steering.server_uri}",'
+                f'PATHWAY-ID="{first}"')
+    out = list(head)
+    for ident, base in steering.pathways:
+        for inf, uri in variants:
+            rung = uri.split("/", 1)[0]
+            out.append(f'{inf},PATHWAY-ID="{ident}",STABLE-VARIANT-ID="{rung}"')
+            out.append(f"{base}/hls/{uri}")
+    return "\n".join(out) + "\n"
+
+
+_SERVER_URI = re.compile(r'(#EXT-X-CONTENT-STEERING:SERVER-URI=")([^"]*)(")')
+
+
+def with_region(master: str, region: str) -> str:
+    """The master with ``region`` added to its steering server URI, so the steering server
+    knows which region's decision a player follows (the edge caches one copy per region)."""
+    def add(m: re.Match[str]) -> str:
+        sep = "&" if "?" in m.group(2) else "?"
+        return f"{m.group(1)}{m.group(2)}{sep}region={region}{m.group(3)}"
+
+    return _SERVER_URI.sub(add, master, count=1)

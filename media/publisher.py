@@ -19,9 +19,17 @@ from pathlib import Path
 import orjson
 
 from media.ladder import Ladder
-from media.lint import PDT_TOLERANCE_S, Problem, lint_set
+from media.lint import PDT_TOLERANCE_S, Problem, lint_set, lint_steering
 from media.markers import Marker, MarkerBook, tags_before
-from media.playlist import SegmentEntry, Timeline, format_pdt, render_master, render_media
+from media.playlist import (
+    SegmentEntry,
+    Steering,
+    Timeline,
+    format_pdt,
+    render_master,
+    render_media,
+    steered_master,
+)
 from schemas.media import SegmentPublished
 
 log = logging.getLogger("stumpcast.media.publisher")
@@ -63,8 +71,10 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class Publisher:
-    def __init__(self, origin: Path, ladder: Ladder, match_id: str, window: int) -> None:
+    def __init__(self, origin: Path, ladder: Ladder, match_id: str, window: int,
+                 steering: Steering | None = None) -> None:
         self.origin = origin
+        self.steering = steering
         self.ladder = ladder
         self.markers = MarkerBook(match_id)
         self.timeline = Timeline(target_duration=ladder.segment_seconds, window=window)
@@ -117,6 +127,9 @@ class Publisher:
         live = {uri: text for uri, text in media.items()
                 if uri.split("/")[0] not in self.ended}
         problems = lint_set(master, live)
+        if self.steering is not None and not problems:
+            master = steered_master(master, self.steering)
+            problems = lint_steering(master)
         if problems:
             log.error("playlist failed lint; not published",
                       extra={"problems": [f"{p.rule}: {p.message}" for p in problems]})

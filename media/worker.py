@@ -23,6 +23,7 @@ from media import ffmpeg_args as fa
 from media.feeds import MarkerFeed, SegmentSink, marker_start_ms, scorebug_loop
 from media.ladder import Ladder
 from media.metrics import MediaMetrics
+from media.playlist import Steering
 from media.progress import ProgressParser, SpeedGuard
 from media.publisher import Publisher, StagedSet
 from media.runner import Backoff, FfmpegProcs, classify_exit
@@ -55,6 +56,7 @@ class WorkerConfig:
     stall_timeout: float = 6.0
     startup_timeout: float = 20.0
     guard: bool = True
+    steering: Steering | None = None
 
     @property
     def origin(self) -> Path:
@@ -228,7 +230,8 @@ class MediaWorker:
         self.ladder = cfg.ladder
         self.metrics = metrics or MediaMetrics()
         self.status = Status()
-        self.publisher = Publisher(cfg.origin, cfg.ladder, cfg.match_id, cfg.window)
+        self.publisher = Publisher(cfg.origin, cfg.ladder, cfg.match_id, cfg.window,
+                                   cfg.steering)
         self.bug_file = cfg.work_dir / "scorebug.txt"
         self.sink: SegmentSink | None = None
         self.publish_delays: list[float] = []

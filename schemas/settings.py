@@ -10,6 +10,7 @@ docs, the Compose file test and the error messages all read the same table.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -93,6 +94,30 @@ def _choice(*options: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+_PATHWAY_ID = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+
+
+def pathway_id(raw: str) -> str:
+    """A content-steering pathway (CDN) id: letters, digits, '.', '_' and '-' (1-32 chars)."""
+    if not _PATHWAY_ID.match(raw):
+        raise ValueError(f"{raw!r} is not a pathway id (letters, digits, . _ -; 1-32 chars)")
+    return raw
+
+
+def _pathways(raw: str) -> tuple[tuple[str, str], ...]:
+    """``cdn-a=http://host:port,cdn-b=http://host:port``: (id, base URL) pairs; empty: none."""
+    out: list[tuple[str, str]] = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        ident, eq, url = item.partition("=")
+        parsed = urlparse(url.strip())
+        if not eq or parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ValueError(f"{item!r} is not id=http(s)://host[:port]")
+        out.append((pathway_id(ident.strip()), url.strip().rstrip("/")))
+    if len({ident for ident, _ in out}) != len(out):
+        raise ValueError("pathway ids must be unique")
+    return tuple(out)
 
 
 def _path(raw: str) -> Path:
@@ -188,6 +213,13 @@ class Settings:
         "STUMPCAST_STACK_OBSERVE_TIMING", "standard", _choice("standard", "fast"),
         "Alert timing of the local Prometheus: standard (the rules in compose/prometheus), or "
         "fast (symptom thresholds and `for` windows divided by 12, for tests).")
+    stack_cdn_a_port: int = _env(
+        "STUMPCAST_STACK_CDN_A_PORT", "18101", _port,
+        "Caching edge cdn-a (nginx, `stack up --edge`): HLS, the HTTP API and the page, /ws "
+        "passed through.")
+    stack_cdn_b_port: int = _env(
+        "STUMPCAST_STACK_CDN_B_PORT", "18102", _port,
+        "Caching edge cdn-b (nginx, `stack up --edge`), configured like cdn-a.")
     # -- services --
     gateway_host: str = _env(
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")
@@ -288,6 +320,30 @@ class Settings:
         "STUMPCAST_MEDIA_RTMP_PORT", "19350", _port, "RTMP ingest port (worker listens).")
     media_srt_port: int = _env(
         "STUMPCAST_MEDIA_SRT_PORT", "19351", _port, "SRT ingest port (worker listens).")
+    media_pathways: tuple[tuple[str, str], ...] = _env(
+        "STUMPCAST_MEDIA_PATHWAYS", "", _pathways,
+        "Content steering: the CDNs the master playlist lists, id=base URL, comma separated "
+        "(e.g. cdn-a=http://127.0.0.1:18101,cdn-b=http://127.0.0.1:18102); the first is the "
+        "pathway players start on. Empty: no steering, relative URIs.")
+    media_steering_uri: str = _env(
+        "STUMPCAST_MEDIA_STEERING_URI", "", str,
+        "SERVER-URI of EXT-X-CONTENT-STEERING when pathways are set. Default: the local "
+        "steering server, http://127.0.0.1:<STUMPCAST_STEERING_PORT>/v1/steering.")
+    steering_port: int = _env(
+        "STUMPCAST_STEERING_PORT", "18103", _port,
+        "Steering server (`stumpcast steering serve`): steering manifests, /metrics, /healthz "
+        "and /readyz.")
+    steering_ttl: int = _env(
+        "STUMPCAST_STEERING_TTL", "10", _positive_int,
+        "Seconds a player keeps a steering manifest before asking again (its TTL).")
+    steering_hold_down: float = _env(
+        "STUMPCAST_STEERING_HOLD_DOWN", "60", _positive_float,
+        "Seconds a region stays off a CDN it was moved away from before a share of its "
+        "players is sent back to probe it (doubled after each failed probe, up to 8x).")
+    steering_ramp_step: float = _env(
+        "STUMPCAST_STEERING_RAMP_STEP", "20", _positive_float,
+        "Seconds per step of a region's gradual return to a recovered CDN (25%, 50%, 100% of "
+        "its players).")
     analytics_metrics_port: int = _env(
         "STUMPCAST_ANALYTICS_METRICS_PORT", "18093", _port,
         "Analytics worker /metrics, /healthz and /readyz port.")
@@ -357,6 +413,11 @@ class Settings:
     @property
     def kafka_bootstrap_str(self) -> str:
         return ",".join(self.kafka_bootstrap)
+
+    @property
+    def steering_uri(self) -> str:
+        """The steering manifest URI the master playlist names."""
+        return self.media_steering_uri or f"http://127.0.0.1:{self.steering_port}/v1/steering"
 
 
 def documented() -> list[tuple[str, str | None, str]]:

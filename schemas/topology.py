@@ -182,6 +182,9 @@ class RedisKeys:
     spoiler_sessions = f"{REDIS_PREFIX}nospoil"      # set of sessions with a no-spoilers hook
     playheads = f"{REDIS_PREFIX}playheads"           # hash session -> playhead PDT, ms
     webhook_dead_letters = f"{REDIS_PREFIX}wh:dlq"   # stream of undeliverable notifications
+    # Content steering (media.steering): operators' pins and drains, "pin:<region>" -> CDN
+    # ("*": every region), "drain:<cdn>" -> "1"; written by `stumpcast steering`.
+    steering_overrides = f"{REDIS_PREFIX}steer:overrides"
 
     @staticmethod
     def webhook_delivered(subscription_id: str) -> str:

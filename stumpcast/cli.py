@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.smoke",
     "stumpcast.commands.match",
     "stumpcast.commands.media",
+    "stumpcast.commands.steering",
     "stumpcast.commands.gateway",
     "stumpcast.commands.streams",
     "stumpcast.commands.analytics",

@@ -1,13 +1,15 @@
 """``stumpcast demo`` (the whole pipeline on one machine) and ``stumpcast live-replay``.
 
 The demo is a small process supervisor. It brings the local stack up if it is down (with
-Prometheus, Alertmanager and the /ops page: `stack up --observe`, unless ``--no-observe``), then
-starts the streams worker, the gateway and the media worker, each in its own process group with
-its output in a log file, and waits for each one's ``/readyz``. It then replays a real IPL match
+Prometheus, Alertmanager and the /ops page unless ``--no-observe``, and the two caching edges
+unless ``--no-edge``), then starts the steering server, the streams worker, the gateway and the
+media worker (its master listing both edges as content-steering pathways), each in its own
+process group with its output in a log file, and waits for each one's ``/readyz``. It then
+replays a real IPL match
 "live" and shows ``stumpcast watch`` in the terminal (when the output is not a terminal, its
 ``--progress`` lines: one per over, wicket and milestone). Ctrl-C (or SIGTERM) is forwarded to
 every child's process group; whatever has not exited after a grace period is killed, and the
-stack is stopped again if the demo started it.
+stack's servers the demo started are stopped again.
 
 ``live-replay`` differs from ``stumpcast replay`` in one way that matters for video: it stamps
 each event with the wall-clock instant it is sent (the match's own spacing divided by
@@ -197,12 +199,29 @@ def page_url(settings: Settings, match_id: str) -> str:
     return f"http://{host}:{settings.gateway_port}/{query}#/match/{match_id}"
 
 
+def edge_url(settings: Settings, edge: str = "cdn-a") -> str:
+    port = settings.stack_cdn_a_port if edge == "cdn-a" else settings.stack_cdn_b_port
+    return f"http://127.0.0.1:{port}"
+
+
+def edge_page_url(settings: Settings, match_id: str, edge: str = "cdn-a") -> str:
+    """The page, its API, its WebSocket and its video all through one caching edge."""
+    base = edge_url(settings, edge)
+    return f"{base}/?media={base}#/match/{match_id}"
+
+
+def pathways(settings: Settings) -> str:
+    """STUMPCAST_MEDIA_PATHWAYS for the local edges, unless the user set it."""
+    return os.environ.get("STUMPCAST_MEDIA_PATHWAYS") or (
+        f"cdn-a={edge_url(settings, 'cdn-a')},cdn-b={edge_url(settings, 'cdn-b')}")
+
+
 def stumpcast_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "stumpcast", *args]
 
 
 def service_children(settings: Settings, match_id: str, ladder: str, preset: str,
-                     run_dir: Path) -> list[Child]:
+                     run_dir: Path, edge: bool = False) -> list[Child]:
     host = settings.gateway_host
     # A fresh origin per demo run (unless set): no timeline or markers of an earlier match.
     # The child's environment, so os.environ and not Settings: a variable the user set wins
@@ -211,7 +230,13 @@ def service_children(settings: Settings, match_id: str, ladder: str, preset: str
                  "STUMPCAST_MEDIA_PRESET": os.environ.get("STUMPCAST_MEDIA_PRESET", preset),
                  "STUMPCAST_MEDIA_DIR": os.environ.get("STUMPCAST_MEDIA_DIR",
                                                        str(run_dir / "media"))}
-    return [
+    steering: list[Child] = []
+    if edge:  # the master lists both edges as content-steering pathways
+        media_env["STUMPCAST_MEDIA_PATHWAYS"] = pathways(settings)
+        steering = [Child("steering", stumpcast_argv("steering", "serve"),
+                          f"http://127.0.0.1:{settings.steering_port}/readyz",
+                          {"STUMPCAST_MEDIA_PATHWAYS": pathways(settings)})]
+    return steering + [
         Child("streams", stumpcast_argv("streams", "worker"),
               f"http://127.0.0.1:{settings.streams_metrics_port}/readyz"),
         Child("gateway", stumpcast_argv("gateway", "serve"),
@@ -229,27 +254,30 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"demo: no match file {path} (see STUMPCAST_CRICSHEET_DIR)", file=sys.stderr)
         return 2
     match_id = args.match_id or f"{path.stem}-{time.strftime('%H%M%S')}"
-    busy = [(n, p) for n, p in (("gateway", settings.gateway_port),
-                                ("media", settings.media_http_port),
-                                ("streams", settings.streams_metrics_port))
-            if not port_free("127.0.0.1", p)]
+    ports = [("gateway", settings.gateway_port), ("media", settings.media_http_port),
+             ("streams", settings.streams_metrics_port)]
+    if not args.no_edge:
+        ports.append(("steering", settings.steering_port))
+    busy = [(n, p) for n, p in ports if not port_free("127.0.0.1", p)]
     if busy:
         print("demo: ports in use: " + ", ".join(f"{n} {p}" for n, p in busy)
               + " (another demo running? set STUMPCAST_*_PORT to move)", file=sys.stderr)
         return 2
     log_dir = settings.run_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
-    started: tuple[bool, bool] = (False, False)
+    started: list[str] = []   # what `stack down --only` stops at the end
     sup = Supervisor(log_dir)
     # Explicit handlers: a shell may start us with SIGINT ignored (a background job).
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        started = _ensure_stack(observe=not args.no_observe)
-        for child in service_children(settings, match_id, args.ladder, args.preset, log_dir):
+        started = _ensure_stack(settings, edge=not args.no_edge, observe=not args.no_observe)
+        for child in service_children(settings, match_id, args.ladder, args.preset, log_dir,
+                                      edge=not args.no_edge):
             print(f"demo: starting {child.name} ...", flush=True)
             sup.wait_ready(sup.start(child))
         sup.start(Child("replay", stumpcast_argv(
             "live-replay", str(path), "--match-id", match_id, "--speed", str(args.speed))))
-        _banner(settings, match_id, args.speed, log_dir, observe=not args.no_observe)
+        _banner(settings, match_id, args.speed, log_dir, edge=not args.no_edge,
+                observe=not args.no_observe)
         _show_match(sup, settings, match_id, watch=not args.no_watch and _has_watch())
         print("demo: the match is over; Ctrl-C stops everything", flush=True)
         while True:
@@ -266,10 +294,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if codes:
             print("demo: stopped " + ", ".join(f"{n} ({c})" for n, c in codes.items())
                   + f"; logs in {log_dir}", flush=True)
-        if started[0] and not args.keep_stack:
-            subprocess.run(stumpcast_argv("stack", "down"), check=False)
-        elif started[1] and not args.keep_stack:
-            subprocess.run(stumpcast_argv("stack", "down", "--only", OBSERVERS), check=False)
+        if started and not args.keep_stack:
+            subprocess.run(stumpcast_argv("stack", "down", "--only", ",".join(started)),
+                           check=False)
     return 0
 
 
@@ -293,24 +320,33 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _ensure_stack(observe: bool = True) -> tuple[bool, bool]:
-    """Start what is not up of the local stack and, with ``observe``, of Prometheus,
-    Alertmanager and the operations server. Returns (started the core servers, started the
-    observers only), so the demo stops on exit what it started and nothing else."""
-    def healthy(*extra: str) -> bool:
-        status = subprocess.run(stumpcast_argv("stack", "status", "--quiet", *extra),
-                                check=False)
-        return status.returncode == 0
+CORE = ("kafka", "cassandra", "redis")
+EDGES = ("cdn-a", "cdn-b")
 
-    core = healthy()
-    if core and (not observe or healthy("--observe")):
-        return False, False
-    print("demo: starting the local stack (Kafka, Cassandra, Redis"
-          + (", Prometheus, Alertmanager, /ops" if observe else "") + ") ...", flush=True)
-    up = stumpcast_argv("stack", "up", *(("--observe",) if observe else ()))
-    if subprocess.run(up, check=False).returncode != 0:
-        raise RuntimeError("`stumpcast stack up` failed")
-    return not core, core
+
+def _ensure_stack(settings: Settings, edge: bool, observe: bool = True) -> list[str]:
+    """Start the local stack's servers that are not up (with ``observe`` Prometheus,
+    Alertmanager and the operations server, with ``edge`` the two edges); return the ones this
+    call started, so the demo stops those and nothing a user started."""
+    started: list[str] = []
+    groups = ((CORE, "the local stack (Kafka, Cassandra, Redis)"),
+              (tuple(OBSERVERS.split(",")) if observe else (),
+               "Prometheus, Alertmanager and the /ops page"),
+              (EDGES if edge else (), "the caching edges cdn-a and cdn-b (nginx)"))
+    for group, what in groups:
+        if not group:
+            continue
+        only = ",".join(group)
+        if subprocess.run(stumpcast_argv("stack", "status", "--quiet", "--only", only),
+                          check=False).returncode == 0:
+            continue
+        print(f"demo: starting {what} ...", flush=True)
+        argv = ["stack", "up", "--only", only] + ([] if group is CORE else ["--no-init"])
+        if subprocess.run(stumpcast_argv(*argv), check=False).returncode != 0:
+            raise RuntimeError(f"`stumpcast {' '.join(argv)}` failed"
+                               + (" (or run the demo with --no-edge)" if group is EDGES else ""))
+        started += group
+    return started
 
 
 def _has_watch() -> bool:
@@ -320,9 +356,11 @@ def _has_watch() -> bool:
 
 
 def _banner(settings: Settings, match_id: str, speed: float, log_dir: Path,
-            observe: bool = True) -> None:
+            edge: bool, observe: bool = True) -> None:
     ops = f"  Operations: http://127.0.0.1:{settings.ops_port}/ops\n" if observe else ""
-    print(f"\n  Live page:  {page_url(settings, match_id)}\n{ops}"
+    through = (f"  Via cdn-a:  {edge_page_url(settings, match_id)} (the caching edge; cdn-b "
+               f"{edge_url(settings, 'cdn-b')})\n") if edge else ""
+    print(f"\n  Live page:  {page_url(settings, match_id)}\n{through}{ops}"
           f"  Match:      {match_id}, replayed live at {speed:g}x\n"
           f"  Logs:       {log_dir}\n"
           f"  {CREDIT}\n"
@@ -391,7 +429,8 @@ def register(sub: Any, bench: Any) -> None:
     d = sub.add_parser(
         "demo", help="the whole pipeline: stack, workers, gateway, video, a live IPL replay",
         description="Start the local stack (if down; with Prometheus, Alertmanager and the "
-        "/ops page unless --no-observe), the streams worker, the gateway and the "
+        "/ops page unless --no-observe), the caching edges cdn-a and cdn-b (nginx) and the "
+        "steering server, the streams worker, the gateway and the "
         "media worker (synthetic live video with a score bug); replay a real IPL match live; "
         "print the live page's URL and show the scorecard in the terminal (a plain line per "
         "over, wicket and milestone when the output is not a terminal). Ctrl-C stops "
@@ -411,6 +450,8 @@ def register(sub: Any, bench: Any) -> None:
                    help="no Prometheus, Alertmanager and /ops page (`stack up --observe`)")
     d.add_argument("--keep-stack", action="store_true",
                    help="leave the stack running on exit even if the demo started it")
+    d.add_argument("--no-edge", action="store_true",
+                   help="no caching edges (nginx) and no steering server")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser(

@@ -41,11 +41,41 @@ def register(sub: Any, bench: Any) -> None:
                    help="seconds of the live run (default 60)")
     benchlog.add_no_record(b)
     b.set_defaults(func=run_bench)
+    e = bench.add_parser("edge", help="origin offload of the caching edges at 1,000 and 10,000 "
+                         "simulated players", description="Two nginx edges, the media origin "
+                         "(synthetic segments) and the gateway on loopback; a simulated audience "
+                         "(HLS players and scorecard pollers) per size, on cold caches. Reports "
+                         "offload per object class and origin requests/s. Needs Redis "
+                         "(`stumpcast stack up --only redis`) and nginx.")
+    e.add_argument("--players", type=_sizes, default=(1000, 10000),
+                   help="audience sizes, comma separated (default 1000,10000)")
+    e.add_argument("--seconds", type=float, default=40.0,
+                   help="seconds per audience size, join ramp included (default 40)")
+    e.add_argument("--ramp", type=float, default=10.0,
+                   help="seconds over which the players join (default 10)")
+    e.add_argument("--td", type=int, default=2, help="target duration, seconds (default 2)")
+    e.add_argument("--poll", type=float, default=5.0,
+                   help="scorecard poll interval per player, seconds (default 5)")
+    e.add_argument("--procs", type=int, default=2, choices=range(1, 9), metavar="N",
+                   help="load generator processes (default 2)")
+    benchlog.add_no_record(e)
+    e.set_defaults(func=run_edge_bench)
+
+
+def _sizes(raw: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("audience sizes: integers, comma separated") from None
+    if not sizes or any(not 1 <= n <= 100_000 for n in sizes):
+        raise argparse.ArgumentTypeError("audience sizes: 1 to 100,000 players each")
+    return sizes
 
 
 def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
     from media import ffmpeg_args as fa
     from media.ladder import Ladder, parse_rungs
+    from media.playlist import Steering
     from media.worker import WorkerConfig
 
     ladder = Ladder(parse_rungs(settings.media_ladder), fps=settings.media_fps,
@@ -61,7 +91,9 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
         work_dir=settings.media_dir, ladder=ladder, source=source, match_id=args.match_id,
         http_port=settings.media_http_port, window=settings.media_window_segments,
         kafka_bootstrap=None if args.no_kafka else settings.kafka_bootstrap_str,
-        redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard)
+        redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
+        steering=Steering(settings.steering_uri, settings.media_pathways)
+        if settings.media_pathways else None)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -88,5 +120,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench.media import run
+
+    return run(args, settings)
+
+
+def run_edge_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.edge import run
 
     return run(args, settings)

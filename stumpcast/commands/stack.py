@@ -14,9 +14,12 @@ from typing import Any
 
 from schemas.settings import Settings
 
-# same order as stumpcast.stack.control; the last three are started by `up --observe`
-SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops")
+# same order as stumpcast.stack.control; `up --observe` starts Prometheus, Alertmanager and the
+# operations server, `up --edge` the two caching edges
+SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops", "cdn-a",
+                "cdn-b")
 CORE = SERVER_NAMES[:3]
+EDGES = SERVER_NAMES[6:]
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -56,7 +59,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     console = _console()
     say = console.print
     started = time.monotonic()
-    results = control.up(settings, args.only, say=say, observe=args.observe)
+    results = control.up(settings, args.only, say=say, observe=args.observe, edge=args.edge)
     for r in results:
         if r.action != "started":
             say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
@@ -69,7 +72,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         say(f"operations page: http://127.0.0.1:{settings.ops_port}/ops (Prometheus "
             f"http://127.0.0.1:{settings.stack_prometheus_port}, Alertmanager "
             f"http://127.0.0.1:{settings.stack_alertmanager_port})")
+    edges = [f"{n} http://127.0.0.1:{_edge_port(settings, n)}" for n in EDGES if n in chosen]
+    if edges:
+        say(f"edges: {', '.join(edges)} (origin 127.0.0.1:{settings.media_http_port}, "
+            f"gateway {settings.gateway_host}:{settings.gateway_port})")
     return 0
+
+
+def _edge_port(settings: Settings, name: str) -> int:
+    return settings.stack_cdn_a_port if name == "cdn-a" else settings.stack_cdn_b_port
 
 
 def _init(settings: Settings, which: set[str], say: Callable[[str], None]) -> None:
@@ -102,7 +113,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     from stumpcast.stack import control
 
-    rows = control.status(settings, args.only, observe=args.observe)
+    rows = control.status(settings, args.only, observe=args.observe, edge=args.edge)
     ok = all(r.healthy for r in rows)
     if args.quiet:
         return 0 if ok else 1
@@ -158,6 +169,19 @@ def _follow(paths: list[Any], prefix: bool) -> None:
         return
 
 
+def cmd_fault(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack import control
+
+    if args.clear:
+        kind, value = None, ""
+    elif args.throttle:
+        kind, value = "throttle", args.throttle
+    else:
+        kind, value = "status", str(args.status)
+    print(control.edge_fault(settings, args.edge, kind, value))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack.bench import run_bench
 
@@ -167,16 +191,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any, bench: Any) -> None:
     stack = sub.add_parser(
-        "stack", help="the local Kafka + Cassandra + Redis stack (+ Prometheus with --observe)",
+        "stack", help="the local Kafka + Cassandra + Redis stack (+ --observe, --edge)",
         description="Real Kafka (KRaft), Cassandra and Redis as local processes, with data, "
         "logs and pids in STUMPCAST_RUN_DIR; with `up --observe` also Prometheus, "
-        "Alertmanager and the operations server. Jars come from Maven Central into "
-        "STUMPCAST_CACHE_DIR on first use.")
+        "Alertmanager and the operations server; with `up --edge` also two caching edges "
+        "(nginx, cdn-a and cdn-b) in front of the media origin and the gateway. Jars come from "
+        "Maven Central into STUMPCAST_CACHE_DIR on first use.")
     cmds = stack.add_subparsers(dest="stack_command", metavar="ACTION")
     cmds.required = True
     only = {"type": _only, "metavar": "SERVERS",
             "help": f"comma separated subset of {','.join(SERVER_NAMES)} (default: "
-                    f"{','.join(CORE)}, and the others when --observe started them)"}
+                    f"{','.join(CORE)}, and the others when --observe or --edge started them)"}
 
     p = cmds.add_parser("up", help="start what is not healthy, wait until ready, create topics "
                         "and tables", description="Start every server that is not already "
@@ -187,6 +212,9 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--observe", action="store_true",
                    help="also Prometheus, Alertmanager and the operations server (/ops on "
                    "STUMPCAST_OPS_PORT), scraping every service running on this run folder")
+    p.add_argument("--edge", action="store_true",
+                   help="also the caching edges cdn-a and cdn-b (nginx) on "
+                   "STUMPCAST_STACK_CDN_A_PORT and _B_PORT")
     p.set_defaults(func=_guarded(cmd_up))
 
     p = cmds.add_parser("down", help="stop the servers this stack started",
@@ -204,6 +232,8 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--observe", action="store_true",
                    help="include Prometheus, Alertmanager and the operations server even if "
                    "this run folder did not start them")
+    p.add_argument("--edge", action="store_true",
+                   help="include the edges even if this run folder did not start them")
     p.set_defaults(func=_guarded(cmd_status))
 
     p = cmds.add_parser("logs", help="show a server's log", description="Show the last lines "
@@ -212,6 +242,19 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("-n", "--lines", type=int, default=40, help="lines to show (default 40)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.set_defaults(func=_guarded(cmd_logs))
+
+    p = cmds.add_parser("fault", help="throttle an edge's HLS, make it answer an error, or "
+                        "clear that", description="Degrade one running edge (for steering and "
+                        "failover tests): an include file in its config folder and a graceful "
+                        "reload; waits until the edge reports the new state on /edge/healthz.")
+    p.add_argument("edge", choices=EDGES, help="the edge")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--throttle", metavar="RATE",
+                     help="limit every HLS response to RATE bytes/s (nginx limit_rate: 100k, 1m)")
+    how.add_argument("--status", type=int, metavar="CODE",
+                     help="answer every HLS request with this error status (e.g. 503)")
+    how.add_argument("--clear", action="store_true", help="remove the fault")
+    p.set_defaults(func=_guarded(cmd_fault))
 
     p = cmds.add_parser("init", help="create topics, keyspace and tables (idempotent)",
                         description="Create the Kafka topics of schemas.topology and the "

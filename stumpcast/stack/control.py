@@ -19,6 +19,7 @@ from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
 from stumpcast.stack.alertmanager_server import AlertmanagerServer
 from stumpcast.stack.cassandra_server import CassandraServer
+from stumpcast.stack.edge_server import CdnA, CdnB, EdgeServer
 from stumpcast.stack.errors import (
     PortInUse,
     ServerDied,
@@ -37,19 +38,23 @@ from stumpcast.stack.server import Server, StartContext
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
     "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
+    "cdn-a": CdnA, "cdn-b": CdnB,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
 # `stack up --observe`: Prometheus, Alertmanager and the operations server (/ops, exporter).
 OBSERVE_NAMES: tuple[str, ...] = ("prometheus", "alertmanager", "ops")
+# `stack up --edge`: the two caching edges (nginx) in front of the media origin and gateway.
+EDGE_NAMES: tuple[str, ...] = ("cdn-a", "cdn-b")
 LOG_TAIL = 20
 
 
 def servers(settings: Settings, only: Iterable[str] | None = None,
-            observe: bool = False, recorded: bool = True) -> list[Server]:
+            observe: bool = False, recorded: bool = True, edge: bool = False) -> list[Server]:
     """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three, plus the
-    observers with ``observe``, or (``recorded``) those this run folder has a record of, so
-    `down` and `status` include what `up --observe` started; `up` alone does not restart them."""
+    observers with ``observe`` and the edges with ``edge``, or (``recorded``) those this run
+    folder has a record of, so `down` and `status` include what `up --observe` or `up --edge`
+    started; `up` alone does not restart them."""
     layout = RunLayout.at(settings.run_dir)
     chosen = list(only) if only else list(CORE_NAMES)
     unknown = [n for n in chosen if n not in SERVER_TYPES]
@@ -57,7 +62,8 @@ def servers(settings: Settings, only: Iterable[str] | None = None,
         raise StackError(f"unknown server {', '.join(unknown)}; "
                          f"choose from {', '.join(SERVER_NAMES)}")
     if not only:
-        chosen += [n for n in OBSERVE_NAMES if observe or (
+        extra = [*(OBSERVE_NAMES if observe else ()), *(EDGE_NAMES if edge else ())]
+        chosen += [n for n in (*OBSERVE_NAMES, *EDGE_NAMES) if n in extra or (
             recorded and ProcRecord.load(layout.pid_record(n)) is not None)]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
 
@@ -105,11 +111,12 @@ def exclusive(run_dir: Path, say: Callable[[str], None] = print) -> Iterator[Non
 
 def up(settings: Settings, only: Iterable[str] | None = None,
        say: Callable[[str], None] = print, maven_repo: Path | None = None,
-       chosen: Sequence[Server] | None = None, observe: bool = False) -> list[UpResult]:
+       chosen: Sequence[Server] | None = None, observe: bool = False,
+       edge: bool = False) -> list[UpResult]:
     """Bring every chosen server to healthy; raise StackError naming each one that failed."""
     with exclusive(settings.run_dir, say):
         todo = (list(chosen) if chosen is not None
-                else servers(settings, only, observe, recorded=False))
+                else servers(settings, only, observe, recorded=False, edge=edge))
         return _up(settings, todo, say, maven_repo)
 
 
@@ -257,8 +264,8 @@ class ServerStatus:
 
 
 def status(settings: Settings, only: Iterable[str] | None = None,
-           observe: bool = False) -> list[ServerStatus]:
-    chosen = servers(settings, only, observe)
+           observe: bool = False, edge: bool = False) -> list[ServerStatus]:
+    chosen = servers(settings, only, observe, edge=edge)
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         return list(pool.map(_inspect, chosen))
 
@@ -295,3 +302,18 @@ def local_settings(settings: Settings) -> Settings:
         cassandra_replication={"class": "SimpleStrategy", "replication_factor": 1},
         redis_url=f"redis://127.0.0.1:{settings.stack_redis_port}/0",
     )
+
+
+def edge_fault(settings: Settings, name: str, kind: str | None, value: str = "") -> str:
+    """Inject a fault into (or clear it from) a running edge of this run folder."""
+    server = next((s for s in servers(settings, [name]) if isinstance(s, EdgeServer)), None)
+    if server is None:
+        raise StackError(f"{name} is not an edge; choose from {', '.join(EDGE_NAMES)}")
+    record = our_record(server)
+    if record is None:
+        raise StackError(f"{name} is not running from this run folder ({settings.run_dir}); "
+                         "start it with `stumpcast stack up --edge`")
+    try:
+        return server.set_fault(record.pid, kind, value)
+    except ValueError as exc:
+        raise StackError(str(exc)) from None

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -256,6 +257,8 @@ class TestHttp:
             status, headers, body = await http_get(gw.port, f"/v1/matches/{match_id}/scorecard")
             assert status == 200 and headers["etag"] == '"1-1"'
             assert "stale-while-revalidate" in headers["cache-control"]
+            age = time.time() - parsedate_to_datetime(headers["date"]).timestamp()
+            assert -2 < age < 5, headers  # the edges pass Date on: clients see a copy's age
             assert orjson.loads(body)["card"] == card(3)
             status, _, _ = await http_get(gw.port, f"/v1/matches/{match_id}/scorecard",
                                           {"If-None-Match": '"1-1"'})

@@ -1,11 +1,14 @@
 // The live match page: the match list (#/) and a match view (#/match/{id}).
 //
-// Query parameters: media=<origin of the media worker> (default: this host, port 18081),
-// sync=1 to start with "sync with video" on. Everything the browser tests read is on
+// Query parameters: media=<origin of the media worker, or of a caching edge> (default: this
+// host, port 18081), sync=1 to start with "sync with video" on, region=<region> (the player's
+// region for content steering and its heartbeats; default "unknown"), beat=<seconds between
+// heartbeats> (default 10; the steering tests use 2). Everything the browser tests read is on
 // window.stumpcast; nothing else depends on it.
 
 import { MatchConnection } from "./connection.js";
-import { Heartbeat } from "./heartbeat.js";
+import { SnapshotPoller } from "./fallback.js";
+import { Heartbeat, INTERVAL_MS } from "./heartbeat.js";
 import { showMatchList } from "./matches.js";
 import { Player } from "./player.js";
 import { renderScorecard } from "./scorecard.js";
@@ -15,6 +18,10 @@ import { toaster } from "./toasts.js";
 
 const params = new URLSearchParams(location.search);
 const mediaOrigin = params.get("media") || `${location.protocol}//${location.hostname}:18081`;
+const region = params.get("region");
+const beatMs = Number(params.get("beat")) > 0 ? Number(params.get("beat")) * 1000 : INTERVAL_MS;
+const masterUrl = `${mediaOrigin}/hls/master.m3u8${region ? `?region=${encodeURIComponent(region)}` : ""}`;
+const FALLBACK_AFTER_MS = 3000;
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 const $ = (sel) => document.querySelector(sel);
 
@@ -30,16 +37,45 @@ function route() {
 
 function openMatch(matchId) {
   $("#match-title").textContent = matchId;
-  const player = new Player($("#video"), new SeekBar($("#seekbar")), `${mediaOrigin}/hls/master.m3u8`);
+  const player = new Player($("#video"), new SeekBar($("#seekbar")), masterUrl);
   const reveal = new Reveal({
     show: (card, meta) => renderScorecard($("#scorecard"), card, meta),
     toast: toaster($("#toasts")),
     playingDate: () => player.playingDate(),
   });
+  const poller = new SnapshotPoller(matchId, {
+    onCard: (card, meta, how) => showSnapshot(card, meta, how),
+    // Only while falling back: before a match starts its snapshot is a plain 404.
+    onError: (text) => { if (poller.running) { $("#stale").hidden = false; $("#stale").textContent = text; } },
+  });
+  let notLive = null; // timer: poll the HTTP snapshot once the WebSocket has been down a while
+  const onStatus = (text, state) => {
+    $("#status").textContent = text;
+    $("#status").dataset.state = state;
+    if (state === "live") {
+      clearTimeout(notLive);
+      notLive = null;
+      poller.stop();
+      $("#stale").hidden = true;
+    } else if (notLive === null && !poller.running) {
+      notLive = setTimeout(() => poller.start(), FALLBACK_AFTER_MS);
+    }
+  };
+  const showSnapshot = (card, meta, how) => {
+    // What the WebSocket already gave is newer (or as new, when the copy is live anyway).
+    if (conn.match.card !== null && (meta.seq < conn.match.seq || (meta.seq === conn.match.seq && !how.stale))) return;
+    if (!how.stale && reveal.enabled) { reveal.offerCard(card, meta); return; } // no spoilers
+    renderScorecard($("#scorecard"), card, meta);
+    const badge = $("#stale");
+    badge.hidden = !how.stale;
+    badge.dataset.cache = how.cache || "";
+    const made = how.madeAt ? new Date(how.madeAt).toISOString().slice(11, 19) + " UTC" : "?";
+    badge.textContent = `Stale: the last scorecard, as of ${made}; live updates unavailable`;
+  };
   const conn = new MatchConnection(wsUrl, matchId, {
     onCard: (card, meta) => reveal.offerCard(card, meta),
     onNote: (note) => reveal.offerNote(note),
-    onStatus: (text, state) => { $("#status").textContent = text; $("#status").dataset.state = state; },
+    onStatus,
     onWatching: (w) => { $("#viewers").hidden = false; $("#viewers").textContent = `${w.concurrent.toLocaleString()} watching`; },
   });
   const sync = $("#sync");
@@ -48,14 +84,21 @@ function openMatch(matchId) {
   sync.onchange = () => reveal.setEnabled(sync.checked);
   $("#go-live").onclick = () => player.liveEdge();
 
-  const heartbeat = new Heartbeat(conn, player, matchId, mediaOrigin);
+  const heartbeat = new Heartbeat(conn, player, matchId, mediaOrigin,
+                                  { region: region || "unknown", intervalMs: beatMs });
 
   player.start();
   conn.start();
+  // The snapshot over HTTP first: cacheable at the edges (a join storm stays there), and the
+  // edges' copy is what the page falls back on if the gateway goes away.
+  poller.poll();
   heartbeat.start();
   const timer = setInterval(() => frame(player, reveal), 250);
-  window.stumpcast = { matchId, conn, player, reveal, mediaOrigin, heartbeat };
-  return () => { clearInterval(timer); heartbeat.stop(); conn.stop(); player.hls?.destroy(); };
+  window.stumpcast = { matchId, conn, player, reveal, mediaOrigin, heartbeat, poller };
+  return () => {
+    clearInterval(timer); clearTimeout(notLive); poller.stop(); heartbeat.stop(); conn.stop();
+    player.hls?.destroy();
+  };
 }
 
 // Four times a second: reveal what the playhead has reached, redraw the seek bar and clock.
