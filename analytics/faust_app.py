@@ -25,13 +25,15 @@ from analytics.aggregate import Aggregator
 from analytics.config import WorkerConfig, topic_partitions
 from analytics.metrics import Metrics
 from analytics.window import WindowSpec
+from runtime.kafka import faust_config
+from schemas.access import Principal
 from schemas.heartbeats import HeartbeatError, decode
 from schemas.settings import Settings
 
 
 def app_config(settings: Settings) -> dict[str, Any]:
     return dict(
-        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap],
+        **faust_config(settings, Principal.ANALYTICS),
         autodiscover=False, web_enabled=False, topic_disable_leader=True,
         table_standby_replicas=0, store="memory://",
         topic_replication_factor=settings.kafka_replication_factor,

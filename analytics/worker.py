@@ -25,6 +25,8 @@ from analytics.aggregate import Aggregator, FlushPlan
 from analytics.config import WorkerConfig
 from analytics.metrics import Metrics
 from analytics.window import NEVER, WindowSpec
+from runtime.kafka import client_config
+from schemas.access import Principal
 from schemas.heartbeats import ConcurrencyRecord, HeartbeatError, decode
 from schemas.settings import Settings
 
@@ -47,13 +49,13 @@ class AnalyticsWorker:
         import redis
         from confluent_kafka import Consumer, Producer
 
-        boot = self.settings.kafka_bootstrap_str
+        kafka = client_config(self.settings, Principal.ANALYTICS)
         consumer = Consumer({
-            "bootstrap.servers": boot, "group.id": self.config.group,
+            **kafka, "group.id": self.config.group,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1, "fetch.wait.max.ms": 100,
             "queued.max.messages.kbytes": 65536})
-        producer = Producer({"bootstrap.servers": boot, "linger.ms": 20,
+        producer = Producer({**kafka, "linger.ms": 20,
                              "partitioner": "murmur2_random", "enable.idempotence": True})
         return consumer, producer, redis.Redis.from_url(self.settings.redis_url)
 

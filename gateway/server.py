@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from gateway.panic import PanicStore
 from gateway.session import Beat, Close, Join, Leave, Send, Session
 from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
+from runtime.kafka import client_config
 from schemas import protocol as p
+from schemas.access import Principal
 
 log = logging.getLogger("stumpcast.gateway")
 HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
@@ -59,7 +61,7 @@ class GatewayConfig:
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
     hub: Callable[[Limits], Hub] = Hub  # the fanout; the bench passes its baselines here
     worker: str = "0"
-    kafka_bootstrap: str | None = None  # where viewers' heartbeats go; None: not accepted
+    kafka: Mapping[str, Any] | None = None  # heartbeats' producer settings; None: refused
     tame_gc: bool = False             # freeze survivors, full collections rarely (_tame_gc); off
                                       # in tests, which share one process with everything else
     stats_path: Path | None = None    # this worker's counters, rewritten twice a second (workers
@@ -152,7 +154,7 @@ class Gateway:
             close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
         self.port = self.server.sockets[0].getsockname()[1]
         self.watching = WatchingRelay(redis, self.hub)
-        self.beats = HeartbeatForwarder(cfg.kafka_bootstrap)
+        self.beats = HeartbeatForwarder(cfg.kafka)
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
                      self._save_panic_copies(), self._dump_stats(), self._keepalive(),
                      self.watching.run()):
@@ -479,6 +481,6 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
         host=settings.gateway_host, port=settings.gateway_port, redis_url=settings.redis_url,
         limits=limits, auth=auth, panic_dir=settings.gateway_panic_dir,
         panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
-        kafka_bootstrap=settings.kafka_bootstrap_str)
+        kafka=client_config(settings, Principal.GATEWAY))
     values.update(overrides)
     return GatewayConfig(**values)

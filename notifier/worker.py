@@ -34,6 +34,8 @@ from notifier.signing import sign
 from notifier.spoiler import Held, SpoilerHold
 from notifier.subscriptions import Subscription, load_all
 from notifier.tracker import OffsetTracker
+from runtime.kafka import aiokafka_config
+from schemas.access import Principal
 from schemas.notifications import Kind, Notification, NotificationError, decode
 from schemas.settings import Settings
 from schemas.topology import GROUP_NOTIFIER, NOTIFICATIONS, RedisKeys
@@ -100,7 +102,7 @@ class Notifier:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         self.http = aiohttp.ClientSession(timeout=timeout)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_str, group_id=self.config.group,
+            **aiokafka_config(self.settings, Principal.NOTIFIER), group_id=self.config.group,
             enable_auto_commit=False, auto_offset_reset=self.config.start)
         self.consumer.subscribe([self.config.topic], listener=_listener(self))
         await self.consumer.start()

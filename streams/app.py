@@ -32,6 +32,7 @@ import asyncio
 import logging
 from typing import Any
 
+from schemas.access import Principal
 from schemas.settings import Settings
 from schemas.topology import (
     GROUP_STREAMS,
@@ -58,8 +59,10 @@ class FaustOutputs:
 
 
 def app_config(settings: Settings) -> dict[str, Any]:
+    from runtime.kafka import faust_config
+
     return dict(
-        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap],
+        **faust_config(settings, Principal.STREAMS),
         autodiscover=False, web_enabled=False, topic_disable_leader=True,
         table_standby_replicas=0, store="memory://",
         topic_replication_factor=settings.kafka_replication_factor,
@@ -135,6 +138,8 @@ def make_engine_factory(settings: Settings) -> Any:
     """Wire the engine to Redis, Cassandra (lazily: the worker starts while it is down), the
     backlog, the metrics endpoints."""
     from runtime.endpoints import Health, application, serve
+    from runtime.kafka import client_config
+    from schemas.signing import Registry
     from streams.engine import Engine, EngineConfig
     from streams.eventstore import LazyCassandraEventStore, StoreBacklog
     from streams.metrics import Metrics
@@ -146,9 +151,11 @@ def make_engine_factory(settings: Settings) -> Any:
         store = LazyCassandraEventStore(settings.cassandra_hosts, settings.cassandra_port,
                                         settings.cassandra_keyspace)
         backlog = StoreBacklog(store, settings.streams_store_backlog)
-        config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout)
+        config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout,
+                              Registry.load(settings.scorer_registry))
         metrics = Metrics()
-        relay = NoteRelay(lambda p: KafkaTxnLog(settings.kafka_bootstrap_str, p),
+        kafka = client_config(settings, Principal.STREAMS)
+        relay = NoteRelay(lambda p: KafkaTxnLog(kafka, p),
                           on_lost=lambda p, ms: engine.relay_lost(p, ms),
                           on_published=metrics.published,
                           min_interval=settings.streams_relay_interval)

@@ -31,6 +31,7 @@ from schemas import codec
 from schemas.deadletter import DeadLetter, Reason
 from schemas.events import Event
 from schemas.notifications import Notification, note_id
+from schemas.signing import Registry
 from schemas.view import ViewUpdate, make_update
 from streams.cards import CardPublisher
 from streams.eventstore import EventStore, EventStoreError, StoreBacklog, StoredEvent
@@ -67,6 +68,7 @@ class Outputs(Protocol):
 class EngineConfig:
     allowed_sources: Sequence[str]
     gap_timeout: float
+    scorers: Registry | None = None  # events must be signed by one of these (None: unchecked)
 
 
 def dlq_record(r: Rejected) -> bytes:
@@ -122,7 +124,7 @@ class Engine:
 
     async def admit(self, raw: bytes, ack: Ack = None) -> Event | None:
         """Validate and authorise; a reject goes to the DLQ here and ``None`` is returned."""
-        first = classify(raw, ack, self.config.allowed_sources)
+        first = classify(raw, ack, self.config.allowed_sources, self.config.scorers)
         if isinstance(first, Rejected):
             self.metrics.events_in.labels("?").inc()
             await self._run([first])

@@ -81,12 +81,12 @@ def live_replay(settings: Settings, path: Path, match_id: str, speed: float,
                 lead_s: float = 0.5) -> int:
     """Produce the match to ``match.events`` in live time; return the number of events sent."""
     from streams import cricsheet
-    from streams.producer import EventProducer, Ticker
+    from streams.producer import Ticker, scorer_producer
 
     events = cricsheet.import_match(cricsheet.load(path), match_id)
     start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead_s)
     timed = live_timeline(events, start, speed, max_gap_s)
-    producer, ticker = EventProducer(settings.kafka_bootstrap_str), Ticker()
+    producer, ticker = scorer_producer(settings, "cricsheet"), Ticker()
     for at, event in due(timed):
         wait = at - time.time()
         if wait > 0:

@@ -12,10 +12,13 @@ from gateway.auth import ANONYMOUS
 from gateway.limits import Limits
 from gateway.server import Gateway
 from gateway.session import Beat, Send, Session
+from runtime.kafka import client_config
 from schemas import protocol as p
+from schemas.access import Principal
 from schemas.heartbeats import decode as decode_heartbeat
 from schemas.topology import VIEWER_HEARTBEATS
 from tests.gateway.conftest import connect, make_config
+from tests.kafka_access import admin_config
 
 
 def beat(**over: object) -> dict:
@@ -50,13 +53,13 @@ async def test_heartbeats_reach_the_topic_stamped_by_the_gateway(settings, redis
     from confluent_kafka import Consumer, TopicPartition
 
     session_id = f"s-{uuid.uuid4().hex[:10]}"
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
+    consumer = Consumer({**admin_config(settings),
                          "group.id": f"t-{session_id}", "enable.auto.commit": False})
     meta = consumer.list_topics(VIEWER_HEARTBEATS.name, timeout=10)
     parts = [TopicPartition(VIEWER_HEARTBEATS.name, i, -1)  # -1: the end, i.e. only new beats
              for i in meta.topics[VIEWER_HEARTBEATS.name].partitions]
     consumer.assign(parts)
-    gw = Gateway(make_config(settings, tmp_path, kafka_bootstrap=settings.kafka_bootstrap_str))
+    gw = Gateway(make_config(settings, tmp_path, kafka=client_config(settings, Principal.GATEWAY)))
     await gw.start()
     try:
         before = int(time.time() * 1000)
@@ -94,7 +97,7 @@ async def test_the_client_library_beats_while_connected(settings, redis, tmp_pat
 
     from gateway.client import GatewayClient
 
-    gw = Gateway(make_config(settings, tmp_path, kafka_bootstrap=settings.kafka_bootstrap_str))
+    gw = Gateway(make_config(settings, tmp_path, kafka=client_config(settings, Principal.GATEWAY)))
     await gw.start()
     client = GatewayClient(f"ws://127.0.0.1:{gw.port}/ws", ["match:no-such-match"],
                            heartbeat=lambda: beat(session_id="lib"), heartbeat_interval=0.2)
