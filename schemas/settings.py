@@ -260,6 +260,12 @@ class Settings:
         "STUMPCAST_STREAMS_STORE_BACKLOG", "20000", _positive_int,
         "Events the streams worker keeps in memory while the event store (Cassandra) is "
         "down; when full, consumption pauses until the store catches up.")
+    ingest_host: str = _env(
+        "STUMPCAST_INGEST_HOST", "127.0.0.1", str, "Scorer ingest API listen address.")
+    ingest_port: int = _env(
+        "STUMPCAST_INGEST_PORT", "18095", _port,
+        "Scorer ingest API (POST /v1/matches/{id}/events with a scorer's bearer token), "
+        "/metrics, /healthz and /readyz.")
     media_http_port: int = _env(
         "STUMPCAST_MEDIA_HTTP_PORT", "18081", _port,
         "Media worker origin: HLS, /metrics, /healthz and /readyz.")

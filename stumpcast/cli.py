@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.notifier",
     "stumpcast.commands.plan",
     "stumpcast.commands.demo",
+    "stumpcast.commands.scorers",
 )
 
 

@@ -85,6 +85,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_worker(settings)
 
 
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from streams.ingest import run
+
+    asyncio.run(run(settings))
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -143,6 +152,16 @@ def register(sub: Any, bench: Any) -> None:
                          "stumpcast-streams group; /metrics, /healthz, /readyz on "
                          "STUMPCAST_STREAMS_METRICS_PORT. Several may run at once.")
     p.set_defaults(func=cmd_worker)
+
+    ingest = sub.add_parser("ingest", help="the scorer ingest API",
+                            description="POST /v1/matches/{id}/events with a scorer's bearer "
+                            "token: each event is checked, signed with that scorer's key and "
+                            "written to match.events as its Kafka principal; idempotent by "
+                            "event_id (docs/protocol.md, Scorer ingest API).")
+    icmds = ingest.add_subparsers(dest="ingest_command", metavar="ACTION")
+    icmds.required = True
+    p = icmds.add_parser("serve", help="serve the ingest API on STUMPCAST_INGEST_PORT")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("rebuild", help="rebuild a match's Redis view from the event store",
                        description="Fold the match's events from Cassandra, compare with the "
