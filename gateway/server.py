@@ -22,24 +22,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.auth import AuthConfig, Claims, origin_allowed, token_from_request, verify_token
+from gateway.auth import (
+    AuthConfig,
+    Claims,
+    SessionIds,
+    origin_allowed,
+    session_from_request,
+    token_from_request,
+    verify_token,
+)
 from gateway.beats import HeartbeatForwarder
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client, Hub
-from gateway.limits import Limits, TokenBucket
+from gateway.limits import Limits, PerAddress, TokenBucket
 from gateway.metrics import GatewayMetrics, read_siblings
 from gateway.panic import PanicStore
 from gateway.session import Beat, Close, Join, Leave, Send, Session
 from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
 from runtime.kafka import client_config
+from runtime.secrets import SecretMissing, gateway_session_key_path, read_secret
 from schemas import protocol as p
 from schemas.access import Principal
 
 log = logging.getLogger("stumpcast.gateway")
-HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
+HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")  # /metrics: a 404 pointing at
+# the admin port, never the metrics themselves
 KEEPALIVE_SLICES = 20
 GC_FREEZE_EVERY = 1.0       # seconds between freezes of what survived the young collections
 GC_FULL_EVERY = 600.0       # at most this often, a full collection reclaims closed connections
@@ -66,6 +76,10 @@ class GatewayConfig:
                                       # in tests, which share one process with everything else
     stats_path: Path | None = None    # this worker's counters, rewritten twice a second (workers
                                       # read each other's for /metrics; the bench reads them)
+    admin_port: int | None = None     # /metrics /healthz /readyz for operators; None: not served
+    admin_host: str = "127.0.0.1"
+    session_key: bytes | None = None  # HMAC key of issued session ids (shared by the workers);
+                                      # None: a random one for this process
 
 
 class WsSink:
@@ -108,13 +122,15 @@ class Gateway:
         self.hub = config.hub(config.limits)
         self.accepts = TokenBucket(config.limits.accepts_per_second,
                                    config.limits.accept_burst, time.monotonic())
+        self.per_ip = PerAddress(config.limits)
+        self.session_ids = SessionIds(config.session_key or os.urandom(32))
         self.connections = 0
         self.closed_since_gc = 0  # connections ended since the last full collection
         self.rejected = 0
         self.pong_timeouts = 0
         # Claims (or the auth error) from the upgrade until the handler takes them. Kept off
         # the connection object: a new attribute there un-shares its __dict__ (~1.5 KB each).
-        self._auth: weakref.WeakKeyDictionary[Any, Claims | AuthFailed] = (
+        self._auth: weakref.WeakKeyDictionary[Any, tuple[Claims | AuthFailed, str]] = (
             weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[Any]] = set()
         self.server: Any = None
@@ -146,7 +162,14 @@ class Gateway:
                          on_latency=self.metrics.latency.observe)
         self.feed.on_fanout = self.metrics.fanout.observe
         self.api = HttpApi(self.feed, PanicStore(cfg.panic_dir, cfg.panic_flag),
-                           self.metrics, cfg.max_lag)
+                           self.metrics, cfg.max_lag, auth=cfg.auth)
+        self.admin: Any = None
+        if cfg.admin_port is not None:
+            from runtime.endpoints import application
+            from runtime.endpoints import serve as serve_admin
+
+            self.admin = await serve_admin(application(self.api.health), cfg.admin_port,
+                                           cfg.admin_host, reuse_port=True)
         self.server = await serve(
             self.handle, cfg.host, cfg.port, process_request=self.process_request,
             compression=None, max_size=cfg.limits.hard_max_frame_bytes, max_queue=4,
@@ -172,6 +195,8 @@ class Gateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if getattr(self, "admin", None) is not None:
+            await self.admin.cleanup()
         if getattr(self, "beats", None) is not None:
             await asyncio.to_thread(self.beats.close)
         for client in (self.feed.redis, self.feed.reader):
@@ -322,22 +347,29 @@ class Gateway:
             self.rejected += 1
             return _response(json_error(403, "origin_not_allowed", "this origin may not "
                                         "connect; see STUMPCAST_GATEWAY_ALLOWED_ORIGINS"))
+        why = self.per_ip.admit(_peer_ip(conn), time.monotonic())
+        if why is not None:  # checked first: one address must not use up the budget below
+            self.rejected += 1
+            return _response(json_error(429, "address_rate_limited", f"{why}; retry with "
+                                        "backoff", (("Retry-After", "1"),)))
         if not self.accepts.take(time.monotonic()):
             self.rejected += 1
             return _response(json_error(503, "accept_rate_limited", "too many new connections;"
                                         " retry with backoff", (("Retry-After", "1"),)))
+        claims: Claims | AuthFailed
         try:
-            self._auth[conn] = verify_token(token_from_request(path, request.headers),
-                                            self.config.auth, time.time())
+            claims = verify_token(token_from_request(path, request.headers), self.config.auth,
+                                  time.time())
         except AuthFailed as exc:  # answered after the upgrade, so browsers see the code
             self.rejected += 1
-            self._auth[conn] = exc
+            claims = exc
+        self._auth[conn] = (claims, self.session_ids.issue(session_from_request(path)))
         return None
 
     # -- one connection ------------------------------------------------------------------------
 
     async def handle(self, conn: Any) -> None:
-        claims = self._auth.pop(conn, None)
+        claims, session_id = self._auth.pop(conn, (None, ""))
         _forget_handshake(conn)
         if not isinstance(claims, Claims):
             exc = claims if isinstance(claims, AuthFailed) else AuthFailed("no credentials")
@@ -348,7 +380,10 @@ class Gateway:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer)
         client = Client(WsSink(conn, self))
-        session = Session(claims, self.config.limits, time.time())
+        session = Session(claims, self.config.limits, time.time(), session_id)
+        expiry = self._expire_at(claims, client, session)
+        ip = _peer_ip(conn)
+        self.per_ip.opened(ip)
         self.connections += 1
         try:
             async for raw in conn:
@@ -360,10 +395,28 @@ class Gateway:
             if not _is_closed(exc):
                 log.exception("connection handler failed")
         finally:
+            if expiry is not None:
+                expiry.cancel()
+            self.per_ip.closed(ip)
             self.connections -= 1
             self.closed_since_gc += 1
             client.closed = True
             self.hub.drop(client)
+
+    def _expire_at(self, claims: Claims, client: Client, session: Session) -> Any:
+        """Close the connection (4001) when its token expires, whether or not the client
+        sends anything: a passive listener must not keep receiving on an expired token."""
+        if claims.exp is None:
+            return None
+
+        def expire() -> None:
+            for out in session.tick(time.time()) or [Close(p.CloseCode.TOKEN_EXPIRED,
+                                                          "token expired")]:
+                if isinstance(out, Close):
+                    self.hub.close(client, out.code, out.reason)
+
+        loop = asyncio.get_running_loop()
+        return loop.call_later(max(0.0, claims.exp - time.time()) + 0.01, expire)
 
     async def _carry_out(self, client: Client, session: Session, out: Any) -> None:
         now = time.monotonic()
@@ -388,6 +441,7 @@ class Gateway:
                 catch = cache.catch_up(join.since)
                 pos: Any = catch.position.seq
             else:
+                await self.feed.match(match_id)  # notes only of a match that exists
                 catch, pos = await self._join_notes(match_id, join.since)
         except UnknownMatch:
             session.join_failed(key)
@@ -403,7 +457,8 @@ class Gateway:
         # No await between here and the send: nothing can be published in between.
         self.hub.detach(client, key)
         self.hub.attach(client, key, pos)
-        reply = p.subscribed(join.req_id, key, catch.position, catch.recovered)
+        reply = p.subscribed(join.req_id, key, catch.position, catch.recovered,
+                             session.session_id)
         self.hub.send(client, [reply, *catch.frames], time.monotonic())
 
     async def _join_notes(self, match_id: str, since: p.ChannelPosition | None) -> tuple[Any, Any]:
@@ -433,6 +488,11 @@ def _forget_handshake(conn: Any) -> None:
     for message in (conn.request, conn.response):
         if message is not None:
             message.headers.clear()
+
+
+def _peer_ip(conn: Any) -> str:
+    address = getattr(conn, "remote_address", None)
+    return str(address[0]) if address else "?"
 
 
 def _is_closed(exc: Exception) -> bool:
@@ -473,14 +533,38 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
                     messages_per_second=settings.gateway_messages_per_second,
                     accepts_per_second=settings.gateway_accepts_per_second,
                     accept_burst=int(settings.gateway_accepts_per_second * 2),
-                    queue_bytes=settings.gateway_queue_bytes)
+                    queue_bytes=settings.gateway_queue_bytes,
+                    connections_per_ip=settings.gateway_connections_per_ip,
+                    accepts_per_ip=settings.gateway_accepts_per_ip,
+                    accept_burst_per_ip=int(settings.gateway_accepts_per_ip * 2),
+                    heartbeat_min_gap=0.8 * settings.heartbeat_interval)
     auth = AuthConfig(hs256_secret=settings.gateway_jwt_secret or None,
                       rs256_public_key=key.read_text() if key else None,
-                      allowed_origins=settings.gateway_allowed_origins)
+                      allowed_origins=settings.gateway_allowed_origins,
+                      audience=settings.gateway_jwt_audience, issuer=settings.gateway_jwt_issuer)
     values: dict[str, Any] = dict(
         host=settings.gateway_host, port=settings.gateway_port, redis_url=settings.redis_url,
         limits=limits, auth=auth, panic_dir=settings.gateway_panic_dir,
         panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
-        kafka=client_config(settings, Principal.GATEWAY))
+        kafka=_heartbeat_kafka(settings), admin_port=settings.gateway_admin_port,
+        admin_host=settings.gateway_admin_host, session_key=_session_key(settings))
     values.update(overrides)
     return GatewayConfig(**values)
+
+
+def _heartbeat_kafka(settings: Any) -> dict[str, Any] | None:
+    """The gateway principal's Kafka settings; without its password heartbeats are refused
+    (with a clear error to the client) rather than the gateway not starting."""
+    try:
+        return client_config(settings, Principal.GATEWAY)
+    except SecretMissing as exc:
+        log.warning("heartbeats off: no Kafka credentials", extra={"error": str(exc)})
+        return None
+
+
+def _session_key(settings: Any) -> bytes | None:
+    """Shared by every worker, so a session id survives a reconnect to another worker."""
+    try:
+        return read_secret(gateway_session_key_path(settings.secrets_dir), "session key")
+    except SecretMissing:
+        return None

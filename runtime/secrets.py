@@ -6,6 +6,7 @@
       kafka/<principal>.password      0600  SASL password of one Kafka principal
       scorers/<id>.key                0600  a scorer's Ed25519 private key (PKCS#8 PEM)
       scorers/<id>.token              0600  a scorer's bearer token for the ingest API
+      gateway/session.key             0600  HMAC key of the session ids the gateway issues
       scorers.json                    0600  the scorer registry (public keys, sources, token
                                             hashes; STUMPCAST_SCORER_REGISTRY)
 
@@ -35,6 +36,11 @@ def scorer_key_path(secrets_dir: Path, scorer_id: str) -> Path:
 
 def scorer_token_path(secrets_dir: Path, scorer_id: str) -> Path:
     return secrets_dir / "scorers" / f"{scorer_id}.token"
+
+
+def gateway_session_key_path(secrets_dir: Path) -> Path:
+    """The HMAC key of the viewer session ids the gateway issues (shared by its workers)."""
+    return secrets_dir / "gateway" / "session.key"
 
 
 def read_secret(path: Path, what: str) -> bytes:

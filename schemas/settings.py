@@ -235,6 +235,26 @@ class Settings:
         "Where each gateway worker rewrites its counters twice a second (every worker's "
         "/metrics reports its siblings' from there; the gateway bench reads them). Default: a "
         "temporary folder the parent process makes for its workers.")
+    gateway_admin_host: str = _env(
+        "STUMPCAST_GATEWAY_ADMIN_HOST", "127.0.0.1", str,
+        "Gateway admin listen address (/metrics, /healthz, /readyz).")
+    gateway_admin_port: int = _env(
+        "STUMPCAST_GATEWAY_ADMIN_PORT", "18082", _port,
+        "Gateway admin port: /metrics (never on the public port), /healthz and /readyz.")
+    gateway_jwt_audience: str = _env(
+        "STUMPCAST_GATEWAY_JWT_AUDIENCE", "stumpcast-gateway", str,
+        "The aud claim every connection token must carry (with auth on).")
+    gateway_jwt_issuer: str = _env(
+        "STUMPCAST_GATEWAY_JWT_ISSUER", "stumpcast", str,
+        "The iss claim every connection token must carry (with auth on).")
+    gateway_connections_per_ip: int = _env(
+        "STUMPCAST_GATEWAY_CONNECTIONS_PER_IP", "1000", _positive_int,
+        "Open connections per client address per process; beyond it, 429. Behind a proxy "
+        "every client shares its address: raise it there.")
+    gateway_accepts_per_ip: float = _env(
+        "STUMPCAST_GATEWAY_ACCEPTS_PER_IP", "50", _positive_float,
+        "New connections per second per client address per process (burst: twice that); "
+        "beyond it, 429 with Retry-After.")
     streams_metrics_port: int = _env(
         "STUMPCAST_STREAMS_METRICS_PORT", "18090", _port,
         "Streams worker /metrics, /healthz and /readyz port.")

@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.secrets import password_path, scorer_key_path, scorer_token_path
+from runtime.secrets import (
+    gateway_session_key_path,
+    password_path,
+    scorer_key_path,
+    scorer_token_path,
+)
 from schemas.access import Principal, scorer_principal
 from schemas.settings import Settings
 from schemas.signing import Registry, RegistryError, Scorer, generate_key, token_hash
@@ -69,6 +74,7 @@ def ensure(settings: Settings) -> StackSecrets:
     os.chmod(root, 0o700)
     for principal in [*Principal, CONTROLLER]:
         write_private(password_path(root, principal), _password().encode())
+    write_private(gateway_session_key_path(root), secrets.token_hex(32).encode())
     for scorer_id, sources in DEFAULT_SCORERS.items():
         if not scorer_key_path(root, scorer_id).exists():
             add_scorer(settings, scorer_id, sources)

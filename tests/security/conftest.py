@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.gateway.conftest import match_id, redis, writer  # noqa: F401 - shared fixtures
+
 
 @dataclass
 class Attacks:

@@ -13,14 +13,16 @@ export class Heartbeat {
     this.player = player;
     this.matchId = matchId;
     this.cdn = new URL(mediaOrigin, location.href).host || "origin";
-    this.sessionId = sessionStorage.getItem("stumpcast-session") || crypto.randomUUID();
-    sessionStorage.setItem("stumpcast-session", this.sessionId);
     this.bufferingMs = 0;
     this.waitingSince = null;
     const video = player.video;
     video.addEventListener("waiting", () => { this.waitingSince ??= performance.now(); });
     video.addEventListener("playing", () => this.endWait());
   }
+
+  // The gateway issues the session id (in its "subscribed" replies) and counts beats for it
+  // only, whatever a beat says, so one page cannot beat for another viewer.
+  get sessionId() { return this.conn.session || "pending"; }
 
   endWait() {
     if (this.waitingSince !== null) this.bufferingMs += performance.now() - this.waitingSince;
