@@ -54,6 +54,10 @@ def _host_ports(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _hosts(raw: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not items:
@@ -328,6 +332,14 @@ class Settings:
     webhook_max_attempts: int = _env(
         "STUMPCAST_WEBHOOK_MAX_ATTEMPTS", "6", _positive_int,
         "Attempts per webhook delivery before it is dead-lettered.")
+    webhook_allow_hosts: tuple[str, ...] = _env(
+        "STUMPCAST_WEBHOOK_ALLOW_HOSTS", "", _list,
+        "Addresses or networks (CIDR), comma separated, that webhooks may reach although they "
+        "are not public (loopback, private, link-local). Default: none; every other target is "
+        "checked after DNS resolution.")
+    webhook_queue: int = _env(
+        "STUMPCAST_WEBHOOK_QUEUE", "10000", _positive_int,
+        "Notifications waiting per webhook; beyond it they are dead-lettered (queue full).")
     log_level: str = _env(
         "STUMPCAST_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"),
         "Log level: DEBUG, INFO, WARNING or ERROR.")
