@@ -10,6 +10,7 @@ import pytest
 from audience_sim import expected, simulate
 
 from analytics.config import WorkerConfig
+from analytics.sink import VIEWS_TTL_S
 from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
 from schemas.access import Principal
@@ -106,6 +107,7 @@ def test_simulated_audience_gives_exact_concurrency_for_every_window(kafka_stack
     r = redis.Redis.from_url(settings.redis_url)
     try:
         assert r.scard(RedisKeys.views(match_id)) == 300          # views: distinct sessions ever
+        assert 0 < r.ttl(RedisKeys.views(match_id)) <= VIEWS_TTL_S   # bounded in time
         entries = r.xrevrange(RedisKeys.watching(match_id), count=1)
         assert entries, "the gateway's watching stream was written"
         watching = decode_watching(entries[0][1][b"u"])
