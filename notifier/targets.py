@@ -67,8 +67,8 @@ def why_blocked(address: str, allow: Sequence[Any] = ()) -> str | None:
     if ip in METADATA or inner in METADATA:
         return f"{address} is a cloud metadata address"
     for label, test in (("loopback", "is_loopback"), ("link-local", "is_link_local"),
-                        ("private", "is_private"), ("multicast", "is_multicast"),
-                        ("unspecified", "is_unspecified"), ("reserved", "is_reserved")):
+                        ("unspecified", "is_unspecified"), ("multicast", "is_multicast"),
+                        ("reserved", "is_reserved"), ("private", "is_private")):
         if getattr(inner, test):
             return f"{address} is a {label} address"
     if not inner.is_global:

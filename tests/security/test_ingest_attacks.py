@@ -106,3 +106,42 @@ async def test_ingest_refuses_strangers_and_other_scorers_sources(ingest: Ingest
     r = redis.Redis.from_url(kafka_stack.redis_url)
     assert not r.exists(RedisKeys.ingest_seqs(m)), "a refused request claimed a seq"
     assert _read_back(kafka_stack, m) == []
+
+
+async def test_the_ingest_service_over_http(kafka_stack: Settings, redis_stack: Settings) -> None:
+    """``stumpcast ingest serve``'s app end to end: the route, the bearer header, the JSON."""
+    import asyncio
+    import socket
+
+    import aiohttp
+
+    from streams.ingest import run
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = dataclasses.replace(kafka_stack, ingest_port=port)
+    task = asyncio.create_task(run(settings))
+    m = f"ing{uuid.uuid4().hex[:6]}"
+    event = dataclasses.replace(
+        cricsheet.import_match(cricsheet.load(FILES[0]), m)[0], source="scorer:desk")
+    url = f"http://127.0.0.1:{port}/v1/matches/{m}/events"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(50):  # until it listens
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            auth = {"Authorization": f"Bearer {_token(kafka_stack, 'desk')}"}
+            async with http.post(url, data=codec.encode(event), headers=auth) as r:
+                assert (r.status, (await r.json())["seq"]) == (201, 1)
+            async with http.post(url, data=codec.encode(event)) as r:
+                assert r.status == 401
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert 'stumpcast_ingest_answers_total{status="201"} 1.0' in await r.text()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
