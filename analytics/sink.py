@@ -2,10 +2,11 @@
 
 Views: the sessions of the flush are added to ``RedisKeys.views(m)`` (SADD exact, PFADD hll;
 both idempotent, so a re-read after a restart adds nothing), and the key expires
-``VIEWS_TTL_S`` after the match's last beat, so the sets of old matches do not pile up. Windows: ``merge.lua`` stores each
-partition's partial, sums them, and, when every partition of the topic has reported, publishes
-the "N watching" counter (live) or the per-group figures (final). A window whose partials are
-all in is returned as ``ConcurrencyRecord``s for the ``analytics.concurrency`` topic.
+``VIEWS_TTL_S`` after the match's last beat, so the sets of old matches do not pile up.
+Windows: ``merge.lua`` stores each partition's partial, sums them, and, when every partition of
+the topic has reported, publishes the "N watching" counter (live) or the per-group figures
+(final). A window whose partials are all in is returned as ``ConcurrencyRecord``s for the
+``analytics.concurrency`` topic.
 """
 
 from __future__ import annotations

@@ -228,6 +228,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     match_id = args.match_id or f"{path.stem}-{time.strftime('%H%M%S')}"
     busy = [(n, p) for n, p in (("gateway", settings.gateway_port),
+                                ("gateway admin", settings.gateway_admin_port),
                                 ("media", settings.media_http_port),
                                 ("streams", settings.streams_metrics_port))
             if not port_free("127.0.0.1", p)]
