@@ -63,7 +63,7 @@ def test_prometheus_scrapes_the_metrics_ports(compose):
     targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"]
                for t in sc["targets"]}
     for name, env in _services_env(compose):
-        for var in ("STUMPCAST_GATEWAY_PORT", "STUMPCAST_MEDIA_HTTP_PORT",
+        for var in ("STUMPCAST_GATEWAY_ADMIN_PORT", "STUMPCAST_MEDIA_HTTP_PORT",
                     "STUMPCAST_STREAMS_METRICS_PORT", "STUMPCAST_ANALYTICS_METRICS_PORT",
                     "STUMPCAST_NOTIFIER_METRICS_PORT"):
             if var in env:
