@@ -104,16 +104,38 @@ def granted(settings: Settings, grants: Sequence[Grant], timeout: float = 30.0) 
     if settings.kafka_security == "plaintext" or not grants:
         yield
         return
-    from confluent_kafka.admin import AclBindingFilter, AdminClient
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(client_config(settings, Principal.ADMIN))
     bindings = [acl_binding(g) for g in grants]
+    filters = [_filter(b) for b in bindings]
     for future in admin.create_acls(bindings, request_timeout=timeout).values():
         future.result(timeout)
+    wait_visible(admin, bindings, timeout)
     try:
         yield
     finally:
-        filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal,
-                                    b.host, b.operation, b.permission_type) for b in bindings]
         for future in admin.delete_acls(filters, request_timeout=timeout).values():
             future.result(timeout)
+
+
+def _filter(binding: Any) -> Any:
+    from confluent_kafka.admin import AclBindingFilter
+
+    return AclBindingFilter(binding.restype, binding.name, binding.resource_pattern_type,
+                            binding.principal, binding.host, binding.operation,
+                            binding.permission_type)
+
+
+def wait_visible(admin: Any, bindings: Sequence[Any], timeout: float = 30.0) -> None:
+    """Until the broker answers with every ACL in ``bindings``: creation is committed to the
+    metadata log first and reaches the broker's authorizer a moment later, and a client that
+    connects in between is refused."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    for acl_filter in map(_filter, bindings):
+        while not admin.describe_acls(acl_filter, request_timeout=timeout).result(timeout):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ACL {acl_filter} not visible after {timeout:g} s")
+            time.sleep(0.05)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runtime.kafka import acl_binding, client_config
+from runtime.kafka import acl_binding, client_config, wait_visible
 from schemas.access import Principal, scorer_grants, service_grants
 from schemas.settings import Settings
 from schemas.topology import TOPICS, keyspace_cql, tables_cql
@@ -90,7 +90,8 @@ def kafka_access(admin: Any, settings: Settings) -> tuple[int, int]:
             future.result(TIMEOUT)
         for future in admin.create_acls(bindings, request_timeout=TIMEOUT).values():
             future.result(TIMEOUT)
-    except KafkaException as exc:
+        wait_visible(admin, bindings, TIMEOUT)  # services may start right after `stack up`
+    except (KafkaException, TimeoutError) as exc:
         raise StackError(f"creating Kafka users and ACLs failed: {exc}") from None
     return len(upserts), len(bindings)
 
