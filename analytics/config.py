@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.kafka import client_config
+from schemas.access import Principal
 from schemas.settings import Settings
 from schemas.topology import ANALYTICS_CONCURRENCY, GROUP_ANALYTICS, VIEWER_HEARTBEATS
 
@@ -23,5 +25,5 @@ class WorkerConfig:
 def topic_partitions(settings: Settings, topic: str) -> int:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+    admin = AdminClient(client_config(settings, Principal.ANALYTICS))
     return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)

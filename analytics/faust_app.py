@@ -36,6 +36,8 @@ from analytics.metrics import Metrics
 from analytics.pending import DependencyDown, PendingFlush, final_windows, report_skipped
 from analytics.window import WindowSpec
 from runtime.faults import Backoff, Fault, Throttle, classify, report
+from runtime.kafka import faust_config
+from schemas.access import Principal
 from schemas.heartbeats import HeartbeatError, decode
 from schemas.settings import Settings
 
@@ -44,7 +46,7 @@ log = logging.getLogger("stumpcast.analytics")
 
 def app_config(settings: Settings) -> dict[str, Any]:
     return dict(
-        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap],
+        **faust_config(settings, Principal.ANALYTICS),
         autodiscover=False, web_enabled=False, topic_disable_leader=True,
         table_standby_replicas=0, store="memory://",
         topic_replication_factor=settings.kafka_replication_factor,

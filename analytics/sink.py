@@ -1,10 +1,12 @@
 """Carry out a ``FlushPlan`` in Redis (one pipeline) and turn complete windows into records.
 
 Views: the sessions of the flush are added to ``RedisKeys.views(m)`` (SADD exact, PFADD hll;
-both idempotent, so a re-read after a restart adds nothing). Windows: ``merge.lua`` stores each
-partition's partial, sums them, and, when every partition of the topic has reported, publishes
-the "N watching" counter (live) or the per-group figures (final). A window whose partials are
-all in is returned as ``ConcurrencyRecord``s for the ``analytics.concurrency`` topic.
+both idempotent, so a re-read after a restart adds nothing), and the key expires
+``VIEWS_TTL_S`` after the match's last beat, so the sets of old matches do not pile up.
+Windows: ``merge.lua`` stores each partition's partial, sums them, and, when every partition of
+the topic has reported, publishes the "N watching" counter (live) or the per-group figures
+(final). A window whose partials are all in is returned as ``ConcurrencyRecord``s for the
+``analytics.concurrency`` topic.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from schemas.heartbeats import ConcurrencyRecord
 from schemas.topology import RedisKeys
 
 _CHUNK = 10_000
+VIEWS_TTL_S = 7 * 24 * 3600  # longer than any match (a Test lasts five days)
 
 
 def _script_text() -> str:
@@ -52,6 +55,7 @@ class RedisSink:
             for i in range(0, len(members), _CHUNK):
                 cmd = pipe.pfadd if self.mode == "hll" else pipe.sadd
                 cmd(RedisKeys.views(match_id, self.mode), *members[i:i + _CHUNK])
+            pipe.expire(RedisKeys.views(match_id, self.mode), VIEWS_TTL_S)
         if plan.playheads:
             pipe.hset(RedisKeys.playheads, mapping=plan.playheads)
         n_views = len(pipe)

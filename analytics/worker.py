@@ -40,6 +40,8 @@ from analytics.metrics import Metrics
 from analytics.pending import DependencyDown, PendingFlush, final_windows, report_skipped
 from analytics.window import NEVER, WindowSpec
 from runtime.faults import Backoff, Fault, Throttle, classify, report
+from runtime.kafka import client_config
+from schemas.access import Principal
 from schemas.heartbeats import ConcurrencyRecord, HeartbeatError, decode
 from schemas.settings import Settings
 
@@ -69,16 +71,16 @@ class AnalyticsWorker:
         import redis
         from confluent_kafka import Consumer, Producer
 
-        boot = self.settings.kafka_bootstrap_str
+        kafka = client_config(self.settings, Principal.ANALYTICS)
         consumer = Consumer({
-            "bootstrap.servers": boot, "group.id": self.config.group,
+            **kafka, "group.id": self.config.group,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1, "fetch.wait.max.ms": 100,
             "queued.max.messages.kbytes": 65536,
             # A killed replica's partitions move to the others within 10 s (librdkafka: 45 s).
             "session.timeout.ms": self.config.session_timeout_ms,
             "heartbeat.interval.ms": max(100, self.config.session_timeout_ms // 10)})
-        producer = Producer({"bootstrap.servers": boot, "linger.ms": 20,
+        producer = Producer({**kafka, "linger.ms": 20,
                              "partitioner": "murmur2_random", "enable.idempotence": True})
         # Timeouts: a server that hangs must fail the flush (and be retried), not block it.
         r = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5,

@@ -24,6 +24,8 @@ from typing import Any
 from analytics.config import WorkerConfig
 from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
+from runtime.kafka import client_config, granted
+from schemas.access import Grant, Op, Principal, Resource
 from schemas.heartbeats import Heartbeat, decode, decode_watching
 from schemas.settings import Settings
 from schemas.topology import VIEWER_HEARTBEATS, RedisKeys
@@ -62,7 +64,7 @@ def audience(match_id: str, viewers: int, beats: int, t0: int) -> Iterator[Heart
 def _produce(settings: Settings, topic: str, beats: Iterator[Heartbeat]) -> tuple[int, float]:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "linger.ms": 50,
+    p = Producer({**client_config(settings, Principal.ADMIN), "linger.ms": 50,
                   "batch.size": 1_000_000, "compression.type": "lz4",
                   "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000})
     n, started = 0, time.perf_counter()
@@ -83,7 +85,7 @@ def _produce(settings: Settings, topic: str, beats: Iterator[Heartbeat]) -> tupl
 def _baseline(settings: Settings, topic: str, total: int) -> float:
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
+    c = Consumer({**client_config(settings, Principal.ADMIN),
                   "group.id": f"bench-base-{uuid.uuid4().hex[:6]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
@@ -195,7 +197,7 @@ def _delay(settings: Settings, topic: str, probes: int) -> list[float]:
     worker = AnalyticsWorker(settings, WindowSpec(step_ms=STEP), cfg)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "linger.ms": 0,
+    p = Producer({**client_config(settings, Principal.ADMIN), "linger.ms": 0,
                   "partitioner": "murmur2_random"})
     delays: list[float] = []
     try:
@@ -238,7 +240,7 @@ def _watching(r: Any, match_id: str) -> int:
 def _topics(settings: Settings, create: bool, name: str) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+    admin = AdminClient(client_config(settings, Principal.ADMIN))
     names = [name, f"{name}.out"]
     if create:
         futs = admin.create_topics([NewTopic(name, VIEWER_HEARTBEATS.partitions, 1),
@@ -251,10 +253,20 @@ def _topics(settings: Settings, create: bool, name: str) -> None:
 
 def run_bench(settings: Settings, viewers: int, beats: int, probes: int,
               modes: tuple[str, ...] = ("exact", "hll"), faust: bool = True) -> Result:
+    topic = f"stumpcast.bench.heartbeats.{uuid.uuid4().hex[:8]}"
+    # The workers run as the analytics principal, on this run's topics and groups.
+    grants = [Grant(Principal.ANALYTICS, Resource.TOPIC, topic, op, prefixed=True)
+              for op in (Op.READ, Op.WRITE)]
+    grants.append(Grant(Principal.ANALYTICS, Resource.GROUP, "bench-", Op.READ, prefixed=True))
+    with granted(settings, grants):
+        return _run_bench(settings, topic, viewers, beats, probes, modes, faust)
+
+
+def _run_bench(settings: Settings, topic: str, viewers: int, beats: int, probes: int,
+               modes: tuple[str, ...], faust: bool) -> Result:
     from bench.log import median, percentile
 
     res = Result()
-    topic = f"stumpcast.bench.heartbeats.{uuid.uuid4().hex[:8]}"
     match_id = f"bench-{uuid.uuid4().hex[:6]}"
     t0 = (int(time.time() * 1000) - 3_600_000) // STEP * STEP
     _topics(settings, True, topic)

@@ -30,7 +30,9 @@ from typing import Any
 
 from bench import log as benchlog
 from bench.workers import bench_matches, start_worker, stop_worker
+from runtime.kafka import client_config
 from schemas import codec
+from schemas.access import Principal
 from schemas.settings import Settings
 from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 
@@ -38,7 +40,7 @@ from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 def _end_offsets(settings: Settings) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str, "group.id": "unused"})
+    c = Consumer({**client_config(settings, Principal.ADMIN), "group.id": "unused"})
     try:
         parts = c.list_topics(MATCH_EVENTS.name, timeout=10).topics[MATCH_EVENTS.name].partitions
         return {p: c.get_watermark_offsets(TopicPartition(MATCH_EVENTS.name, p), timeout=10)[1]
@@ -80,7 +82,7 @@ class PlainLoop:
         from streams.pipeline import Accepted, MatchProcessor, MatchState, ScorecardFolder
         from streams.viewstore import lua_source, script_call
 
-        c = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap_str,
+        c = Consumer({**client_config(self.settings, Principal.ADMIN),
                       "group.id": "stumpcast-bench-plain", "enable.auto.commit": False,
                       "fetch.wait.max.ms": 10})
         c.assign([TopicPartition(MATCH_EVENTS.name, p, o) for p, o in self.start.items()])
@@ -114,12 +116,12 @@ class PlainLoop:
 
 
 def _throughput(settings: Settings, n_events: int, tag: str) -> tuple[int, float, float]:
-    from streams.producer import EventProducer
+    from streams.producer import scorer_producer
 
     per_match = 250
     matches = bench_matches(settings.cricsheet_dir, max(1, n_events // per_match), tag, "benchtp")
     start = _end_offsets(settings)
-    producer = EventProducer(settings.kafka_bootstrap_str, linger_ms=5)
+    producer = scorer_producer(settings, "cricsheet", linger_ms=5)
     total = sum(len(v) for v in matches.values())
     t0 = time.monotonic()
     for events in matches.values():
@@ -166,7 +168,7 @@ WARM_UP = 5  # events per match before the measured window (first sight, recover
 def _latency(settings: Settings, rate_per_match: float, seconds: float,
              tag: str) -> tuple[list[float], list[float]]:
     """(worker latencies, plain-loop latencies) in ms, 10 matches at ``rate_per_match``."""
-    from streams.producer import EventProducer
+    from streams.producer import scorer_producer
 
     matches = bench_matches(settings.cricsheet_dir, 10, tag, f"benchlat{int(rate_per_match)}")
     sent: dict[tuple[str, int], float] = {}
@@ -178,7 +180,7 @@ def _latency(settings: Settings, rate_per_match: float, seconds: float,
     for t in threads:
         t.start()
     time.sleep(1.0)  # the plain consumer is assigned
-    producer = EventProducer(settings.kafka_bootstrap_str, linger_ms=0)
+    producer = scorer_producer(settings, "cricsheet", linger_ms=0)
     n = int(seconds * rate_per_match)
     interval, ids = 1.0 / rate_per_match, list(matches)
     t0 = time.monotonic()
@@ -215,7 +217,7 @@ def _fmt(values: list[float]) -> str:
 def _group_members(settings: Settings) -> int:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+    admin = AdminClient(client_config(settings, Principal.ADMIN))
     futures = admin.describe_consumer_groups([GROUP_STREAMS])
     return len(futures[GROUP_STREAMS].result(timeout=10).members)
 

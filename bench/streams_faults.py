@@ -61,10 +61,15 @@ class Live:
     def produce(self) -> None:
         from confluent_kafka import Producer
 
+        from runtime.kafka import client_config
+        from runtime.secrets import signer
         from schemas import codec
-        from streams.producer import pace, producer_config
+        from streams.producer import pace, producer_config, scorer_principal
 
-        p = Producer(producer_config(self.settings.kafka_bootstrap_str, 0))
+        # As the replay's scorer: its Kafka principal and its signing key (#15).
+        kafka = client_config(self.settings, scorer_principal("cricsheet"))
+        p = Producer(producer_config(kafka, 0))
+        sign = signer(self.settings, "cricsheet").sign
         queue = sorted((due, e.match_id, e.seq, e) for m in self.matches.values()
                        for due, e in pace(m, self.speed))
         t0 = time.monotonic()
@@ -72,7 +77,7 @@ class Live:
             if self.stop.wait(max(0.0, t0 + due - time.monotonic())):
                 break
             self.sent[(match_id, seq)] = time.time()
-            p.produce(MATCH_EVENTS.name, codec.encode(event), key=match_id.encode(),
+            p.produce(MATCH_EVENTS.name, sign(codec.encode(event)), key=match_id.encode(),
                       on_delivery=self._delivered)
             p.poll(0)
         p.flush(30)
@@ -109,7 +114,10 @@ class GroupWatch:
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka.admin import AdminClient
 
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_str})
+        from runtime.kafka import client_config
+        from schemas.access import Principal
+
+        self.admin = AdminClient(client_config(settings, Principal.ADMIN))
         self.owners: dict[str, set[int]] = {}   # instance id -> partitions (latest seen)
         self.stop = threading.Event()
 

@@ -1,14 +1,24 @@
 """Connection auth (optional JWT, HS256 or RS256), per-channel permissions, origin allow-list.
 
-A token is verified once, at the upgrade, so a reconnect storm costs no call to a back end.
-Claims used: ``exp`` (checked against the clock passed in), ``sub``, and ``channels``: a list of
+A token is verified once, at the upgrade, so a reconnect storm costs no call to a back end; the
+gateway then closes the connection (4001) when the token's ``exp`` passes, whether or not the
+client sends anything. Claims: ``exp`` (required; checked against the clock passed in), ``aud``
+and ``iss`` (required, equal to the configured audience and issuer, so a token minted for
+another service or by another issuer is refused), ``sub``, and ``channels``: a list of
 patterns, each an exact channel (``match:1370353``) or a prefix ending in ``*`` (``match:*``,
-``*``). A token without ``channels`` allows nothing (deny by default). With auth off every
-channel is allowed. Foreign ``jwt`` errors become ``AuthFailed`` here.
+``*``). A token without ``channels`` allows nothing (deny by default). The algorithm is taken
+from the configured keys, never trusted from the token alone: ``none`` is never accepted, and
+HS256 is verified with the HS256 secret only, so a token "signed" with the RS256 public key as
+an HMAC secret fails (algorithm confusion). With auth off every channel is allowed. Foreign
+``jwt`` errors become ``AuthFailed`` here.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +34,8 @@ class AuthConfig:
     rs256_public_key: str | None = None  # PEM text
     allowed_origins: tuple[str, ...] = ("*",)
     leeway: float = 5.0
+    audience: str = "stumpcast-gateway"
+    issuer: str = "stumpcast"
 
     @property
     def enabled(self) -> bool:
@@ -59,13 +71,12 @@ def verify_token(token: str | None, config: AuthConfig, now: float) -> Claims:
         raise AuthFailed("a token is required: ?token=... or Authorization: Bearer ...")
     payload = _decode(token, config)
     exp = payload.get("exp")
-    if exp is not None and not isinstance(exp, int | float):
-        raise AuthFailed("token claim exp must be a number")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise AuthFailed("token claim exp is required and must be a number")
     channels = payload.get("channels", [])
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise AuthFailed("token claim channels must be a list of strings")
-    claims = Claims(sub=payload.get("sub"), channels=tuple(channels),
-                    exp=float(exp) if exp is not None else None)
+    claims = Claims(sub=payload.get("sub"), channels=tuple(channels), exp=float(exp))
     if claims.expired(now, config.leeway):
         raise TokenExpired("token expired: fetch a new one and reconnect")
     return claims
@@ -82,9 +93,11 @@ def _decode(token: str, config: AuthConfig) -> dict[str, Any]:
     if not key:
         raise AuthFailed(f"token algorithm {alg!r} is not accepted here")
     try:
-        # Expiry is checked by the caller against its own clock (testable, one policy).
-        payload = jwt.decode(token, key, algorithms=[alg],
-                             options={"verify_exp": False, "verify_aud": False})
+        # Expiry is checked by the caller against its own clock (testable, one policy);
+        # audience and issuer here, and all three must be present.
+        payload = jwt.decode(token, key, algorithms=[alg], audience=config.audience,
+                             issuer=config.issuer,
+                             options={"verify_exp": False, "require": ["exp", "aud", "iss"]})
     except jwt.PyJWTError as exc:
         raise AuthFailed(f"token rejected: {exc}") from None
     if not isinstance(payload, dict):
@@ -99,6 +112,36 @@ def token_from_request(path: str, headers: Any) -> str | None:
         return str(auth[7:].strip())
     values = parse_qs(urlsplit(path).query).get("token")
     return values[0] if values else None
+
+
+def session_from_request(path: str) -> str | None:
+    """``?session=``: the id a reconnecting client was given before."""
+    values = parse_qs(urlsplit(path).query).get("session")
+    return values[0][:128] if values else None
+
+
+class SessionIds:
+    """Viewer session ids the gateway issues, one per connection: random, with an HMAC, so a
+    client that reconnects may present its id again (``?session=``) and keep it, while an id
+    the gateway never issued (a guessed or copied-looking one) is replaced by a new one.
+    Heartbeats count for the connection's id only (``gateway.session``)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def issue(self, presented: str | None) -> str:
+        if presented and self.valid(presented):
+            return presented
+        rand = secrets.token_urlsafe(12)
+        return f"{rand}.{self._mac(rand)}"
+
+    def valid(self, session_id: str) -> bool:
+        rand, sep, mac = session_id.partition(".")
+        return bool(rand and sep) and hmac.compare_digest(mac, self._mac(rand))
+
+    def _mac(self, rand: str) -> str:
+        digest = hmac.new(self.key, rand.encode(), hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def origin_allowed(origin: str | None, config: AuthConfig) -> bool:

@@ -12,6 +12,7 @@ session's presence until its next one, and the analytics windows span two interv
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from schemas.heartbeats import Heartbeat
@@ -21,15 +22,15 @@ QUEUE_MAX = 100_000
 
 
 class HeartbeatForwarder:
-    def __init__(self, bootstrap: str | None) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Mapping[str, Any] | None) -> None:
+        self.kafka = kafka  # client settings of the gateway principal (runtime.kafka)
         self._producer: Any = None
         self.forwarded = 0
         self.dropped = 0
 
     @property
     def enabled(self) -> bool:
-        return bool(self.bootstrap)
+        return bool(self.kafka)
 
     def forward(self, fields: dict[str, Any], now_ms: int | None = None) -> bool:
         """Stamp, encode and queue one beat; False if it had to be dropped."""
@@ -51,7 +52,7 @@ class HeartbeatForwarder:
             from confluent_kafka import Producer
 
             self._producer = Producer({
-                "bootstrap.servers": self.bootstrap, "linger.ms": 20,
+                **(self.kafka or {}), "linger.ms": 20,
                 "queue.buffering.max.messages": QUEUE_MAX, "acks": 1,
                 "partitioner": "murmur2_random"})
         return self._producer

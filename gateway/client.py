@@ -103,6 +103,12 @@ class GatewayClient:
         self.reconnects = 0
         self.heartbeat = heartbeat  # the viewer's heartbeat fields, sent while connected
         self.heartbeat_interval = heartbeat_interval
+        self.session: str | None = None  # issued by the gateway; presented again on reconnect
+
+    def _connect_url(self) -> str:
+        if self.session is None:
+            return self.url
+        return f"{self.url}{'&' if '?' in self.url else '?'}session={self.session}"
 
     @contextlib.asynccontextmanager
     async def _beating(self, ws: Any) -> AsyncIterator[None]:
@@ -125,6 +131,17 @@ class GatewayClient:
             with contextlib.suppress(BaseException):
                 await task
 
+    async def _receive(self, ws: Any) -> AsyncIterator[Event]:
+        async for raw in ws:
+            for event in self.state.apply(raw):
+                if event.kind == "subscribed" and event.message.get("session"):
+                    self.session = str(event.message["session"])
+                if event.kind == "resync":  # resume from the last good position
+                    st = self.state.channels[event.channel]
+                    await ws.send(p.subscribe_message(event.channel, st.position,
+                                                      event.channel).decode())
+                yield event
+
     async def events(self) -> AsyncIterator[Event]:
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -132,17 +149,13 @@ class GatewayClient:
         attempt = 0
         while True:
             try:
-                async with (connect(self.url, compression=None, max_size=2**22) as ws,
-                            self._beating(ws)):
+                async with connect(self._connect_url(), compression=None,
+                                   max_size=2**22) as ws:
                     for frame in self.state.subscribe_messages():
                         await ws.send(frame.decode())
                     attempt = 0
-                    async for raw in ws:
-                        for event in self.state.apply(raw):
-                            if event.kind == "resync":  # resume from the last good position
-                                st = self.state.channels[event.channel]
-                                await ws.send(p.subscribe_message(event.channel, st.position,
-                                                                  event.channel).decode())
+                    async with self._beating(ws):  # after subscribing: beats need the match
+                        async for event in self._receive(ws):
                             yield event
                     code, reason = ws.close_code, ws.close_reason or ""
             except ConnectionClosed as exc:

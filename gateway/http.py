@@ -4,8 +4,15 @@
 stale-while-revalidate, so a CDN absorbs the read load; ``If-None-Match`` gets a 304. In panic
 mode (Redis unavailable, or the panic flag file present) the last good snapshots on disk are
 served, marked ``"stale": true`` and ``X-Stumpcast-Stale: 1``. ``/healthz`` says the process
-runs; ``/readyz`` says Redis answers and the feed is not lagging; ``/metrics`` is Prometheus
-(the three answered by ``runtime.endpoints``, as in every service).
+runs; ``/readyz`` says Redis answers and the feed is not lagging (both answered by
+``runtime.endpoints``, as in every service). ``/metrics`` is not served here but on the
+gateway's admin port: counters say who is connected and how much, which is the operator's
+business, not the public's.
+
+With auth on, the API applies a token's channel claims as the WebSocket does: a scorecard needs
+a token (``Authorization: Bearer`` or ``?token=``) allowing ``match:<id>`` (401 without a valid
+token, 403 with one that does not allow it), and ``/v1/matches`` lists only the matches the
+token allows. Such answers are per token, so they are marked ``private`` for caches.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import FeedUnavailable
+from gateway.auth import ANONYMOUS, AuthConfig, Claims, token_from_request, verify_token
+from gateway.errors import AuthFailed, FeedUnavailable
 from gateway.feed import Feed, UnknownMatch
 from gateway.metrics import GatewayMetrics
 from gateway.panic import PanicStore, envelope
@@ -44,7 +52,9 @@ def json_error(status: int, code: str, message: str,
 
 class HttpApi:
     def __init__(self, feed: Feed, panic: PanicStore, metrics: GatewayMetrics,
-                 max_lag: float = 5.0, ready_window: float = 5.0) -> None:
+                 max_lag: float = 5.0, ready_window: float = 5.0,
+                 auth: AuthConfig | None = None) -> None:
+        self.auth = auth or AuthConfig()
         self.feed = feed
         self.panic = panic
         self.metrics = metrics
@@ -56,14 +66,22 @@ class HttpApi:
         route = path.split("?", 1)[0].rstrip("/") or "/"
         if method != "GET":
             return json_error(405, "method_not_allowed", "only GET is served here")
+        if route == "/metrics":
+            return json_error(404, "not_found", "metrics are served on the admin port")
         reply = self.health.answer(route)
         if reply is not None:
             return HttpResponse(reply.status, reply.body, content_type=reply.content_type)
+        try:
+            claims = verify_token(token_from_request(path, headers), self.auth, time.time())
+        except AuthFailed as exc:
+            return json_error(401, "unauthorized", str(exc)[:200])
         if route == "/v1/matches":
-            return await self.matches(headers.get("If-None-Match"))
+            return _private(await self.matches(headers.get("If-None-Match"), claims), claims)
         parts = route.split("/")
         if len(parts) == 5 and parts[:3] == ["", "v1", "matches"] and parts[4] == "scorecard":
-            return await self.scorecard(parts[3], headers.get("If-None-Match"))
+            if not claims.allows(f"match:{parts[3]}"):
+                return json_error(403, "forbidden", f"the token does not allow match:{parts[3]}")
+            return _private(await self.scorecard(parts[3], headers.get("If-None-Match")), claims)
         return json_error(404, "not_found", f"no route {route}")
 
     def panic_mode(self) -> bool:
@@ -101,7 +119,8 @@ class HttpApi:
         etag = f'"{doc.get("epoch")}-{doc.get("seq")}-stale"'
         return _cached(orjson.dumps(doc), etag, if_none_match, STALE_CACHE, True)
 
-    async def matches(self, if_none_match: str | None) -> HttpResponse:
+    async def matches(self, if_none_match: str | None,
+                      claims: Claims = ANONYMOUS) -> HttpResponse:
         stale = self.panic.flag_set()
         rows: list[tuple[str, int]] = []
         if not stale:
@@ -111,10 +130,20 @@ class HttpApi:
                 stale = True
         if stale:
             rows = self.panic.matches()
+        rows = [(m, ms) for m, ms in rows if claims.allows(f"match:{m}")]
         body = orjson.dumps({"stale": stale, "matches": [
             {"match_id": m, "updated_ms": ms} for m, ms in rows]})
         etag = '"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"'
         return _cached(body, etag, if_none_match, STALE_CACHE if stale else LIVE_CACHE, stale)
+
+
+def _private(resp: HttpResponse, claims: Claims) -> HttpResponse:
+    """An answer that depends on the token must not be shared by a cache."""
+    if claims is ANONYMOUS:
+        return resp
+    headers = tuple((k, "private, max-age=1") if k == "Cache-Control" else (k, v)
+                    for k, v in resp.headers)
+    return HttpResponse(resp.status, resp.body, headers, resp.content_type)
 
 
 def _cached(body: bytes, etag: str, if_none_match: str | None, cache_control: str,

@@ -19,6 +19,54 @@ class Limits:
     write_high_water: int = 64 * 1024      # transport buffer above which we queue instead
     write_timeout: float = 10.0            # no progress for this long with data queued: slow
     recovery_max: int = 300                # updates replayed on resume before a snapshot
+    connections_per_ip: int = 1000         # open connections from one address (CGNAT: many
+                                           # viewers share one; a flood is still bounded)
+    accepts_per_ip: float = 50.0           # new connections per second from one address
+    accept_burst_per_ip: int = 100
+    heartbeat_min_gap: float = 8.0         # seconds between two forwarded beats of a socket
+                                           # (0.8 x the interval: client timers jitter)
+    max_clock_skew_ms: int = 60_000        # a beat's playhead at most this far in the future
+
+
+class PerAddress:
+    """Per-IP accept buckets and open-connection counts, so one address cannot use up the
+    accept budget or the connection slots of everyone. Pure: the clock is passed in."""
+
+    PRUNE_AT = 100_000  # addresses kept before idle (fully refilled) buckets are dropped
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.buckets: dict[str, TokenBucket] = {}
+        self.open: dict[str, int] = {}
+
+    def admit(self, ip: str, now: float) -> str | None:
+        """None if a new connection from ``ip`` may go ahead, else why not."""
+        if self.open.get(ip, 0) >= self.limits.connections_per_ip:
+            return f"more than {self.limits.connections_per_ip} connections from this address"
+        bucket = self.buckets.get(ip)
+        if bucket is None:
+            if len(self.buckets) >= self.PRUNE_AT:
+                self._prune(now)
+            bucket = self.buckets[ip] = TokenBucket(self.limits.accepts_per_ip,
+                                                    self.limits.accept_burst_per_ip, now)
+        if not bucket.take(now):
+            return f"more than {self.limits.accepts_per_ip:g} new connections per second " \
+                   "from this address"
+        return None
+
+    def opened(self, ip: str) -> None:
+        self.open[ip] = self.open.get(ip, 0) + 1
+
+    def closed(self, ip: str) -> None:
+        left = self.open.get(ip, 0) - 1
+        if left > 0:
+            self.open[ip] = left
+        else:
+            self.open.pop(ip, None)
+
+    def _prune(self, now: float) -> None:
+        refill = self.limits.accept_burst_per_ip / self.limits.accepts_per_ip
+        self.buckets = {ip: b for ip, b in self.buckets.items() if now - b.stamp < refill}
 
 
 class TokenBucket:

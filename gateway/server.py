@@ -17,18 +17,23 @@ import os
 import socket
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from gateway.auth import AuthConfig, Claims, origin_allowed, token_from_request, verify_token
+from gateway.auth import (
+    Claims,
+    SessionIds,
+    origin_allowed,
+    session_from_request,
+    token_from_request,
+    verify_token,
+)
 from gateway.beats import HeartbeatForwarder
+from gateway.config import GatewayConfig, config_from_settings
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
 from gateway.http import HttpApi, HttpResponse, json_error
-from gateway.hub import Client, Hub
-from gateway.limits import Limits, TokenBucket
+from gateway.hub import Client
+from gateway.limits import PerAddress, TokenBucket
 from gateway.metrics import GatewayMetrics, read_siblings
 from gateway.panic import PanicStore
 from gateway.session import Beat, Close, Join, Leave, Send, Session
@@ -37,33 +42,13 @@ from gateway.web import static as web_static
 from schemas import protocol as p
 
 log = logging.getLogger("stumpcast.gateway")
-HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
+__all__ = ["Gateway", "GatewayConfig", "config_from_settings", "serve"]
+HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")  # /metrics: a 404 pointing at
+# the admin port, never the metrics themselves
 KEEPALIVE_SLICES = 20
 GC_FREEZE_EVERY = 1.0       # seconds between freezes of what survived the young collections
 GC_FULL_EVERY = 600.0       # at most this often, a full collection reclaims closed connections
 GC_FULL_AFTER_CLOSES = 50_000  # ... or sooner once this many connections closed since the last
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    host: str = "127.0.0.1"
-    port: int = 18080
-    redis_url: str = "redis://127.0.0.1:16379/0"
-    limits: Limits = field(default_factory=Limits)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    panic_dir: Path = Path(".run/gateway/panic")
-    panic_flag: Path | None = Path(".run/gateway/PANIC")
-    max_lag: float = 5.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0  # unanswered this long after a ping: the peer is gone
-    socket_send_buffer: int = 0       # 0: kernel default (autotuned)
-    hub: Callable[[Limits], Hub] = Hub  # the fanout; the bench passes its baselines here
-    worker: str = "0"
-    kafka_bootstrap: str | None = None  # where viewers' heartbeats go; None: not accepted
-    tame_gc: bool = False             # freeze survivors, full collections rarely (_tame_gc); off
-                                      # in tests, which share one process with everything else
-    stats_path: Path | None = None    # this worker's counters, rewritten twice a second (workers
-                                      # read each other's for /metrics; the bench reads them)
 
 
 class WsSink:
@@ -106,13 +91,15 @@ class Gateway:
         self.hub = config.hub(config.limits)
         self.accepts = TokenBucket(config.limits.accepts_per_second,
                                    config.limits.accept_burst, time.monotonic())
+        self.per_ip = PerAddress(config.limits)
+        self.session_ids = SessionIds(config.session_key or os.urandom(32))
         self.connections = 0
         self.closed_since_gc = 0  # connections ended since the last full collection
         self.rejected = 0
         self.pong_timeouts = 0
         # Claims (or the auth error) from the upgrade until the handler takes them. Kept off
         # the connection object: a new attribute there un-shares its __dict__ (~1.5 KB each).
-        self._auth: weakref.WeakKeyDictionary[Any, Claims | AuthFailed] = (
+        self._auth: weakref.WeakKeyDictionary[Any, tuple[Claims | AuthFailed, str]] = (
             weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[Any]] = set()
         self.server: Any = None
@@ -144,7 +131,14 @@ class Gateway:
                          on_latency=self.metrics.latency.observe)
         self.feed.on_fanout = self.metrics.fanout.observe
         self.api = HttpApi(self.feed, PanicStore(cfg.panic_dir, cfg.panic_flag),
-                           self.metrics, cfg.max_lag)
+                           self.metrics, cfg.max_lag, auth=cfg.auth)
+        self.admin: Any = None
+        if cfg.admin_port is not None:
+            from runtime.endpoints import application
+            from runtime.endpoints import serve as serve_admin
+
+            self.admin = await serve_admin(application(self.api.health), cfg.admin_port,
+                                           cfg.admin_host, reuse_port=True)
         self.server = await serve(
             self.handle, cfg.host, cfg.port, process_request=self.process_request,
             compression=None, max_size=cfg.limits.hard_max_frame_bytes, max_queue=4,
@@ -152,7 +146,7 @@ class Gateway:
             close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
         self.port = self.server.sockets[0].getsockname()[1]
         self.watching = WatchingRelay(redis, self.hub)
-        self.beats = HeartbeatForwarder(cfg.kafka_bootstrap)
+        self.beats = HeartbeatForwarder(cfg.kafka)
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
                      self._save_panic_copies(), self._dump_stats(), self._keepalive(),
                      self.watching.run()):
@@ -170,6 +164,8 @@ class Gateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if getattr(self, "admin", None) is not None:
+            await self.admin.cleanup()
         if getattr(self, "beats", None) is not None:
             await asyncio.to_thread(self.beats.close)
         for client in (self.feed.redis, self.feed.reader):
@@ -323,22 +319,29 @@ class Gateway:
             self.rejected += 1
             return _response(json_error(403, "origin_not_allowed", "this origin may not "
                                         "connect; see STUMPCAST_GATEWAY_ALLOWED_ORIGINS"))
+        why = self.per_ip.admit(_peer_ip(conn), time.monotonic())
+        if why is not None:  # checked first: one address must not use up the budget below
+            self.rejected += 1
+            return _response(json_error(429, "address_rate_limited", f"{why}; retry with "
+                                        "backoff", (("Retry-After", "1"),)))
         if not self.accepts.take(time.monotonic()):
             self.rejected += 1
             return _response(json_error(503, "accept_rate_limited", "too many new connections;"
                                         " retry with backoff", (("Retry-After", "1"),)))
+        claims: Claims | AuthFailed
         try:
-            self._auth[conn] = verify_token(token_from_request(path, request.headers),
-                                            self.config.auth, time.time())
+            claims = verify_token(token_from_request(path, request.headers), self.config.auth,
+                                  time.time())
         except AuthFailed as exc:  # answered after the upgrade, so browsers see the code
             self.rejected += 1
-            self._auth[conn] = exc
+            claims = exc
+        self._auth[conn] = (claims, self.session_ids.issue(session_from_request(path)))
         return None
 
     # -- one connection ------------------------------------------------------------------------
 
     async def handle(self, conn: Any) -> None:
-        claims = self._auth.pop(conn, None)
+        claims, session_id = self._auth.pop(conn, (None, ""))
         _forget_handshake(conn)
         if not isinstance(claims, Claims):
             exc = claims if isinstance(claims, AuthFailed) else AuthFailed("no credentials")
@@ -349,7 +352,10 @@ class Gateway:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer)
         client = Client(WsSink(conn, self))
-        session = Session(claims, self.config.limits, time.time())
+        session = Session(claims, self.config.limits, time.time(), session_id)
+        expiry = self._expire_at(claims, client, session)
+        ip = _peer_ip(conn)
+        self.per_ip.opened(ip)
         self.connections += 1
         try:
             async for raw in conn:
@@ -361,10 +367,28 @@ class Gateway:
             if not _is_closed(exc):
                 log.exception("connection handler failed")
         finally:
+            if expiry is not None:
+                expiry.cancel()
+            self.per_ip.closed(ip)
             self.connections -= 1
             self.closed_since_gc += 1
             client.closed = True
             self.hub.drop(client)
+
+    def _expire_at(self, claims: Claims, client: Client, session: Session) -> Any:
+        """Close the connection (4001) when its token expires, whether or not the client
+        sends anything: a passive listener must not keep receiving on an expired token."""
+        if claims.exp is None:
+            return None
+
+        def expire() -> None:
+            for out in session.tick(time.time()) or [Close(p.CloseCode.TOKEN_EXPIRED,
+                                                          "token expired")]:
+                if isinstance(out, Close):
+                    self.hub.close(client, out.code, out.reason)
+
+        loop = asyncio.get_running_loop()
+        return loop.call_later(max(0.0, claims.exp - time.time()) + 0.01, expire)
 
     async def _carry_out(self, client: Client, session: Session, out: Any) -> None:
         now = time.monotonic()
@@ -389,6 +413,7 @@ class Gateway:
                 catch = cache.catch_up(join.since)
                 pos: Any = catch.position.seq
             else:
+                await self.feed.match(match_id)  # notes only of a match that exists
                 catch, pos = await self._join_notes(match_id, join.since)
         except UnknownMatch:
             session.join_failed(key)
@@ -404,7 +429,8 @@ class Gateway:
         # No await between here and the send: nothing can be published in between.
         self.hub.detach(client, key)
         self.hub.attach(client, key, pos)
-        reply = p.subscribed(join.req_id, key, catch.position, catch.recovered)
+        reply = p.subscribed(join.req_id, key, catch.position, catch.recovered,
+                             session.session_id)
         self.hub.send(client, [reply, *catch.frames], time.monotonic())
 
     async def _join_notes(self, match_id: str, since: p.ChannelPosition | None) -> tuple[Any, Any]:
@@ -436,6 +462,11 @@ def _forget_handshake(conn: Any) -> None:
             message.headers.clear()
 
 
+def _peer_ip(conn: Any) -> str:
+    address = getattr(conn, "remote_address", None)
+    return str(address[0]) if address else "?"
+
+
 def _is_closed(exc: Exception) -> bool:
     from websockets.exceptions import ConnectionClosed
 
@@ -464,24 +495,3 @@ async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> No
         await asyncio.Future()
     finally:
         await gateway.stop()
-
-
-def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
-    """The gateway's configuration from ``schemas.settings.Settings`` (built in ``main``)."""
-    key = settings.gateway_jwt_public_key
-    limits = Limits(max_message_bytes=settings.gateway_max_message_bytes,
-                    max_subscriptions=settings.gateway_max_subscriptions,
-                    messages_per_second=settings.gateway_messages_per_second,
-                    accepts_per_second=settings.gateway_accepts_per_second,
-                    accept_burst=int(settings.gateway_accepts_per_second * 2),
-                    queue_bytes=settings.gateway_queue_bytes)
-    auth = AuthConfig(hs256_secret=settings.gateway_jwt_secret or None,
-                      rs256_public_key=key.read_text() if key else None,
-                      allowed_origins=settings.gateway_allowed_origins)
-    values: dict[str, Any] = dict(
-        host=settings.gateway_host, port=settings.gateway_port, redis_url=settings.redis_url,
-        limits=limits, auth=auth, panic_dir=settings.gateway_panic_dir,
-        panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
-        kafka_bootstrap=settings.kafka_bootstrap_str)
-    values.update(overrides)
-    return GatewayConfig(**values)

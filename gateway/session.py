@@ -52,15 +52,19 @@ Outbound = Send | Join | Leave | Close | Beat
 
 
 class Session:
-    __slots__ = ("claims", "limits", "bucket", "channels", "violations", "closed")
+    __slots__ = ("claims", "limits", "bucket", "channels", "violations", "closed", "session_id",
+                 "last_beat")
 
-    def __init__(self, claims: Claims, limits: Limits, now: float) -> None:
+    def __init__(self, claims: Claims, limits: Limits, now: float,
+                 session_id: str = "anonymous") -> None:
         self.claims = claims
         self.limits = limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
         self.channels: set[str] = set()
         self.violations = 0
         self.closed = False
+        self.session_id = session_id  # issued by the gateway (gateway.auth.SessionIds)
+        self.last_beat: float | None = None
 
     def receive(self, raw: bytes | str, now: float) -> list[Outbound]:
         if self.closed:
@@ -87,8 +91,29 @@ class Session:
         if isinstance(msg, p.Unsubscribe):
             return self._unsubscribe(msg)
         if isinstance(msg, p.Heartbeat):
-            return [Beat(msg.fields)]
+            return self._beat(msg, now)
         return [Send(p.pong(msg.id))]
+
+    def _beat(self, msg: p.Heartbeat, now: float) -> list[Outbound]:
+        """A beat counts for this socket's own session, for a match it is subscribed to, at
+        most once per interval, with a playhead that is not in the future: a socket cannot
+        beat for another viewer (and release their no-spoiler hold), inflate a match's views,
+        or push the analytics clock ahead."""
+        fields = dict(msg.fields)
+        match = f"{p.MATCH}:{fields['match_id']}"
+        if match not in self.channels:
+            return [Send(p.error(p.ErrorCode.NOT_SUBSCRIBED, f"heartbeats only for a match "
+                                 f"this connection is subscribed to ({match})", msg.id))]
+        if self.last_beat is not None and now - self.last_beat < self.limits.heartbeat_min_gap:
+            return [Send(p.error(p.ErrorCode.RATE_LIMITED, "one heartbeat per "
+                                 f"{self.limits.heartbeat_min_gap:g} s", msg.id))]
+        playhead = fields["playhead_ms"]  # an int: checked by the heartbeat contract
+        if isinstance(playhead, int) and playhead > now * 1000 + self.limits.max_clock_skew_ms:
+            return [Send(p.error(p.ErrorCode.BAD_MESSAGE, "beat.playhead_ms is in the future",
+                                 msg.id))]
+        self.last_beat = now
+        fields["session_id"] = self.session_id  # the client's own value is not trusted
+        return [Beat(fields)]
 
     def _subscribe(self, msg: p.Subscribe) -> list[Outbound]:
         key = msg.channel.key

@@ -84,8 +84,8 @@ class MarkerFeed:
     tries again ``retry`` seconds after a failure (the broker is down, the topic missing).
     """
 
-    def __init__(self, bootstrap: str, match_id: str, metrics: MediaMetrics, start_ms: int,
-                 topic: str = topology.NOTIFICATIONS.name, timeout: float = 5.0,
+    def __init__(self, kafka: Mapping[str, Any], match_id: str, metrics: MediaMetrics,
+                 start_ms: int, topic: str = topology.NOTIFICATIONS.name, timeout: float = 5.0,
                  retry: float = 5.0) -> None:
         from confluent_kafka import Consumer
 
@@ -94,7 +94,7 @@ class MarkerFeed:
         self.timeout, self.retry = timeout, retry
         # One group per match: its committed offset is this match's position in its partition.
         self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+            **kafka,  # the media principal's client settings (runtime.kafka)
             "group.id": topology.media_markers_group(match_id),
             # Only if the position found is out of range (retention deleted it).
             "auto.offset.reset": "earliest", "enable.auto.commit": True})
@@ -175,11 +175,11 @@ class MarkerFeed:
 class SegmentSink:
     """One ``media.segments`` record per published segment, keyed by match id."""
 
-    def __init__(self, bootstrap: str, metrics: MediaMetrics) -> None:
+    def __init__(self, kafka: Mapping[str, Any], metrics: MediaMetrics) -> None:
         from confluent_kafka import Producer
 
         self.metrics = metrics
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+        self.producer = Producer({**kafka, "linger.ms": 5,
                                   "message.timeout.ms": 30000})
 
     def _delivered(self, err: Any, _msg: Any) -> None:

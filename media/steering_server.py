@@ -25,6 +25,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -58,7 +59,9 @@ class SteeringConfig:
     policy: Policy
     port: int
     ttl: int
-    kafka_bootstrap: str | None
+    # Kafka: runtime.kafka.client_config of a principal that reads analytics.concurrency
+    # (`stumpcast steering serve`: analyst), or a bare bootstrap string (no SASL)
+    kafka_bootstrap: str | Mapping[str, Any] | None
     redis_url: str | None
     host: str = "127.0.0.1"
     tick_s: float = 1.0
@@ -180,7 +183,7 @@ class SteeringServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cfg.tick_s)
 
-    async def _windows(self, stop: asyncio.Event, bootstrap: str) -> None:
+    async def _windows(self, stop: asyncio.Event, bootstrap: str | Mapping[str, Any]) -> None:
         consumer = await asyncio.to_thread(_window_consumer, bootstrap)
         self.consuming = True
         try:
@@ -217,12 +220,14 @@ class SteeringServer:
             await client.aclose()
 
 
-def _window_consumer(bootstrap: str) -> Any:
+def _window_consumer(bootstrap: str | Mapping[str, Any]) -> Any:
     """A group-less consumer of every partition of ``analytics.concurrency`` from the start."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     topic = ANALYTICS_CONCURRENCY.name
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stumpcast-steering",
+    kafka = {"bootstrap.servers": bootstrap} if isinstance(bootstrap, str) else dict(bootstrap)
+    # group-less (assigned, nothing committed); the id is in the analysts' prefix for the ACLs
+    consumer = Consumer({**kafka, "group.id": "analyst-steering",
                          "enable.auto.commit": False, "enable.partition.eof": False})
     meta = consumer.list_topics(topic, timeout=10)
     parts = meta.topics[topic].partitions if topic in meta.topics else {}

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class WorkerConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 18081
     window: int = 450
-    kafka_bootstrap: str | None = None
+    kafka: Mapping[str, Any] | None = None  # media principal's client settings; None: off
     redis_url: str | None = None
     stall_timeout: float = 6.0
     startup_timeout: float = 20.0
@@ -289,18 +290,18 @@ class MediaWorker:
         if self.cfg.redis_url and self.cfg.source.kind == "synthetic":
             tasks.append(asyncio.create_task(scorebug_loop(
                 self.cfg.redis_url, self.cfg.match_id, self.bug_file, stop, self.metrics)))
-        if self.cfg.kafka_bootstrap:
-            self.sink = SegmentSink(self.cfg.kafka_bootstrap, self.metrics)
+        if self.cfg.kafka:
+            self.sink = SegmentSink(self.cfg.kafka, self.metrics)
             tasks.append(asyncio.create_task(self._markers(stop)))
         return tasks
 
     async def _markers(self, stop: asyncio.Event) -> None:
-        assert self.cfg.kafka_bootstrap
+        assert self.cfg.kafka
         entries = self.publisher.timeline.entries
         start_ms = marker_start_ms(round(time.time() * 1000),
                                    self.cfg.window * self.ladder.segment_seconds * 1000,
                                    entries[0].pdt_ms if entries else None)
-        feed = MarkerFeed(self.cfg.kafka_bootstrap, self.cfg.match_id, self.metrics, start_ms)
+        feed = MarkerFeed(self.cfg.kafka, self.cfg.match_id, self.metrics, start_ms)
         try:
             while not stop.is_set():
                 for note in feed.poll():

@@ -26,6 +26,8 @@ class NotifierConfig:
     max_in_work: int = 10_000        # messages not finished; intake pauses above it
     revoke_grace_s: float = 6.0      # a revoke waits this long for attempts in flight
     max_checks: int = 10_000         # gateway checks waiting; beyond, the oldest are skipped
+    allow_hosts: tuple[str, ...] = ()  # non-public addresses or networks hooks may reach
+    queue_max: int = 10_000            # jobs waiting per subscriber; beyond, dead-lettered
 
 
 @dataclass

@@ -8,6 +8,7 @@ no-spoilers hook names a player session; that session is also put in
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -16,6 +17,8 @@ import orjson
 
 from schemas.notifications import Notification
 from schemas.topology import RedisKeys
+
+log = logging.getLogger("stumpcast.notifier")
 
 
 class SubscriptionError(ValueError):
@@ -80,9 +83,14 @@ def remove(r: Any, sub_id: str) -> bool:
 
 
 def load_all(raw: dict[Any, Any]) -> dict[str, Subscription]:
-    """Decode an HGETALL of ``RedisKeys.webhooks``."""
+    """Decode an HGETALL of ``RedisKeys.webhooks``. A malformed entry is skipped with a log
+    line: one bad subscription must not stop delivery to every other one."""
     out = {}
     for k, v in raw.items():
         key = k.decode() if isinstance(k, bytes) else k
-        out[key] = Subscription.decode(v)
+        try:
+            out[key] = Subscription.decode(v)
+        except (SubscriptionError, TypeError, ValueError) as exc:
+            log.warning("bad webhook subscription skipped", extra={"subscription": key,
+                                                                   "error": str(exc)[:200]})
     return out

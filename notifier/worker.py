@@ -7,6 +7,11 @@
 * Delivered ids go to ``RedisKeys.webhook_delivered(sub)`` (SADD, 7-day TTL) before the job is
   done: a redelivered message is skipped by id. Undeliverable ones go to the Redis stream
   ``RedisKeys.webhook_dead_letters``.
+* Targets are public addresses only, checked after DNS on the addresses the connection uses
+  (``notifier.targets``); redirects are never followed (a 3xx is dead-lettered); at most
+  ``MAX_RESPONSE_BYTES`` of a response are read; a subscriber's queue holds at most
+  ``queue_max`` jobs (beyond that a job is dead-lettered as ``queue full``, so one dead
+  receiver cannot grow the notifier without bound).
 * No-spoiler subscribers' notifications wait in the ``SpoilerHold`` until the session's
   playhead (``RedisKeys.playheads``, written by the analytics worker from heartbeats or by the
   client) reaches the ball.
@@ -46,8 +51,11 @@ from notifier.routing import Action, decide
 from notifier.signing import sign
 from notifier.spoiler import Held, SpoilerHold
 from notifier.subscriptions import Subscription, load_all
+from notifier.targets import BlockedTarget, check_url, guarded_resolver, parse_allow
 from notifier.tracker import OffsetTracker, Ownership
 from runtime.faults import Backoff, Fault, Throttle, periodic, report, supervised
+from runtime.kafka import aiokafka_config
+from schemas.access import Principal
 from schemas.notifications import Kind, Notification, NotificationError, decode
 from schemas.settings import Settings
 from schemas.topology import RedisKeys
@@ -56,6 +64,7 @@ from schemas.view import UPDATE_FIELD
 log = logging.getLogger("stumpcast.notifier")
 DELIVERED_TTL_S = 7 * 24 * 3600
 DLQ_MAXLEN = 100_000
+MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is not needed: read this much at most
 
 
 class Notifier:
@@ -78,6 +87,7 @@ class Notifier:
         self.redis: Any = None
         self.http: Any = None
         self.consumer: Any = None
+        self.allow = parse_allow(config.allow_hosts)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -87,8 +97,10 @@ class Notifier:
         # Timeouts: a server that hangs fails the call (retried), it does not block the loop.
         self.redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
                                              socket_connect_timeout=2)
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
-            total=self.config.timeout_s))
+        # Webhooks reach public addresses only, checked on the addresses resolved.
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            connector=aiohttp.TCPConnector(resolver=guarded_resolver(self.allow)))
         try:
             if await self._start_consumer():
                 await self._serve()
@@ -103,7 +115,7 @@ class Notifier:
         backoff = Backoff()
         while not self.stop.is_set():
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap_str, group_id=self.config.group,
+                **aiokafka_config(self.settings, Principal.NOTIFIER), group_id=self.config.group,
                 enable_auto_commit=False, auto_offset_reset=self.config.start)
             consumer.subscribe([self.config.topic], listener=_listener(self))
             try:
@@ -151,7 +163,7 @@ class Notifier:
             if sub_id in self.subs:
                 self.subs[sub_id].sub = sub
             else:
-                s = self.subs[sub_id] = Sub(sub)
+                s = self.subs[sub_id] = Sub(sub, asyncio.Queue(self.config.queue_max))
                 s.task = asyncio.create_task(self._deliver_loop(s))
         self.metrics.subscribers.set(len(self.subs))
 
@@ -216,11 +228,30 @@ class Notifier:
                 if held is not None:
                     self.metrics.outcomes.labels("cancelled_while_held").inc()
                     self.tracker.done(*held.ref)
-            s.queue.put_nowait(Job(partition, offset, note, raw, generation))
+            self._enqueue(s, Job(partition, offset, note, raw, generation))
         if len(self.checks) >= self.config.max_checks:
             self.checks.popleft()
             self.metrics.gateway.labels("skipped").inc()
         self.checks.append((time.monotonic() + self.config.gateway_check_s, note))
+
+    def _enqueue(self, s: Sub, job: Job) -> None:
+        """Queue ``job``; a full queue (the receiver is down or slow) dead-letters it."""
+        try:
+            s.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            log.warning("webhook queue full: dead-lettered",
+                        extra={"subscription": s.sub.id, "id": job.note.id})
+            asyncio.ensure_future(self._dead_letter_job(s.sub, job, "queue full", 0))
+
+    async def _dead_letter_job(self, sub: Subscription, job: Job, reason: str,
+                               attempts: int) -> None:
+        try:
+            await self._dead_letter(sub, job, reason, attempts)
+        except Exception as exc:
+            report(log, "dead letter", exc, self.throttle)
+        finally:
+            if self.owned.owns(job.partition, job.generation):
+                self.tracker.done(job.partition, job.offset)
 
     # -- delivery -------------------------------------------------------------------------
     async def _deliver_loop(self, s: Sub) -> None:
@@ -285,7 +316,13 @@ class Notifier:
             if not self.owned.owns(job.partition, job.generation):
                 return False
             attempt += 1
-            status, error = await self._post(sub, job, attempt)
+            try:
+                status, error = await self._post(sub, job, attempt)
+            except BlockedTarget as exc:  # never retried: the address will not become public
+                log.warning("webhook target refused", extra={"subscription": sub.id,
+                                                             "error": str(exc)})
+                await self._dead_letter(sub, job, f"blocked target: {exc}", attempt)
+                return True
             self.metrics.attempts.inc()
             step = next_step(self.config.policy, attempt, status, error, self.rand())
             if isinstance(step, Delivered):
@@ -305,11 +342,15 @@ class Notifier:
             .expire(done_key, DELIVERED_TTL_S).execute()
 
     async def _post(self, sub: Subscription, job: Job, attempt: int) -> tuple[int | None, str]:
+        check_url(sub.url, self.allow)  # an IP literal never reaches the resolver
         headers = sign(sub.secret, int(time.time()), job.raw, job.note.id, attempt)
         try:
-            async with self.http.post(sub.url, data=job.raw, headers=headers) as resp:
-                await resp.read()
+            async with self.http.post(sub.url, data=job.raw, headers=headers,
+                                      allow_redirects=False) as resp:
+                await resp.content.read(MAX_RESPONSE_BYTES)  # bounded; the rest is dropped
                 return resp.status, ""
+        except BlockedTarget:
+            raise
         except Exception as exc:  # aiohttp.ClientError, OSError, TimeoutError: all retriable
             return None, f"{type(exc).__name__}: {exc}"
 
@@ -390,7 +431,7 @@ class Notifier:
         for h in released:
             generation = self.owned.generation(h.ref[0])
             if (s := self.subs.get(h.subscription_id)) is not None and generation is not None:
-                s.queue.put_nowait(Job(*h.ref, h.note, h.raw, generation, released=True))
+                self._enqueue(s, Job(*h.ref, h.note, h.raw, generation, released=True))
         for h in expired:
             self.metrics.outcomes.labels("expired_while_held").inc()
             self.tracker.done(*h.ref)
@@ -454,7 +495,8 @@ def run_notifier(settings: Settings, config: NotifierConfig | None = None) -> in
 
     async def main() -> None:
         notifier = Notifier(settings, config or NotifierConfig(
-            policy=RetryPolicy(max_attempts=settings.webhook_max_attempts)))
+            policy=RetryPolicy(max_attempts=settings.webhook_max_attempts),
+            allow_hosts=settings.webhook_allow_hosts, queue_max=settings.webhook_queue))
         health = Health.of_registry(notifier.metrics.registry, ready=lambda: notifier.ready)
         server = serve_in_thread(health, settings.notifier_metrics_port)
         loop = asyncio.get_running_loop()

@@ -130,11 +130,13 @@ def application(health: Health) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, port: int, host: str = "127.0.0.1") -> web.AppRunner:
-    """Serve ``app`` on the running loop; ``await runner.cleanup()`` on the result to stop."""
+async def serve(app: web.Application, port: int, host: str = "127.0.0.1",
+                reuse_port: bool = False) -> web.AppRunner:
+    """Serve ``app`` on the running loop; ``await runner.cleanup()`` on the result to stop.
+    ``reuse_port``: several processes share the port (the gateway's workers)."""
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     return runner

@@ -34,6 +34,9 @@ from schemas.events import (
 
 JsonDict = dict[str, Any]
 ENVELOPE_KEYS = frozenset({"type", "v", "event_id", "match_id", "seq", "ts", "source", "payload"})
+# The producer's signature (schemas.signing): optional on read, ignored by the decoder; the
+# streams worker verifies it and decodes the signed bytes without it.
+OPTIONAL_ENVELOPE_KEYS = frozenset({"sig"})
 
 
 def _match_created_v1(payload: JsonDict) -> JsonDict:
@@ -126,7 +129,7 @@ def decode(data: bytes | str) -> Event:
 def from_wire(raw: Any) -> Event:
     if not isinstance(raw, dict):
         raise EventValidationError("", f"an event must be a JSON object, got {_jtype(raw)}")
-    extra = raw.keys() - ENVELOPE_KEYS
+    extra = raw.keys() - ENVELOPE_KEYS - OPTIONAL_ENVELOPE_KEYS
     if extra:
         raise EventValidationError(sorted(extra)[0], "unknown envelope field")
     type_name = raw.get("type")
@@ -247,6 +250,9 @@ def _event_schema(cls: type[Payload]) -> JsonDict:
             "seq": {"type": "integer", "minimum": 1},
             "ts": {"type": "string", "format": "date-time"},
             "source": {**str_id, "maxLength": 64}, "payload": payload,
+            "sig": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}:[A-Za-z0-9_-]{86}$",
+                    "description": "The scorer's Ed25519 signature over the event's bytes "
+                    "without this member: <scorer id>:<base64url>. Last member on the wire."},
         },
         **({"$defs": dict(sorted(defs.items()))} if defs else {}),
     }

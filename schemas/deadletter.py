@@ -35,6 +35,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"  # the seq already holds (or holds back) another event_id
     FOLD_REJECTED = "fold_rejected"
     INTERNAL = "internal_error"  # a bug on this event; the detail holds the traceback
+    BAD_SIGNATURE = "bad_signature"  # unsigned, unknown scorer, or not its signature
 
 
 class DeadLetterError(ValueError):

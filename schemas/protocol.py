@@ -230,10 +230,14 @@ def unsubscribe_message(channel: str, req_id: str | int | None = None) -> bytes:
 # -- gateway -> client --------------------------------------------------------------------------
 
 def subscribed(req_id: str | int | None, channel: str, position: ChannelPosition,
-               recovered: bool) -> bytes:
-    return orjson.dumps({"type": "subscribed", "v": VERSION, "id": req_id, "channel": channel,
-                         "epoch": position.epoch, "seq": position.seq, "k": position.k,
-                         "recovered": recovered})
+               recovered: bool, session: str | None = None) -> bytes:
+    """``session``: the viewer session id the gateway issued to this connection (heartbeats
+    count for it; present it as ``?session=`` when reconnecting to keep it)."""
+    doc = {"type": "subscribed", "v": VERSION, "id": req_id, "channel": channel,
+           "epoch": position.epoch, "seq": position.seq, "k": position.k, "recovered": recovered}
+    if session is not None:
+        doc["session"] = session
+    return orjson.dumps(doc)
 
 
 def unsubscribed(req_id: str | int | None, channel: str) -> bytes:

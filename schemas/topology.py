@@ -196,6 +196,16 @@ class RedisKeys:
         """A heartbeat key with an expiry, one per service instance."""
         return f"{REDIS_PREFIX}health:{service}"
 
+    @staticmethod
+    def ingest_seqs(match_id: str) -> str:
+        """Hash seq -> event_id written through the ingest API ("~" prefix: being written)."""
+        return f"{REDIS_PREFIX}ingest:seq:{match_id}"
+
+    @staticmethod
+    def ingest_ids(match_id: str) -> str:
+        """Hash event_id -> seq written through the ingest API (idempotency by event_id)."""
+        return f"{REDIS_PREFIX}ingest:id:{match_id}"
+
     live_matches = f"{REDIS_PREFIX}live"
     smoke = f"{REDIS_PREFIX}smoke"
 

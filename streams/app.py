@@ -41,6 +41,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from schemas.access import Principal
 from schemas.settings import Settings
 from schemas.topology import (
     GROUP_STREAMS,
@@ -136,8 +137,10 @@ class PartitionAcks:
 
 
 def app_config(settings: Settings) -> dict[str, Any]:
+    from runtime.kafka import faust_config
+
     return dict(
-        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap],
+        **faust_config(settings, Principal.STREAMS),
         autodiscover=False, web_enabled=False, topic_disable_leader=True,
         table_standby_replicas=0, store="memory://",
         topic_replication_factor=settings.kafka_replication_factor,
@@ -283,6 +286,8 @@ def make_engine_factory(settings: Settings) -> Any:
     """Wire the engine to Redis, Cassandra (lazily: the worker starts while it is down), the
     backlog, the metrics endpoints."""
     from runtime.endpoints import Health, application, serve
+    from runtime.kafka import client_config
+    from schemas.signing import Registry
     from streams.engine import Engine, EngineConfig
     from streams.eventstore import LazyCassandraEventStore, StoreBacklog
     from streams.metrics import Metrics
@@ -294,9 +299,11 @@ def make_engine_factory(settings: Settings) -> Any:
         store = LazyCassandraEventStore(settings.cassandra_hosts, settings.cassandra_port,
                                         settings.cassandra_keyspace)
         backlog = StoreBacklog(store, settings.streams_store_backlog)
-        config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout)
+        config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout,
+                              Registry.load(settings.scorer_registry))
         metrics = Metrics()
-        relay = NoteRelay(lambda p: KafkaTxnLog(settings.kafka_bootstrap_str, p),
+        kafka = client_config(settings, Principal.STREAMS)
+        relay = NoteRelay(lambda p: KafkaTxnLog(kafka, p),
                           on_published=metrics.published,
                           min_interval=settings.streams_relay_interval)
         engine = Engine(ScorecardFolder(), RedisViewStore.from_url(settings.redis_url), store,

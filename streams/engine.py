@@ -41,6 +41,7 @@ import orjson
 
 from schemas.deadletter import Reason
 from schemas.events import Event
+from schemas.signing import Registry
 from streams.cards import CardPublisher
 from streams.commits import ViewMovedError, commit, dlq_record, now_ms, reseed
 from streams.commits import note_records as note_records  # the engine's public helpers
@@ -83,6 +84,7 @@ class Outputs(Protocol):
 class EngineConfig:
     allowed_sources: Sequence[str]
     gap_timeout: float
+    scorers: Registry | None = None  # events must be signed by one of these (None: unchecked)
     max_held: int = MAX_HELD  # events held per match behind a gap
 
 
@@ -143,7 +145,7 @@ class Engine:
 
     async def admit(self, raw: bytes, ack: Ack = None, partition: int = 0) -> Event | None:
         """Validate and authorise; a reject goes to the DLQ here and ``None`` is returned."""
-        first = classify(raw, ack, self.config.allowed_sources)
+        first = classify(raw, ack, self.config.allowed_sources, self.config.scorers)
         if isinstance(first, Rejected):
             self.metrics.events_in.labels("?").inc()
             t = self._ticket(partition)

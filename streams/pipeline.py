@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas import codec
+from schemas import codec, signing
 from schemas.deadletter import Reason
 from schemas.events import Event, EventValidationError
 from streams.fold import (
@@ -139,15 +139,37 @@ def _allowed(source: str, allowed: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(source, pattern) for pattern in allowed)
 
 
-def classify(raw: bytes, token: Any, allowed: Sequence[str]) -> Event | Rejected:
+def classify(raw: bytes, token: Any, allowed: Sequence[str],
+             scorers: signing.Registry | None = None) -> Event | Rejected:
+    """The event in ``raw``, or why it is refused. With ``scorers``, ``raw`` must be signed
+    by a registered scorer (``schemas.signing``) that may claim the event's source, and what
+    is decoded is the signed body."""
+    body, scorer = raw, None
+    if scorers is not None:
+        try:
+            scorer, body = signing.verify(raw, scorers)
+        except signing.SignatureError as exc:
+            return _unsigned(raw, token, str(exc))
     try:
-        event = codec.decode(raw)
+        event = codec.decode(body)
     except EventValidationError as exc:
         return Rejected(raw, token, Reason.INVALID, str(exc))
-    if not source_allowed(event.source, allowed):
-        return Rejected(raw, token, Reason.UNAUTHORISED, f"source {event.source!r} not allowed",
+    if not source_allowed(event.source, allowed) or (scorer and not scorer.allows(event.source)):
+        by = f" for scorer {scorer.id!r}" if scorer else ""
+        return Rejected(raw, token, Reason.UNAUTHORISED,
+                        f"source {event.source!r} not allowed{by}",
                         event.match_id, event.seq, event.payload.TYPE)
     return event
+
+
+def _unsigned(raw: bytes, token: Any, detail: str) -> Rejected:
+    """A ``bad_signature`` reject, with the ids the bytes claim when they decode at all."""
+    try:
+        claimed = codec.decode(raw)
+    except EventValidationError:
+        return Rejected(raw, token, Reason.BAD_SIGNATURE, detail)
+    return Rejected(raw, token, Reason.BAD_SIGNATURE, detail, claimed.match_id, claimed.seq,
+                    claimed.payload.TYPE)
 
 
 def reject(event: Event, raw: bytes, token: Any, reason: Reason, detail: str) -> Rejected:

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import codec
+from schemas.access import scorer_principal
 from schemas.events import Delivery, Event, EventValidationError, InningsStarted
+from schemas.settings import Settings
+from schemas.signing import Signer
 from schemas.topology import MATCH_EVENTS
 
 
-def producer_config(bootstrap: str, linger_ms: float = 1.0) -> dict[str, Any]:
-    """librdkafka settings: idempotent (implies acks=all, max.in.flight<=5, retries), and a
-    short linger: a live ball should not wait for a batch; at --speed 0 batches still fill."""
-    return {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+def producer_config(kafka: Mapping[str, Any], linger_ms: float = 1.0) -> dict[str, Any]:
+    """librdkafka settings on top of ``kafka`` (``runtime.kafka.client_config`` of a scorer):
+    idempotent (implies acks=all, max.in.flight<=5, retries), and a short linger: a live ball
+    should not wait for a batch; at --speed 0 batches still fill."""
+    return {**kafka, "enable.idempotence": True, "acks": "all",
             "linger.ms": linger_ms, "client.id": "stumpcast-producer"}
 
 
@@ -84,13 +88,16 @@ class Ticker:
 
 
 class EventProducer:
-    """confluent-kafka shell: produce encoded events keyed by match, count delivery results."""
+    """confluent-kafka shell: produce encoded events keyed by match, signed by ``signer``
+    (``schemas.signing``; the streams worker refuses unsigned events), count delivery results."""
 
-    def __init__(self, bootstrap: str, linger_ms: float = 1.0,
-                 on_delivered: Callable[[Event, float], None] | None = None) -> None:
+    def __init__(self, kafka: Mapping[str, Any], linger_ms: float = 1.0,
+                 on_delivered: Callable[[Event, float], None] | None = None,
+                 signer: Signer | None = None) -> None:
         from confluent_kafka import Producer
 
-        self._p = Producer(producer_config(bootstrap, linger_ms))
+        self._p = Producer(producer_config(kafka, linger_ms))
+        self.signer = signer
         self._on_delivered = on_delivered
         self.delivered = 0
         self.failed: list[str] = []
@@ -107,6 +114,8 @@ class EventProducer:
                     self._on_delivered(event, sent_at)
 
         payload = raw if raw is not None else codec.encode(event)
+        if self.signer is not None:
+            payload = self.signer.sign(payload)
         while True:
             try:
                 self._p.produce(topic, payload, key=event.match_id.encode(), on_delivery=done)
@@ -115,10 +124,24 @@ class EventProducer:
                 self._p.poll(0.05)
         self._p.poll(0)
 
-    def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send_raw(self, topic: str, key: bytes | None, value: bytes, signed: bool = True) -> None:
+        """``value`` as given (signed, if this producer signs and ``signed``)."""
+        if self.signer is not None and signed:
+            value = self.signer.sign(value)
         self._p.produce(topic, value, key=key)
         self._p.poll(0)
 
     def flush(self, timeout: float = 60.0) -> int:
         """Wait until everything accepted is acknowledged; return how many are still queued."""
         return int(self._p.flush(timeout))
+
+
+def scorer_producer(settings: Settings, scorer_id: str, linger_ms: float = 1.0,
+                    on_delivered: Callable[[Event, float], None] | None = None) -> EventProducer:
+    """A producer that writes as scorer ``scorer_id``: its Kafka principal, its signing key
+    (both from the secrets folder)."""
+    from runtime.kafka import client_config
+    from runtime.secrets import signer
+
+    return EventProducer(client_config(settings, scorer_principal(scorer_id)), linger_ms,
+                         on_delivered, signer(settings, scorer_id))

@@ -46,17 +46,18 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from schemas import relay as contract
+from schemas.access import RELAY_PREFIX
 from schemas.notifications import NoteKey
 
 log = logging.getLogger(__name__)
 
-TXN_PREFIX = "stumpcast-notify-relay"
+TXN_PREFIX = RELAY_PREFIX  # the streams principal may use these ids (schemas.access)
 
 
 class FencedError(RuntimeError):
@@ -339,9 +340,11 @@ class KafkaTxnLog:
     to ``match.notifications`` (keyed by match) and checkpoints to partition ``p`` of
     ``match.notifications.relay``, in one transaction."""
 
-    def __init__(self, bootstrap: str, partition: int, transaction_timeout_ms: int = 10_000,
-                 call_timeout: float = 30.0, txn_prefix: str = TXN_PREFIX) -> None:
-        self.bootstrap, self.partition, self.txn_prefix = bootstrap, partition, txn_prefix
+    def __init__(self, kafka: Mapping[str, Any], partition: int,
+                 transaction_timeout_ms: int = 10_000, call_timeout: float = 30.0,
+                 txn_prefix: str = TXN_PREFIX) -> None:
+        # ``kafka``: the client settings (runtime.kafka.client_config) of the streams principal
+        self.kafka, self.partition, self.txn_prefix = kafka, partition, txn_prefix
         self.txn_timeout_ms, self.call_timeout = transaction_timeout_ms, call_timeout
         self.producer: Any = None
         self.initialised = False
@@ -352,7 +355,7 @@ class KafkaTxnLog:
 
         if self.producer is None:
             self.producer = Producer({
-                "bootstrap.servers": self.bootstrap,
+                **self.kafka,
                 "transactional.id": f"{self.txn_prefix}-{self.partition}",
                 "enable.idempotence": True, "acks": "all", "linger.ms": 0,
                 "transaction.timeout.ms": self.txn_timeout_ms,
@@ -360,7 +363,7 @@ class KafkaTxnLog:
         if not self.initialised:  # init_transactions may be retried after a timeout
             self._call(lambda: self.producer.init_transactions(self.call_timeout))
             self.initialised = True
-        return read_checkpoints(self.bootstrap, self.partition, self.call_timeout)
+        return read_checkpoints(self.kafka, self.partition, self.call_timeout)
 
     def commit(self, notes: Sequence[tuple[str, bytes]], checkpoints: dict[str, NoteKey]) -> None:
         from schemas.topology import NOTIFICATIONS, NOTIFY_RELAY
@@ -414,14 +417,15 @@ class KafkaTxnLog:
             self.producer = None
 
 
-def read_checkpoints(bootstrap: str, partition: int, timeout: float = 30.0) -> dict[str, NoteKey]:
+def read_checkpoints(kafka: Mapping[str, Any], partition: int,
+                     timeout: float = 30.0) -> dict[str, NoteKey]:
     """Every committed checkpoint in partition ``partition`` of the relay topic, read to its
     end (compacted: at most one record per match once cleaned)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     from schemas.topology import NOTIFY_RELAY
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{TXN_PREFIX}-reader",
+    c = Consumer({**kafka, "group.id": f"{TXN_PREFIX}-reader",
                   "enable.auto.commit": False, "isolation.level": "read_committed",
                   "enable.partition.eof": True})
     out: dict[str, NoteKey] = {}

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from runtime.kafka import client_config
+from schemas.access import ANALYST_GROUP_PREFIX, Principal
 from schemas.settings import Settings
 
 
@@ -25,11 +27,13 @@ def render(msg: Any) -> bytes:
 
 
 def tail(settings: Settings, topic: str, from_beginning: bool = False, limit: int = 0,
-         idle: float = 0.0) -> int:
+         idle: float = 0.0, principal: str = Principal.ANALYST) -> int:
+    """Print ``topic`` as ``principal`` (an analyst reads the derived topics; the admin
+    principal reads any, e.g. the dead-letter topic)."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
-                         "group.id": f"stumpcast-tail-{uuid.uuid4().hex[:8]}",
+    consumer = Consumer({**client_config(settings, principal),
+                         "group.id": f"{ANALYST_GROUP_PREFIX}tail-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False,
                          "auto.offset.reset": "earliest" if from_beginning else "latest"})
     consumer.subscribe([topic])

@@ -13,7 +13,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from runtime.secrets import SecretMissing
 from schemas.settings import Settings, SettingsError
+from schemas.signing import RegistryError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.stack",
@@ -29,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.plan",
     "stumpcast.commands.demo",
     "stumpcast.commands.ops",
+    "stumpcast.commands.scorers",
 )
 
 
@@ -73,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings)
     try:
         return int(args.func(args, settings) or 0)
+    except (SecretMissing, RegistryError) as exc:  # credentials not where expected
+        print(f"stumpcast: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("stumpcast: interrupted", file=sys.stderr)
         return 130

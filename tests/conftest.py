@@ -5,6 +5,8 @@
                       the settings point: the local stack by default) answer a real request.
 * ``kafka_stack``, ``cassandra_stack``, ``redis_stack``: the same check for one server.
 
+Kafka clients of the tests connect as the admin principal (``tests.kafka_access``).
+
 When a server is not reachable the test is skipped with the reason and the command to run, except
 under CI (``CI=true``), where it fails: in CI the real run is never optional (STYLE.md, 11).
 """
@@ -29,7 +31,7 @@ def _probe(settings: Settings, server: str) -> str | None:
     from stumpcast.stack import probes
 
     checks: dict[str, Callable[[], bool]] = {
-        "kafka": lambda: probes.kafka_ready(settings.kafka_bootstrap, 5.0),
+        "kafka": lambda: _kafka_ready(settings),
         "cassandra": lambda: probes.cassandra_ready(settings.cassandra_hosts,
                                                     settings.cassandra_port, 5.0),
         "redis": lambda: probes.redis_ready(settings.redis_url, 2.0),
@@ -38,6 +40,17 @@ def _probe(settings: Settings, server: str) -> str | None:
              "cassandra": f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}",
              "redis": settings.redis_url}[server]
     return None if checks[server]() else f"{server} not reachable at {where}"
+
+
+def _kafka_ready(settings: Settings) -> bool:
+    from runtime.secrets import SecretMissing
+    from stumpcast.stack import probes
+    from tests.kafka_access import admin_config
+
+    try:
+        return probes.kafka_ready(admin_config(settings), 5.0)
+    except SecretMissing:
+        return False
 
 
 def require(settings: Settings, *servers: str) -> Settings:

@@ -75,6 +75,9 @@ class Rig:
         env = {**os.environ, "STUMPCAST_GATEWAY_STATS_DIR": str(self.stats_dir),
                "STUMPCAST_REDIS_URL": self.redis_url,
                "STUMPCAST_GATEWAY_ACCEPTS_PER_SECOND": "4000",
+               # every load client connects from loopback: one address for the whole audience
+               "STUMPCAST_GATEWAY_CONNECTIONS_PER_IP": "1000000",
+               "STUMPCAST_GATEWAY_ACCEPTS_PER_IP": "4000",
                "STUMPCAST_LOG_LEVEL": "WARNING"}
         # The hub is the gateway's own command; a baseline runs the same gateway on its hub.
         command = (["-m", "stumpcast", "gateway", "serve"] if mode == "hub"

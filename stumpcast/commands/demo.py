@@ -85,12 +85,12 @@ def live_replay(settings: Settings, path: Path, match_id: str, speed: float,
                 lead_s: float = 0.5) -> int:
     """Produce the match to ``match.events`` in live time; return the number of events sent."""
     from streams import cricsheet
-    from streams.producer import EventProducer, Ticker
+    from streams.producer import Ticker, scorer_producer
 
     events = cricsheet.import_match(cricsheet.load(path), match_id)
     start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead_s)
     timed = live_timeline(events, start, speed, max_gap_s)
-    producer, ticker = EventProducer(settings.kafka_bootstrap_str), Ticker()
+    producer, ticker = scorer_producer(settings, "cricsheet"), Ticker()
     for at, event in due(timed):
         wait = at - time.time()
         if wait > 0:
@@ -254,8 +254,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"demo: no match file {path} (see STUMPCAST_CRICSHEET_DIR)", file=sys.stderr)
         return 2
     match_id = args.match_id or f"{path.stem}-{time.strftime('%H%M%S')}"
-    ports = [("gateway", settings.gateway_port), ("media", settings.media_http_port),
-             ("streams", settings.streams_metrics_port)]
+    ports = [("gateway", settings.gateway_port), ("gateway admin", settings.gateway_admin_port),
+             ("media", settings.media_http_port), ("streams", settings.streams_metrics_port)]
     if not args.no_edge:
         ports.append(("steering", settings.steering_port))
     busy = [(n, p) for n, p in ports if not port_free("127.0.0.1", p)]

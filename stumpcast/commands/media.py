@@ -77,6 +77,8 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
     from media.ladder import Ladder, parse_rungs
     from media.playlist import Steering
     from media.worker import WorkerConfig
+    from runtime.kafka import client_config
+    from schemas.access import Principal
 
     ladder = Ladder(parse_rungs(settings.media_ladder), fps=settings.media_fps,
                     segment_seconds=settings.media_segment_seconds, preset=settings.media_preset)
@@ -90,7 +92,7 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
     return WorkerConfig(
         work_dir=settings.media_dir, ladder=ladder, source=source, match_id=args.match_id,
         http_port=settings.media_http_port, window=settings.media_window_segments,
-        kafka_bootstrap=None if args.no_kafka else settings.kafka_bootstrap_str,
+        kafka=None if args.no_kafka else client_config(settings, Principal.MEDIA),
         redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
         steering=Steering(settings.steering_uri, settings.media_pathways)
         if settings.media_pathways else None)

@@ -34,13 +34,38 @@ def _redis(settings: Settings) -> Any:
     return redis.Redis.from_url(settings.redis_url)
 
 
+SECRET_ENV = "STUMPCAST_WEBHOOK_SECRET"
+
+
+def _secret(args: argparse.Namespace) -> str:
+    """The signing secret from the environment or stdin: a command line is visible to every
+    user of the machine (ps, /proc/<pid>/cmdline) and lands in shell history."""
+    import os
+
+    if args.secret is not None:
+        raise ValueError(f"--secret is refused: pass the secret in ${SECRET_ENV} or on stdin "
+                         "(--secret-stdin), never on the command line")
+    if args.secret_stdin:
+        return sys.stdin.readline().strip()
+    return os.environ.get(SECRET_ENV, "").strip()
+
+
 def cmd_webhooks_add(args: argparse.Namespace, settings: Settings) -> int:
-    from notifier import subscriptions
+    from urllib.parse import urlsplit
+
+    from notifier import subscriptions, targets
 
     try:
-        sub = subscriptions.make(args.url, args.secret, match_id=args.match,
+        secret = _secret(args)
+        if not secret:
+            raise ValueError(f"no secret: set ${SECRET_ENV} or pipe it in with --secret-stdin")
+        sub = subscriptions.make(args.url, secret, match_id=args.match,
                                  no_spoilers=args.no_spoilers, session_id=args.session)
-    except subscriptions.SubscriptionError as exc:
+        allow = targets.parse_allow(settings.webhook_allow_hosts)
+        targets.check_url(sub.url, allow)
+        parts = urlsplit(sub.url)
+        targets.resolve_checked(parts.hostname or "", parts.port or 443, allow)
+    except (ValueError, OSError) as exc:  # SubscriptionError, BlockedTarget, DNS failure
         print(f"webhooks add: {exc}", file=sys.stderr)
         return 2
     subscriptions.add(_redis(settings), sub)
@@ -101,8 +126,11 @@ def _register_webhooks(sub: Any) -> None:
     a = wcmds.add_parser("add", help="register (or update) a webhook; prints its id",
                          description="Deliveries are POSTs of the notification JSON, signed "
                          "with HMAC-SHA256 (X-Stumpcast-Signature: t=<unix>,v1=<hex>).")
-    a.add_argument("url")
-    a.add_argument("--secret", required=True, help="HMAC-SHA256 signing secret")
+    a.add_argument("url", help="a public http(s) URL (checked after DNS; see "
+                   "STUMPCAST_WEBHOOK_ALLOW_HOSTS)")
+    a.add_argument("--secret-stdin", action="store_true",
+                   help=f"read the HMAC-SHA256 signing secret from stdin (default: ${SECRET_ENV})")
+    a.add_argument("--secret", help=argparse.SUPPRESS)  # refused with a message: see _secret
     a.add_argument("--match", help="only this match (default: every match)")
     a.add_argument("--no-spoilers", action="store_true",
                    help="hold each notification until the session's video shows the ball")

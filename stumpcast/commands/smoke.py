@@ -43,11 +43,14 @@ def kafka_round_trip(settings: Settings, payload: bytes, event_id: str,
     """Produce with acks=all + idempotence, then read that exact offset back."""
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+    from runtime.kafka import client_config
+    from schemas.access import Principal
     from schemas.topology import SMOKE
 
+    kafka = client_config(settings, Principal.ADMIN)  # the smoke topic is the operator's
     quiet = logging.getLogger("stumpcast.smoke.librdkafka")
     quiet.setLevel(logging.ERROR)  # e.g. "coordinator load in progress: retrying" on a new broker
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "acks": "all",
+    producer = Producer({**kafka, "acks": "all",
                          "enable.idempotence": True, "message.timeout.ms": int(timeout * 1000),
                          "logger": quiet})
     delivered: list[Any] = []
@@ -60,8 +63,7 @@ def kafka_round_trip(settings: Settings, payload: bytes, event_id: str,
                           f"failed: {why}. Is the stack up? (`stumpcast stack up`)")
     msg = delivered[0][1]
     partition, offset = msg.partition(), msg.offset()
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
-                         "group.id": f"stumpcast-smoke-{event_id}",
+    consumer = Consumer({**kafka, "group.id": f"stumpcast-smoke-{event_id}",
                          "enable.auto.commit": False, "logger": quiet})
     try:
         consumer.assign([TopicPartition(SMOKE.name, partition, offset)])

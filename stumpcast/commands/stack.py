@@ -98,6 +98,14 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    from stumpcast.stack import secrets
+
+    secrets.ensure(settings)
+    print(f"stack secrets: credentials in {settings.secrets_dir} (0600; never printed)")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack import control
 
@@ -264,6 +272,14 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--only", type=lambda v: [x for x in _only(v) if x != "redis"],
                    metavar="SERVERS", help="kafka, cassandra or both (default both)")
     p.set_defaults(func=_guarded(cmd_init))
+
+    p = cmds.add_parser("secrets", help="generate missing credentials (never printed)",
+                        description="Generate into STUMPCAST_SECRETS_DIR whatever credential "
+                        "is missing: a password per Kafka principal, the default scorers' "
+                        "Ed25519 keys and ingest tokens, the scorer registry. Files are 0600 in "
+                        "a 0700 folder; existing ones are never replaced. `up` and `init` do "
+                        "this too.")
+    p.set_defaults(func=_guarded(cmd_secrets))
 
     b = bench.add_parser("stack", help="time from `stack up` to healthy, cold and warm; RSS",
                          description="Start a second stack on shifted ports in a temporary run "

@@ -28,12 +28,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from media.steering import Policy
     from media.steering_server import SteeringConfig, SteeringServer
+    from runtime.kafka import client_config
+    from schemas.access import Principal
 
     policy = Policy(_pathways(settings),
                     hold_down_ms=int(settings.steering_hold_down * 1000),
                     ramp_step_ms=int(settings.steering_ramp_step * 1000))
     cfg = SteeringConfig(policy, settings.steering_port, settings.steering_ttl,
-                         None if args.no_kafka else settings.kafka_bootstrap_str,
+                         None if args.no_kafka else client_config(settings, Principal.ANALYST),
                          None if args.no_redis else settings.redis_url)
 
     async def main() -> None:

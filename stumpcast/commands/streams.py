@@ -20,12 +20,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams import cricsheet
-    from streams.producer import EventProducer, Ticker, pace
+    from streams.producer import Ticker, pace, scorer_producer
 
     path = Path(args.match)
     match_id = args.match_id or f"{path.stem}"
     events = cricsheet.import_match(cricsheet.load(path), match_id, seed=args.seed)
-    producer = EventProducer(settings.kafka_bootstrap_str)
+    producer = scorer_producer(settings, args.scorer)
     ticker = Ticker()
     columns = (TextColumn(f"[bold]{match_id}[/]"), BarColumn(), TextColumn("{task.description}"),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
@@ -49,20 +49,34 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.producer import EventProducer, parse_lines
+    from runtime.secrets import scorer_for_source
+    from schemas.signing import Registry
+    from streams.producer import EventProducer, parse_lines, scorer_producer
 
-    producer = EventProducer(settings.kafka_bootstrap_str)
+    registry = Registry.load(settings.scorer_registry)
+    producers: dict[str, EventProducer] = {}
     bad = 0
     for result in parse_lines(sys.stdin.buffer):
-        if result.event is None:
+        event, error = result.event, result.error
+        scorer = None
+        if event is not None:
+            scorer = args.scorer or scorer_for_source(settings, registry, event.source)
+            if scorer is None:
+                error = (f"no scorer key here may claim source {event.source!r} (see "
+                         "`stumpcast scorers list`, or --scorer)")
+        if event is None or scorer is None:
             bad += 1
-            print(f"produce: line {result.lineno}: {result.error}", file=sys.stderr)
+            print(f"produce: line {result.lineno}: {error}", file=sys.stderr)
             continue
-        producer.send(result.event)
-    left = producer.flush()
-    print(f"produce: {producer.delivered} delivered, {bad} rejected, "
-          f"{left + len(producer.failed)} failed", file=sys.stderr)
-    return 1 if bad or left or producer.failed else 0
+        if scorer not in producers:
+            producers[scorer] = scorer_producer(settings, scorer)
+        producers[scorer].send(event)
+    left = sum(p.flush() for p in producers.values())
+    delivered = sum(p.delivered for p in producers.values())
+    failed = sum(len(p.failed) for p in producers.values())
+    print(f"produce: {delivered} delivered, {bad} rejected, {left + failed} failed",
+          file=sys.stderr)
+    return 1 if bad or left or failed else 0
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,6 +85,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     with registered(settings.run_dir, "streams", settings.streams_metrics_port):
         return run_worker(settings)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from streams.ingest import run
+
+    asyncio.run(run(settings))
+    return 0
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,7 +110,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from streams.tail import tail
 
     return tail(settings, args.topic, from_beginning=args.from_beginning, limit=args.limit,
-                idle=args.idle)
+                idle=args.idle, principal=args.principal)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,12 +137,18 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--match-id", help="match id to use (default: the file's name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the ball timestamps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--scorer", default="cricsheet",
+                   help="sign and write as this scorer (default cricsheet; its key and Kafka "
+                   "password come from STUMPCAST_SECRETS_DIR)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("produce", help="produce JSON-line events from stdin",
                        description="Read one event per line on stdin, validate each (a bad "
-                       "line is reported with its number and skipped), produce the rest, "
-                       "flush. Exit 1 if any line was rejected or not delivered.")
+                       "line is reported with its number and skipped), sign each as a "
+                       "scorer that may claim its source, produce the rest, flush. Exit 1 if "
+                       "any line was rejected or not delivered.")
+    p.add_argument("--scorer", help="sign and write every event as this scorer (default: per "
+                   "event, a registered scorer whose key is here and who may claim its source)")
     p.set_defaults(func=cmd_produce)
 
     streams = sub.add_parser("streams", help="the streams worker",
@@ -132,6 +161,16 @@ def register(sub: Any, bench: Any) -> None:
                          "stumpcast-streams group; /metrics, /healthz, /readyz on "
                          "STUMPCAST_STREAMS_METRICS_PORT. Several may run at once.")
     p.set_defaults(func=cmd_worker)
+
+    ingest = sub.add_parser("ingest", help="the scorer ingest API",
+                            description="POST /v1/matches/{id}/events with a scorer's bearer "
+                            "token: each event is checked, signed with that scorer's key and "
+                            "written to match.events as its Kafka principal; idempotent by "
+                            "event_id (docs/protocol.md, Scorer ingest API).")
+    icmds = ingest.add_subparsers(dest="ingest_command", metavar="ACTION")
+    icmds.required = True
+    p = icmds.add_parser("serve", help="serve the ingest API on STUMPCAST_INGEST_PORT")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("rebuild", help="rebuild a match's Redis view from the event store",
                        description="Fold the match's events from Cassandra, compare with the "
@@ -148,6 +187,10 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--limit", type=int, default=0, help="stop after N messages (0 = never)")
     p.add_argument("--idle", type=float, default=0.0,
                    help="stop after N seconds without a message (0 = never)")
+    p.add_argument("--as", dest="principal", default="analyst",
+                   choices=("analyst", "admin"),
+                   help="Kafka principal: analyst (default) reads the derived topics only; "
+                   "admin reads any (e.g. match.events.dlq)")
     p.set_defaults(func=cmd_tail)
 
     p = bench.add_parser("streams", help="worker throughput, produce→Redis latency, staleness "

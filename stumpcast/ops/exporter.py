@@ -189,7 +189,10 @@ class Exporter:
         (the end where nothing is that recent); None while the topic does not exist."""
         from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap_str,
+        from runtime.kafka import client_config
+        from schemas.access import Principal
+
+        consumer = Consumer({**client_config(self.settings, Principal.ADMIN),
                              "group.id": "stumpcast-ops-exporter",
                              "enable.auto.commit": False, "enable.partition.eof": False})
         try:
@@ -262,7 +265,10 @@ class Exporter:
         if self._admin is None:
             from confluent_kafka.admin import AdminClient
 
-            self._admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap_str})
+            from runtime.kafka import client_config
+            from schemas.access import Principal
+
+            self._admin = AdminClient(client_config(self.settings, Principal.ADMIN))
         ends = topic_ends(self._admin, TOPICS)
         lag, members = group_state(self._admin, GROUPS, ends)
         with self._lock:

@@ -5,21 +5,45 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: Path) -> str:
-    """Single-node KRaft, broker and controller in one process (infra.md §1.5).
+def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: Path,
+                            admin_password: str, controller_password: str) -> str:
+    """Single-node KRaft, broker and controller in one process (infra.md §1.5), secured.
 
     Static voters, so storage is formatted without --standalone (infra.md §1.3). The small
     dedupe buffer and internal-topic partition counts keep heap and first-group-join time low.
+
+    Security (../shared/reference/cluster.md §2.1-2.4): the client listener takes SASL
+    SCRAM-SHA-512 (every service principal; users created by ``stack init``) and PLAIN for
+    ``admin`` alone, defined here because a SCRAM user can only be created by someone already
+    authenticated, and the broker connects to itself as admin (transaction markers). The
+    controller listener takes PLAIN (SCRAM credentials live in the metadata log the controller
+    serves, KAFKA-15513). ``StandardAuthorizer`` denies what no ACL allows; admin and the
+    controller are super users. Passwords are in this file: it is written with mode 0600.
     """
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    admin = f'{plain} username="admin" password="{admin_password}" user_admin="{admin_password}";'
+    ctl = (f'{plain} username="controller" password="{controller_password}" '
+           f'user_controller="{controller_password}";')
     return f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}
-inter.broker.listener.name=PLAINTEXT
+listeners=CLIENT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=CLIENT://127.0.0.1:{broker_port}
+inter.broker.listener.name=CLIENT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.client.scram-sha-512.sasl.jaas.config={scram}
+listener.name.client.plain.sasl.jaas.config={admin}
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config={ctl}
+sasl.mechanism.controller.protocol=PLAIN
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:controller
+allow.everyone.if.no.acl.found=false
 log.dirs={log_dir}
 num.partitions=1
 auto.create.topics.enable=true

@@ -296,6 +296,7 @@ def local_settings(settings: Settings) -> Settings:
     return dataclasses.replace(
         settings,
         kafka_bootstrap=(f"127.0.0.1:{settings.stack_kafka_port}",),
+        kafka_security="sasl",
         kafka_replication_factor=1,
         cassandra_hosts=("127.0.0.1",),
         cassandra_port=settings.stack_cassandra_port,

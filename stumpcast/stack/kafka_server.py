@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import subprocess
 import uuid
 from pathlib import Path
 
+from runtime.kafka import client_config
+from runtime.secrets import SecretMissing
+from schemas.access import Principal
+from schemas.settings import Settings
+from stumpcast.stack import secrets
 from stumpcast.stack.configs import KAFKA_LOG4J2, kafka_server_properties
 from stumpcast.stack.errors import ServerDied
 from stumpcast.stack.jars import ensure_jars, kafka_jars
@@ -46,15 +52,30 @@ class KafkaServer(Server):
         return [f"127.0.0.1:{self.settings.stack_kafka_port}"]
 
     def probe(self, timeout: float = 5.0) -> bool:
-        return kafka_ready(self.bootstrap, timeout)
+        """A metadata request as admin (a broker answers none without SASL credentials)."""
+        try:
+            admin = client_config(self.local, Principal.ADMIN)
+        except SecretMissing:  # never started here: no credentials to ask with
+            return False
+        return kafka_ready(admin, timeout)
+
+    @property
+    def local(self) -> Settings:
+        """The settings pointed at this broker, whatever STUMPCAST_KAFKA_BOOTSTRAP says."""
+        return dataclasses.replace(self.settings, kafka_bootstrap=tuple(self.bootstrap),
+                                   kafka_security="sasl")
 
     def write_config(self) -> tuple[Path, Path]:
         conf = self.layout.conf(self.name)
         props, log4j = conf / "server.properties", conf / "log4j2.properties"
-        props.write_text(kafka_server_properties(
+        creds = secrets.ensure(self.settings)
+        text = kafka_server_properties(
             broker_port=self.settings.stack_kafka_port,
             controller_port=self.settings.stack_kafka_controller_port,
-            log_dir=self.layout.data(self.name)))
+            log_dir=self.layout.data(self.name), admin_password=creds.admin_password,
+            controller_password=creds.controller_password)
+        props.unlink(missing_ok=True)  # holds passwords: created afresh with mode 0600
+        secrets.write_private(props, text.encode())
         log4j.write_text(KAFKA_LOG4J2)
         return props, log4j
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stumpcast.stack.ports import is_open
@@ -26,13 +26,14 @@ def any_open(bootstrap: Sequence[str]) -> bool:
     return any(is_open(port, host) for host, port in map(_host_port, bootstrap))
 
 
-def kafka_admin(bootstrap: Sequence[str], timeout: float) -> Any:
+def kafka_admin(client: Mapping[str, Any], timeout: float) -> Any:
+    """An AdminClient with ``client``'s settings (``runtime.kafka.client_config``)."""
     from confluent_kafka.admin import AdminClient
 
     quiet = logging.getLogger("stumpcast.stack.librdkafka")
     quiet.setLevel(logging.CRITICAL)  # connect-refused chatter while a broker boots
     config: dict[str, Any] = {
-        "bootstrap.servers": ",".join(bootstrap),
+        **client,
         "socket.timeout.ms": int(timeout * 1000),
         "socket.connection.setup.timeout.ms": int(timeout * 1000),
         "logger": quiet,
@@ -40,14 +41,14 @@ def kafka_admin(bootstrap: Sequence[str], timeout: float) -> Any:
     return AdminClient(config)
 
 
-def kafka_ready(bootstrap: Sequence[str], timeout: float = 5.0) -> bool:
+def kafka_ready(client: Mapping[str, Any], timeout: float = 5.0) -> bool:
     """A metadata request answered with at least one broker."""
-    if not any_open(bootstrap):
+    if not any_open(str(client["bootstrap.servers"]).split(",")):
         return False
     from confluent_kafka import KafkaException
 
     try:
-        meta = kafka_admin(bootstrap, timeout).list_topics(timeout=timeout)
+        meta = kafka_admin(client, timeout).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return bool(meta.brokers)

@@ -1,4 +1,5 @@
-"""`stack init`: create the Kafka topics and the Cassandra keyspace and tables, idempotently.
+"""`stack init`: create the Kafka topics, SCRAM users and ACLs, and the Cassandra keyspace and
+tables, idempotently.
 
 Works on whatever the settings point at (the local stack by default, or real clusters through
 STUMPCAST_KAFKA_BOOTSTRAP, STUMPCAST_CASSANDRA_HOSTS, ...): names come from schemas.topology,
@@ -8,9 +9,13 @@ replication from the settings.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from runtime.kafka import acl_binding, client_config, wait_visible
+from schemas.access import Principal, scorer_grants, service_grants
 from schemas.settings import Settings
 from schemas.topology import TOPICS, keyspace_cql, tables_cql
+from stumpcast.stack import secrets
 from stumpcast.stack.errors import StackError
 from stumpcast.stack.probes import any_open, cassandra_session, kafka_admin
 
@@ -27,7 +32,9 @@ def init_kafka(settings: Settings, say: Callable[[str], None]) -> dict[str, str]
                              "STUMPCAST_KAFKA_BOOTSTRAP)")
     if not any_open(settings.kafka_bootstrap):
         raise unreachable
-    admin = kafka_admin(settings.kafka_bootstrap, 10.0)
+    if settings.kafka_security == "sasl":
+        secrets.ensure(settings)
+    admin = kafka_admin(client_config(settings, Principal.ADMIN), 10.0)
     try:
         existing = admin.list_topics(timeout=TIMEOUT).topics
     except KafkaException:
@@ -53,7 +60,40 @@ def init_kafka(settings: Settings, say: Callable[[str], None]) -> dict[str, str]
     for name, what in outcome.items():
         if what.startswith("exists with"):
             say(f"  warning: {name} {what}")
+    if settings.kafka_security == "sasl":
+        users, acls = kafka_access(admin, settings)
+        say(f"kafka {settings.kafka_bootstrap_str}: {users} SCRAM users, {acls} ACLs")
     return outcome
+
+
+def kafka_access(admin: Any, settings: Settings) -> tuple[int, int]:
+    """Upsert every principal's SCRAM credential (so a regenerated password takes effect)
+    and create the ACLs of ``schemas.access`` (creating an existing ACL changes nothing).
+    Returns (users, ACLs)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    users = secrets.kafka_users(settings)
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts = [UserScramCredentialUpsertion(name, info, pw.encode())
+               for name, pw in sorted(users.items())]
+    grants = [*service_grants()]
+    for scorer_id in sorted(secrets.load_registry(settings).scorers):
+        grants += scorer_grants(scorer_id)
+    bindings = [acl_binding(g) for g in grants]
+    try:
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            future.result(TIMEOUT)
+        for future in admin.create_acls(bindings, request_timeout=TIMEOUT).values():
+            future.result(TIMEOUT)
+        wait_visible(admin, bindings, TIMEOUT)  # services may start right after `stack up`
+    except (KafkaException, TimeoutError) as exc:
+        raise StackError(f"creating Kafka users and ACLs failed: {exc}") from None
+    return len(upserts), len(bindings)
 
 
 def _existing(wanted: int, actual: int) -> str:

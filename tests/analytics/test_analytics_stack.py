@@ -10,10 +10,13 @@ import pytest
 from audience_sim import expected, simulate
 
 from analytics.config import WorkerConfig
+from analytics.sink import VIEWS_TTL_S
 from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
+from schemas.access import Principal
 from schemas.heartbeats import decode_concurrency, decode_watching
 from schemas.topology import RedisKeys
+from tests.kafka_access import admin_config, granted, service_access
 
 pytestmark = pytest.mark.stack
 STEP = 10_000
@@ -23,12 +26,16 @@ STEP = 10_000
 def topics(kafka_stack):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    admin = AdminClient(admin_config(kafka_stack))
     tag = uuid.uuid4().hex[:8]
     names = (f"stumpcast.test.heartbeats.{tag}", f"stumpcast.test.concurrency.{tag}")
     for fut in admin.create_topics([NewTopic(names[0], 8, 1), NewTopic(names[1], 1, 1)]).values():
         fut.result(30)
-    yield names
+    # The worker runs as the analytics principal: what an operator grants it on these topics.
+    access = service_access(Principal.ANALYTICS, read=[names[0]], write=[names[1]],
+                            groups=[f"g-{names[0]}"])
+    with granted(kafka_stack, access):
+        yield names
     for fut in admin.delete_topics(list(names)).values():
         fut.result(30)
 
@@ -36,7 +43,7 @@ def topics(kafka_stack):
 def _produce(settings, topic, beats) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "linger.ms": 20,
+    producer = Producer({**admin_config(settings), "linger.ms": 20,
                          "partitioner": "murmur2_random"})
     for hb in beats:
         producer.produce(topic, key=hb.key, value=hb.encode())
@@ -47,7 +54,7 @@ def _produce(settings, topic, beats) -> None:
 def _read_all(settings, topic, idle: float = 3.0) -> list:
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str, "group.id": topic,
+    c = Consumer({**admin_config(settings), "group.id": topic,
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     out, last = [], time.monotonic()
@@ -100,6 +107,7 @@ def test_simulated_audience_gives_exact_concurrency_for_every_window(kafka_stack
     r = redis.Redis.from_url(settings.redis_url)
     try:
         assert r.scard(RedisKeys.views(match_id)) == 300          # views: distinct sessions ever
+        assert 0 < r.ttl(RedisKeys.views(match_id)) <= VIEWS_TTL_S   # bounded in time
         entries = r.xrevrange(RedisKeys.watching(match_id), count=1)
         assert entries, "the gateway's watching stream was written"
         watching = decode_watching(entries[0][1][b"u"])
@@ -182,7 +190,7 @@ def _part(session_id: str) -> int:
 def _produce_to(settings, topic, beats) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "linger.ms": 20,
+    producer = Producer({**admin_config(settings), "linger.ms": 20,
                          "enable.idempotence": True})
     for hb in beats:
         producer.produce(topic, key=hb.key, value=hb.encode(), partition=_part(hb.session_id))

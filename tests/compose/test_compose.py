@@ -53,7 +53,7 @@ def test_clients_point_at_the_servers_internal_ports(compose):
     env = dict(_services_env(compose))["gateway"]
     settings = Settings.from_env(env)
     kafka_port = int(settings.kafka_bootstrap[0].rsplit(":", 1)[1])
-    assert f"PLAINTEXT://:{kafka_port}" in services["kafka"]["environment"]["KAFKA_LISTENERS"]
+    assert f"CLIENT://:{kafka_port}" in services["kafka"]["environment"]["KAFKA_LISTENERS"]
     assert settings.redis_url.endswith(":6379/0")
     assert settings.cassandra_port == 9042
 
@@ -63,8 +63,23 @@ def test_prometheus_scrapes_the_metrics_ports(compose):
     targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"]
                for t in sc["targets"]}
     for name, env in _services_env(compose):
-        for var in ("STUMPCAST_GATEWAY_PORT", "STUMPCAST_MEDIA_HTTP_PORT",
+        for var in ("STUMPCAST_GATEWAY_ADMIN_PORT", "STUMPCAST_MEDIA_HTTP_PORT",
                     "STUMPCAST_STREAMS_METRICS_PORT", "STUMPCAST_ANALYTICS_METRICS_PORT",
                     "STUMPCAST_NOTIFIER_METRICS_PORT"):
             if var in env:
                 assert f"{name}:{env[var]}" in targets
+
+
+def test_servers_are_secured_and_not_published(compose):
+    """Kafka takes SASL only and denies what no ACL allows; no server publishes a port."""
+    services = compose["services"]
+    kafka = services["kafka"]["environment"]
+    protocols = {p.split(":")[1] for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")}
+    assert protocols == {"SASL_PLAINTEXT"}
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for name in ("kafka", "cassandra", "redis"):
+        assert not services[name].get("ports"), f"{name} publishes a port"
+    for name, env in _services_env(compose):
+        if "STUMPCAST_KAFKA_BOOTSTRAP" in env:
+            assert Settings.from_env(env).kafka_security == "sasl", name
+            assert any(v.startswith("secrets:") for v in services[name]["volumes"]), name

@@ -128,6 +128,7 @@ class Services:
             "STUMPCAST_LOG_FORMAT": "text",
             "STUMPCAST_STREAMS_METRICS_PORT": str(free_port()),
             "STUMPCAST_GATEWAY_PORT": str(self.gateway_port),
+            "STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port()),
             "STUMPCAST_GATEWAY_PANIC_DIR": str(workdir / "panic"),
             "STUMPCAST_GATEWAY_PANIC_FLAG": str(workdir / "PANIC"),
             "STUMPCAST_MEDIA_HTTP_PORT": str(self.media_port),

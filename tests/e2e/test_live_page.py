@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from e2e_helpers import ARTIFACTS, SEGMENT_S, fold_card, free_port, shot, wait_for
 
+from tests.kafka_access import admin_config
+
 pytestmark = [pytest.mark.stack, pytest.mark.media, pytest.mark.slow]
 
 STATE = """() => {
@@ -43,7 +45,7 @@ class HeartbeatTap:
 
         from schemas.topology import VIEWER_HEARTBEATS
 
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
+        self.consumer = Consumer({**admin_config(settings),
                                   "group.id": unique("beats"), "enable.auto.commit": False})
         topic = VIEWER_HEARTBEATS.name
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions

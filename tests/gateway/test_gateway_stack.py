@@ -198,12 +198,14 @@ class TestProtection:
         auth = AuthConfig(hs256_secret=SECRET)
         async with gateway_with(settings, tmp_path, auth=auth) as gw:
             ok = jwt.encode({"sub": "u", "channels": [f"match:{match_id}"],
-                             "exp": time.time() + 60}, SECRET, algorithm="HS256")
+                             "exp": time.time() + 60, "aud": "stumpcast-gateway",
+                             "iss": "stumpcast"}, SECRET, algorithm="HS256")
             good, state = await healthy_token(gw, writer, match_id, ok)
-            forged = jwt.encode({"sub": "u", "channels": ["*"]}, "x" + SECRET,
+            claims = {"sub": "u", "channels": ["*"], "aud": "stumpcast-gateway",
+                      "iss": "stumpcast"}
+            forged = jwt.encode({**claims, "exp": time.time() + 60}, "x" + SECRET,
                                 algorithm="HS256")
-            expired = jwt.encode({"sub": "u", "channels": ["*"], "exp": time.time() - 60},
-                                 SECRET, algorithm="HS256")
+            expired = jwt.encode({**claims, "exp": time.time() - 60}, SECRET, algorithm="HS256")
             for token, code in ((forged, 4101), (expired, 4001), (None, 4101)):
                 path = "/ws" if token is None else f"/ws?token={token}"
                 peer = await connect(gw.port, path)
@@ -273,15 +275,21 @@ class TestHttp:
             assert match_id in body.decode()
             assert (await http_get(gw.port, "/v1/matches/nope/scorecard"))[0] == 200 - 200 + 503
 
-    async def test_health_ready_metrics(self, gateway, writer, match_id):
-        peer, _ = await healthy(gateway, writer, match_id)
-        assert (await http_get(gateway.port, "/healthz"))[0] == 200
-        assert (await http_get(gateway.port, "/readyz"))[0] == 200
-        status, _, body = await http_get(gateway.port, "/metrics")
-        text = body.decode()
-        assert status == 200 and "stumpcast_gateway_connections" in text
-        assert "stumpcast_gateway_delivery_latency_seconds_bucket" in text
-        await peer.close()
+    async def test_health_ready_metrics(self, settings, tmp_path, writer, match_id):
+        from tests.gateway.test_liveness import free_port
+
+        admin = free_port()
+        async with gateway_with(settings, tmp_path, admin_port=admin) as gateway:
+            peer, _ = await healthy(gateway, writer, match_id)
+            for port in (gateway.port, admin):
+                assert (await http_get(port, "/healthz"))[0] == 200
+                assert (await http_get(port, "/readyz"))[0] == 200
+            assert (await http_get(gateway.port, "/metrics"))[0] == 404  # not on the public port
+            status, _, body = await http_get(admin, "/metrics")
+            text = body.decode()
+            assert status == 200 and "stumpcast_gateway_connections" in text
+            assert "stumpcast_gateway_delivery_latency_seconds_bucket" in text
+            await peer.close()
 
     async def test_unknown_match_is_404(self, gateway):
         assert (await http_get(gateway.port, "/v1/matches/none-such/scorecard"))[0] == 404
@@ -293,7 +301,7 @@ class TestHttp:
 async def http_get(port: int, path: str, headers: dict[str, str] | None = None):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n".encode())
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()

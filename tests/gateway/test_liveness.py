@@ -30,6 +30,14 @@ async def silent_peer(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWr
     return reader, writer
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def started(settings: Any, tmp_path: Any, **kw: Any) -> Gateway:
     config = dataclasses.replace(make_config(settings, tmp_path), **kw)
     gw = Gateway(config)
@@ -114,12 +122,14 @@ async def test_metrics_of_one_worker_include_its_siblings(settings, tmp_path, re
 
     stats = tmp_path / "stats"
     stats.mkdir()
-    a = await started(settings, tmp_path, worker="0", stats_path=stats / "worker-0.json")
+    admin = free_port()
+    a = await started(settings, tmp_path, worker="0", stats_path=stats / "worker-0.json",
+                      admin_port=admin)
     b = await started(settings, tmp_path, worker="1", stats_path=stats / "worker-1.json")
     try:
         peers = [await connect(b.port) for _ in range(3)]
         await asyncio.sleep(1.2)  # worker 1 has rewritten its counters since
-        status, _, body = await http_get(a.port, "/metrics")
+        status, _, body = await http_get(admin, "/metrics")
         text = body.decode()
         assert status == 200
         assert 'stumpcast_gateway_connections{worker="0"} 0.0' in text

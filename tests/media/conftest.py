@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,15 +44,18 @@ def media_settings() -> Settings:
 
 
 @pytest.fixture
-def kafka(media_settings: Settings) -> str:
+def kafka(media_settings: Settings) -> dict[str, Any]:
+    """The admin principal's client settings, once Kafka answers with them."""
     from confluent_kafka.admin import AdminClient
 
-    bootstrap = media_settings.kafka_bootstrap_str
+    from tests.kafka_access import admin_config
+
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
+        config = admin_config(media_settings)
+        AdminClient(config).list_topics(timeout=5)
     except Exception:
-        missing(f"Kafka at {bootstrap}")
-    return bootstrap
+        missing(f"Kafka at {media_settings.kafka_bootstrap_str}")
+    return config
 
 
 def free_port() -> int:

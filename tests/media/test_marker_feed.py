@@ -15,8 +15,11 @@ import pytest
 from media.feeds import MarkerFeed, marker_start_ms
 from media.metrics import MediaMetrics
 from media.playlist import format_pdt
+from runtime.kafka import client_config
 from schemas import topology
+from schemas.access import Principal
 from schemas.notifications import Kind, Notification, Priority
+from tests.kafka_access import admin_config, granted, service_access
 
 PARTITIONS = 8
 
@@ -46,8 +49,8 @@ def test_start_is_a_full_window_back_or_the_oldest_listed_segment() -> None:
 
 def test_feed_never_blocks_while_the_broker_is_unreachable() -> None:
     metrics = MediaMetrics()
-    feed = MarkerFeed("127.0.0.1:1", "m-down", metrics, start_ms=0, topic="stumpcast.nowhere",
-                      timeout=0.3, retry=0.1)
+    feed = MarkerFeed({"bootstrap.servers": "127.0.0.1:1"}, "m-down", metrics, start_ms=0,
+                      topic="stumpcast.nowhere", timeout=0.3, retry=0.1)
     slowest, deadline = 0.0, time.monotonic() + 2.0
     try:
         while time.monotonic() < deadline:
@@ -69,21 +72,23 @@ def test_feed_never_blocks_while_the_broker_is_unreachable() -> None:
 def topic(kafka_stack: Any) -> Iterator[str]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    admin = AdminClient(admin_config(kafka_stack))
     name = f"stumpcast.test.notifications.{uuid.uuid4().hex[:8]}"
     for fut in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
         fut.result(30)
-    yield name
+    # The feed reads as the media principal: what an operator grants it on this topic.
+    with granted(kafka_stack, service_access(Principal.MEDIA, read=[name])):
+        yield name
     for fut in admin.delete_topics([name]).values():
         fut.result(30)
 
 
-def _producer(bootstrap: str) -> Any:
+def _producer(admin: dict[str, Any]) -> Any:
     from confluent_kafka import Producer
 
     # The relay's producer settings (streams/relay.py, KafkaTxnLog) without the transaction:
     # no "partitioner", so librdkafka's default.
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+    return Producer({**admin, "enable.idempotence": True, "acks": "all",
                      "linger.ms": 0})
 
 
@@ -133,10 +138,10 @@ def _drain(feed: MarkerFeed, want: int, timeout: float = 20.0, idle: float = 1.5
     return out
 
 
-def _delete_group(bootstrap: str, match_id: str) -> None:
+def _delete_group(admin_conf: dict[str, Any], match_id: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_conf)
     for fut in admin.delete_consumer_groups([topology.media_markers_group(match_id)]).values():
         fut.result(30)
 
@@ -144,7 +149,7 @@ def _delete_group(bootstrap: str, match_id: str) -> None:
 @pytest.mark.stack
 def test_relay_partitioner_places_a_key_where_partition_for_says(kafka_stack: Any,
                                                                    topic: str) -> None:
-    producer = _producer(kafka_stack.kafka_bootstrap_str)
+    producer = _producer(admin_config(kafka_stack))
     placed: dict[str, int] = {}
 
     def delivered(err: Any, msg: Any) -> None:
@@ -166,7 +171,8 @@ def test_feed_reads_its_match_from_the_start_time_in_one_partition(
     it returned this match's notifications from before the start time and logged "bad
     notification skipped" for the other matches' garbage."""
     caplog.set_level(logging.INFO, logger="stumpcast.media.feeds")
-    bootstrap, tag = kafka_stack.kafka_bootstrap_str, uuid.uuid4().hex[:8]
+    bootstrap, tag = admin_config(kafka_stack), uuid.uuid4().hex[:8]
+    media = client_config(kafka_stack, Principal.MEDIA)
     match_id = f"feed-{tag}"
     neighbours = _same_partition(match_id, tag, 2)
     elsewhere = _other_partitions(match_id, tag)
@@ -182,7 +188,7 @@ def test_feed_reads_its_match_from_the_start_time_in_one_partition(
     _send(_producer(bootstrap), topic, records)
 
     metrics = MediaMetrics()
-    feed = MarkerFeed(bootstrap, match_id, metrics, start_ms=start, topic=topic)
+    feed = MarkerFeed(media, match_id, metrics, start_ms=start, topic=topic)
     try:
         got = _drain(feed, len(new))
         assignment = [(tp.topic, tp.partition) for tp in feed.consumer.assignment()]
@@ -199,13 +205,14 @@ def test_feed_reads_its_match_from_the_start_time_in_one_partition(
 @pytest.mark.stack
 def test_feed_counts_and_logs_a_bad_record_of_its_own_match(
         kafka_stack: Any, topic: str, caplog: pytest.LogCaptureFixture) -> None:
-    bootstrap, match_id = kafka_stack.kafka_bootstrap_str, f"feed-{uuid.uuid4().hex[:8]}"
+    bootstrap, match_id = admin_config(kafka_stack), f"feed-{uuid.uuid4().hex[:8]}"
+    media = client_config(kafka_stack, Principal.MEDIA)
     now = int(time.time() * 1000)
     good = _note(match_id, 1, now)
     _send(_producer(bootstrap), topic, [(match_id, b"{not json", now), (match_id,
                                                                         good.encode(), now)])
     metrics = MediaMetrics()
-    feed = MarkerFeed(bootstrap, match_id, metrics, start_ms=now - 60_000, topic=topic)
+    feed = MarkerFeed(media, match_id, metrics, start_ms=now - 60_000, topic=topic)
     try:
         got = _drain(feed, 1)
     finally:
@@ -221,20 +228,21 @@ def test_feed_counts_and_logs_a_bad_record_of_its_own_match(
 @pytest.mark.stack
 def test_feed_resumes_from_its_committed_position(kafka_stack: Any, topic: str) -> None:
     """A restarted worker with the same start time does not re-read what it already read."""
-    bootstrap, match_id = kafka_stack.kafka_bootstrap_str, f"feed-{uuid.uuid4().hex[:8]}"
+    bootstrap, match_id = admin_config(kafka_stack), f"feed-{uuid.uuid4().hex[:8]}"
+    media = client_config(kafka_stack, Principal.MEDIA)
     producer = _producer(bootstrap)
     now = int(time.time() * 1000)
     first = [_note(match_id, n, now - 10_000 + n) for n in (1, 2)]
     _send(producer, topic, [(match_id, n.encode(), now - 10_000 + i) for i, n in enumerate(first)])
     try:
-        feed = MarkerFeed(bootstrap, match_id, MediaMetrics(), start_ms=now - 60_000, topic=topic)
+        feed = MarkerFeed(media, match_id, MediaMetrics(), start_ms=now - 60_000, topic=topic)
         try:
             assert [n.id for n in _drain(feed, 2, idle=0.5)] == [n.id for n in first]
         finally:
             feed.close()  # commits the position
         later = _note(match_id, 3, now)
         _send(producer, topic, [(match_id, later.encode(), now)])
-        again = MarkerFeed(bootstrap, match_id, MediaMetrics(), start_ms=now - 60_000,
+        again = MarkerFeed(media, match_id, MediaMetrics(), start_ms=now - 60_000,
                            topic=topic)
         try:
             assert [n.id for n in _drain(again, 1)] == [later.id]

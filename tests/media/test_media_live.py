@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import m3u8
 import pytest
@@ -92,12 +93,12 @@ def _notify(producer, match_id: str, kind: Kind, n: int) -> Notification:
     return note
 
 
-def _segment_events(bootstrap: str, match_id: str, want: set[tuple[str, int]],
+def _segment_events(kafka: dict[str, Any], match_id: str, want: set[tuple[str, int]],
                     timeout: float = 30) -> list[SegmentPublished]:
     """Every ``media.segments`` record of this match, until ``want`` (rendition, msn) is seen."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+    consumer = Consumer({**kafka, "group.id": f"t-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topology.MEDIA_SEGMENTS.name])
     out: list[SegmentPublished] = []
@@ -168,7 +169,7 @@ def _pdt_errors(origin: Path, playlists: dict[str, m3u8.M3U8]) -> list[int]:
 
 
 @pytest.mark.stack
-def test_sixty_second_live_run(ffmpeg: str, kafka: str, media_settings, tmp_path: Path,
+def test_sixty_second_live_run(ffmpeg: str, kafka: dict[str, Any], media_settings, tmp_path: Path,
                                worker_factory: list[WorkerProc]) -> None:
     import redis
     from confluent_kafka import Producer
@@ -182,7 +183,7 @@ def test_sixty_second_live_run(ffmpeg: str, kafka: str, media_settings, tmp_path
     worker_factory.append(w)
     w.start()
     w.wait_ready()
-    producer = Producer({"bootstrap.servers": kafka})
+    producer = Producer(kafka)
     notes, began = [], time.monotonic()
     for at, kind in ((8, Kind.FOUR), (22, Kind.WICKET), (36, Kind.SIX), (44, Kind.TARGET_SET)):
         time.sleep(max(0.0, began + at - time.monotonic()))

@@ -14,8 +14,10 @@ from notifier import subscriptions
 from notifier.retry import RetryPolicy
 from notifier.signing import HEADER_ID, HEADER_SIGNATURE, verify
 from notifier.worker import Notifier, NotifierConfig
+from schemas.access import Principal
 from schemas.notifications import Kind, Notification, Priority, retraction
 from schemas.topology import RedisKeys
+from tests.kafka_access import admin_config, granted, service_access
 
 pytestmark = pytest.mark.stack
 SECRET = "test-secret"
@@ -61,10 +63,13 @@ class Receiver:
 def topic(kafka_stack):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    admin = AdminClient(admin_config(kafka_stack))
     name = f"stumpcast.test.notifications.{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(name, 2, 1)])[name].result(30)
-    yield name
+    # The notifier runs as its own principal: what an operator grants it on this topic.
+    with granted(kafka_stack, service_access(Principal.NOTIFIER, read=[name],
+                                             groups=[f"g-{name}"])):
+        yield name
     admin.delete_topics([name])[name].result(30)
 
 
@@ -86,7 +91,7 @@ def _note(match_id: str, seq: int, ts: str = "2026-05-01T14:00:00Z") -> Notifica
 def _produce(settings, topic: str, notes: list[Notification]) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.kafka_bootstrap_str})
+    p = Producer(admin_config(settings))
     for n in notes:
         p.produce(topic, key=n.match_id.encode(), value=n.encode())
     assert p.flush(10) == 0
@@ -103,7 +108,8 @@ async def _until(cond, timeout: float = 30.0) -> None:
 async def _running(settings, topic: str, max_attempts: int = 6):
     config = NotifierConfig(topic=topic, group=f"g-{topic}", start="earliest",
                             policy=RetryPolicy(max_attempts=max_attempts, base_s=0.02, cap_s=0.2),
-                            refresh_s=0.2, hold_tick_s=0.05, gateway_check_s=0.5)
+                            refresh_s=0.2, hold_tick_s=0.05, gateway_check_s=0.5,
+                            allow_hosts=("127.0.0.1",))  # the receivers are on loopback
     notifier = Notifier(settings, config)
     task = asyncio.create_task(notifier.run())
     try:

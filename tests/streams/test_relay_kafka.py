@@ -6,9 +6,12 @@ import uuid
 
 import pytest
 
+from runtime.kafka import client_config
+from schemas.access import Principal
 from schemas.settings import Settings
 from schemas.topology import NOTIFICATIONS
-from streams.relay import FencedError, KafkaTxnLog, read_checkpoints
+from streams.relay import TXN_PREFIX, FencedError, KafkaTxnLog, read_checkpoints
+from tests.kafka_access import admin_config
 
 pytestmark = pytest.mark.stack
 
@@ -17,7 +20,7 @@ def committed_notes(settings: Settings, since: dict[int, int], match_id: str) ->
     """Values keyed ``match_id`` on ``match.notifications`` after ``since``, read_committed."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str, "group.id": "unused",
+    c = Consumer({**admin_config(settings), "group.id": "unused",
                   "enable.auto.commit": False, "isolation.level": "read_committed",
                   "enable.partition.eof": True})
     c.assign([TopicPartition(NOTIFICATIONS.name, p, o) for p, o in since.items()])
@@ -40,7 +43,7 @@ def committed_notes(settings: Settings, since: dict[int, int], match_id: str) ->
 def end_offsets(settings: Settings) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str, "group.id": "unused"})
+    c = Consumer({**admin_config(settings), "group.id": "unused"})
     try:
         return {p: c.get_watermark_offsets(TopicPartition(NOTIFICATIONS.name, p), timeout=10)[1]
                 for p in range(NOTIFICATIONS.partitions)}
@@ -49,10 +52,11 @@ def end_offsets(settings: Settings) -> dict[int, int]:
 
 
 def test_transactions_fence_the_old_owner_and_hide_its_open_batch(kafka_stack: Settings) -> None:
-    bootstrap, tag = kafka_stack.kafka_bootstrap_str, uuid.uuid4().hex[:8]
-    m, prefix, part = f"relay-{tag}", f"test-relay-{tag}", 5
+    # As the streams principal, with transactional ids under the prefix its ACL allows.
+    kafka, tag = client_config(kafka_stack, Principal.STREAMS), uuid.uuid4().hex[:8]
+    m, prefix, part = f"relay-{tag}", f"{TXN_PREFIX}-test-{tag}", 5
     since = end_offsets(kafka_stack)
-    old = KafkaTxnLog(bootstrap, part, txn_prefix=prefix, call_timeout=20)
+    old = KafkaTxnLog(kafka, part, txn_prefix=prefix, call_timeout=20)
     assert m not in old.open()
     old.commit([(m, b"first")], {m: (1, 0)})
     # The old owner starts another batch and is "killed" before committing it.
@@ -60,11 +64,11 @@ def test_transactions_fence_the_old_owner_and_hide_its_open_batch(kafka_stack: S
     old.producer.produce(NOTIFICATIONS.name, key=m.encode(), value=b"zombie")
     old.producer.flush(10)
     old.in_txn = True
-    new = KafkaTxnLog(bootstrap, part, txn_prefix=prefix, call_timeout=20)
+    new = KafkaTxnLog(kafka, part, txn_prefix=prefix, call_timeout=20)
     assert new.open()[m] == (1, 0)  # fenced the old owner, aborted its open batch
     with pytest.raises(FencedError):
         old.commit([], {})  # the old owner's commit of that batch is refused
     new.commit([(m, b"second"), (m, b"third")], {m: (3, 0)})
     assert committed_notes(kafka_stack, since, m) == [b"first", b"second", b"third"]
-    assert read_checkpoints(bootstrap, part)[m] == (3, 0)
+    assert read_checkpoints(kafka, part)[m] == (3, 0)
     new.close()

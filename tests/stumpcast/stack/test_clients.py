@@ -9,8 +9,11 @@ import uuid
 
 import pytest
 
+from runtime.kafka import aiokafka_config
+from schemas.access import Principal
 from schemas.settings import Settings
 from schemas.topology import EVENTS_TABLE, SMOKE, RedisKeys
+from tests.kafka_access import admin_config
 
 pytestmark = pytest.mark.stack
 
@@ -19,7 +22,7 @@ def test_kafka_confluent_produce_consume(kafka_stack: Settings) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     value = uuid.uuid4().bytes
-    producer = Producer({"bootstrap.servers": kafka_stack.kafka_bootstrap_str, "acks": "all",
+    producer = Producer({**admin_config(kafka_stack), "acks": "all",
                          "enable.idempotence": True})
     reports: list[tuple[object, object]] = []
     producer.produce(SMOKE.name, key=b"test", value=value,
@@ -27,7 +30,7 @@ def test_kafka_confluent_produce_consume(kafka_stack: Settings) -> None:
     assert producer.flush(30) == 0
     err, msg = reports[0]
     assert err is None
-    consumer = Consumer({"bootstrap.servers": kafka_stack.kafka_bootstrap_str,
+    consumer = Consumer({**admin_config(kafka_stack),
                          "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(SMOKE.name, msg.partition(), msg.offset())])  # type: ignore[attr-defined]
@@ -45,15 +48,14 @@ async def test_kafka_aiokafka_produce_consume(kafka_stack: Settings) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     value = uuid.uuid4().bytes
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_stack.kafka_bootstrap_str, acks="all",
-                                enable_idempotence=True)
+    admin = aiokafka_config(kafka_stack, Principal.ADMIN)
+    producer = AIOKafkaProducer(**admin, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         meta = await producer.send_and_wait(SMOKE.name, value, key=b"test-async")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_stack.kafka_bootstrap_str,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**admin, enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(SMOKE.name, meta.partition)

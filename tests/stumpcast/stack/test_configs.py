@@ -23,11 +23,12 @@ def _props(text: str) -> dict[str, str]:
 
 def test_server_properties_single_node_kraft() -> None:
     props = _props(configs.kafka_server_properties(
-        broker_port=29092, controller_port=29093, log_dir=Path("/r/data/kafka")))
+        broker_port=29092, controller_port=29093, log_dir=Path("/r/data/kafka"),
+        admin_password="a1", controller_password="c2"))
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092"
+    assert props["listeners"] == "CLIENT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["advertised.listeners"] == "CLIENT://127.0.0.1:29092"
     assert props["log.dirs"] == "/r/data/kafka"
     assert props["log.cleaner.dedupe.buffer.size"] == str(16 * 2**20)
     assert props["group.initial.rebalance.delay.ms"] == "0"
@@ -35,6 +36,23 @@ def test_server_properties_single_node_kraft() -> None:
     assert props["transaction.state.log.replication.factor"] == "1"
     # static voters: --standalone must not be used when formatting (infra.md §1.3)
     assert "controller.quorum.bootstrap.servers" not in props
+
+
+def test_server_properties_require_sasl_and_acls() -> None:
+    """No listener without SASL; nothing allowed that no ACL allows (cluster.md §2.1-2.4)."""
+    props = _props(configs.kafka_server_properties(
+        broker_port=29092, controller_port=29093, log_dir=Path("/r"),
+        admin_password="a1", controller_password="c2"))
+    protocols = dict(pair.split(":") for pair in
+                     props["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512,PLAIN"
+    assert props["sasl.mechanism.controller.protocol"] == "PLAIN"  # not GSSAPI (KAFKA-14369)
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:controller"
+    assert 'user_admin="a1"' in props["listener.name.client.plain.sasl.jaas.config"]
+    assert 'user_controller="c2"' in props["listener.name.controller.plain.sasl.jaas.config"]
 
 
 def test_cassandra_yaml_ports_and_dirs() -> None:
@@ -87,6 +105,7 @@ def test_kafka_command_marker_and_heap(tmp_path: Path) -> None:
     server = KafkaServer(settings, RunLayout.at(settings.run_dir))
     server.layout.prepare("kafka")
     props, log4j = server.write_config()
+    assert props.stat().st_mode & 0o777 == 0o600  # it holds the admin's password
     args = server.java_args(Path("/jdk/bin/java"), tmp_path / "libs", log4j, "512m")
     assert "-Xmx512m" in args and f"{tmp_path}/libs/*" in args
     assert f"-Dlog4j2.configurationFile={log4j}" in args

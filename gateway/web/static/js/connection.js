@@ -44,7 +44,10 @@ export class MatchConnection {
   connect() {
     if (this.stopped) return;
     this.status("connecting", "connecting");
-    const ws = new WebSocket(this.url);
+    // The session id the gateway issued is presented again, so a reconnect keeps it.
+    const url = this.session ? `${this.url}${this.url.includes("?") ? "&" : "?"}session=${
+      encodeURIComponent(this.session)}` : this.url;
+    const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
       this.stats.connects += 1;
@@ -103,6 +106,7 @@ export class MatchConnection {
 
   subscribed(msg) {
     this.attempt = 0; // a working subscription resets the backoff
+    if (msg.session) this.session = msg.session; // heartbeats count for this id only
     if (msg.channel.startsWith("match:")) this.status("live", "live");
     if (msg.channel.startsWith("notes:") && !this.notes) this.notes = { seq: msg.seq, k: msg.k };
     this.remember({ subscribed: msg.channel, seq: msg.seq, recovered: msg.recovered });

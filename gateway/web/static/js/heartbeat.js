@@ -20,8 +20,6 @@ export class Heartbeat {
     this.region = region;
     this.intervalMs = intervalMs;
     this.host = new URL(mediaOrigin, location.href).host || "origin";
-    this.sessionId = sessionStorage.getItem("stumpcast-session") || crypto.randomUUID();
-    sessionStorage.setItem("stumpcast-session", this.sessionId);
     this.bufferingMs = 0;
     this.waitingSince = null;
     this.started = false;
@@ -33,6 +31,10 @@ export class Heartbeat {
     });
     video.addEventListener("playing", () => { this.started = true; this.endWait(); });
   }
+
+  // The gateway issues the session id (in its "subscribed" replies) and counts beats for it
+  // only, whatever a beat says, so one page cannot beat for another viewer.
+  get sessionId() { return this.conn.session || "pending"; }
 
   endWait() {
     if (this.waitingSince !== null) this.bufferingMs += performance.now() - this.waitingSince;
