@@ -198,8 +198,8 @@ def test_a_degraded_cdn_moves_the_region_and_traffic_returns(edge_page: Any, rig
         cdns = _runs([b.cdn for b in tap.beats])
         assert cdns[-3:] == ["cdn-a", "cdn-b", "cdn-a"], cdns
         assert {b.region for b in tap.beats} == {region}
-        (ARTIFACTS / "edge-steering.json").write_text(str({"moved": moved, "back": back,
-                                                           "events": mine}))
+        (ARTIFACTS / "edge-steering.json").write_text(json.dumps(
+            {"fault_ms": faulted_ms, "moved": moved, "back": back, "events": mine}, indent=1))
         shot(page, "edge-03-back-on-cdn-a")
         assert not page.errors, page.errors
     finally:

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,9 +82,9 @@ class GatewayProc:
     """``stumpcast gateway serve`` as a process of its own: stopping it is what an outage is."""
 
     def __init__(self, settings: Any, folder: Path) -> None:
-        from conftest import free_port
-
-        self.port = free_port()
+        with socket.socket() as sock:  # a free port ("conftest" names several modules here)
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
         self.env = {**os.environ, "STUMPCAST_GATEWAY_PORT": str(self.port),
                     "STUMPCAST_REDIS_URL": settings.redis_url, "STUMPCAST_LOG_FORMAT": "text",
                     "STUMPCAST_GATEWAY_PANIC_DIR": str(folder / "panic"),
