@@ -20,8 +20,10 @@ from audience_sim import expected, simulate
 from faultproxy import FaultProxy
 from replicas import Replica
 
+from schemas.access import Principal
 from schemas.heartbeats import decode_concurrency
 from schemas.topology import RedisKeys
+from tests.kafka_access import admin_config, granted, service_access
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 STEP = 10_000
@@ -32,13 +34,17 @@ N_PARTS = 8
 def topics(kafka_stack):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    admin = AdminClient(admin_config(kafka_stack))
     tag = uuid.uuid4().hex[:8]
     names = (f"stumpcast.test.heartbeats.{tag}", f"stumpcast.test.concurrency.{tag}")
     new = [NewTopic(names[0], N_PARTS, 1), NewTopic(names[1], 1, 1)]
     for fut in admin.create_topics(new).values():
         fut.result(30)
-    yield names
+    # The workers run as the analytics principal: what an operator grants it on these topics.
+    access = service_access(Principal.ANALYTICS, read=[names[0]], write=[names[1]],
+                            groups=[f"g-{names[0]}"])
+    with granted(kafka_stack, access):
+        yield names
     for fut in admin.delete_topics(list(names)).values():
         fut.result(30)
 
@@ -49,7 +55,7 @@ class Published:
     def __init__(self, settings, topic: str) -> None:
         from confluent_kafka import Consumer
 
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
+        self.consumer = Consumer({**admin_config(settings),
                                   "group.id": f"read-{topic}", "auto.offset.reset": "earliest",
                                   "enable.auto.commit": False})
         self.consumer.subscribe([topic])
@@ -107,7 +113,7 @@ def test_two_replicas_stay_exact_through_a_redis_outage_and_a_sigkill(
             "--out-topic", topics[1], "--group", f"g-{topics[0]}"]
     a = Replica("analytics-a", args, "STUMPCAST_ANALYTICS_METRICS_PORT", tmp_path, env)
     b = Replica("analytics-b", args, "STUMPCAST_ANALYTICS_METRICS_PORT", tmp_path, env)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str, "linger.ms": 5,
+    producer = Producer({**admin_config(settings), "linger.ms": 5,
                          "partitioner": "murmur2_random", "enable.idempotence": True})
     published = Published(settings, topics[1])
     try:

@@ -19,9 +19,12 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from e2e_helpers import ROOT, Proc, free_port, http_ok
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
 
 BEAT_S = 2
 
@@ -33,8 +36,8 @@ class Audience:
     (docs/operations.md, analytics: audiences smaller than the partition count), so a lone
     browser's windows would never be published without these."""
 
-    def __init__(self, bootstrap: str, match_id: str) -> None:
-        self.bootstrap, self.match_id = bootstrap, match_id
+    def __init__(self, kafka: dict[str, Any], match_id: str) -> None:
+        self.kafka, self.match_id = kafka, match_id
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.run, name="audience", daemon=True)
 
@@ -44,7 +47,7 @@ class Audience:
         from schemas.heartbeats import make_heartbeat
         from schemas.topology import VIEWER_HEARTBEATS
 
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        producer = Producer({**self.kafka, "linger.ms": 5})
         topic = VIEWER_HEARTBEATS.name
         parts = sorted(producer.list_topics(topic, timeout=10).topics[topic].partitions)
         while not self.stop_event.is_set():
@@ -113,15 +116,22 @@ class EdgeRig:
             raise RuntimeError(f"stack {' '.join(args)}: {out.stderr}")
         return out.stdout.strip()
 
-    def start(self, steering: bool, bootstrap: str | None = None) -> EdgeRig:
+    def start(self, steering: bool, kafka: Settings | None = None) -> EdgeRig:
+        """``kafka``: the test stack's settings; the rig's services use its secrets folder
+        (their own Kafka principals) and the audience produces as the admin principal."""
+        if kafka is not None:
+            self.env["STUMPCAST_SECRETS_DIR"] = str(kafka.secrets_dir)
+            self.env["STUMPCAST_SCORER_REGISTRY"] = str(kafka.scorer_registry)
         shutil.rmtree(self.workdir / "media", ignore_errors=True)
         self.spawn("gateway", ["gateway", "serve"], f"{self.url('gateway')}/readyz")
         self.stack("up", "--only", "cdn-a,cdn-b", "--no-init")
         if steering:
             self.spawn("analytics", ["analytics", "worker"], f"{self.url('analytics')}/readyz")
             self.spawn("steering", ["steering", "serve"], f"{self.url('steering')}/readyz")
-            if bootstrap:
-                self.audience = Audience(bootstrap, self.match_id)
+            if kafka is not None:
+                from tests.kafka_access import admin_config
+
+                self.audience = Audience(admin_config(kafka), self.match_id)
                 self.audience.start()
         self.spawn("media", ["media", "worker", "--match-id", self.match_id],
                    f"{self.url('media')}/readyz")

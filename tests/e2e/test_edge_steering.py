@@ -32,6 +32,7 @@ from e2e_helpers import ARTIFACTS, CHROMIUM, fold_card, missing, shot, wait_for
 from edge_rig import EdgeRig
 
 from schemas.settings import Settings
+from tests.kafka_access import admin_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.media, pytest.mark.slow]
 
@@ -91,7 +92,7 @@ def edge_page(request: pytest.FixtureRequest, kafka_stack: Settings, redis_stack
     if not Path(CHROMIUM).exists():
         missing(f"no Chromium at {CHROMIUM} (make setup installs Debian's chromium)")
     if not rig.procs:
-        rig.start(steering=True, bootstrap=kafka_stack.kafka_bootstrap_str)
+        rig.start(steering=True, kafka=kafka_stack)
     browser = request.getfixturevalue("browser")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -113,7 +114,7 @@ class BeatTap:
 
         from schemas.topology import VIEWER_HEARTBEATS
 
-        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_str,
+        self.consumer = Consumer({**admin_config(settings),
                                   "group.id": f"e2e-beats-{uuid.uuid4().hex[:8]}",
                                   "enable.auto.commit": False})
         topic = VIEWER_HEARTBEATS.name

@@ -23,9 +23,12 @@ import pytest
 
 from media.steering import Policy
 from media.steering_server import SteeringConfig, SteeringServer
+from runtime.kafka import client_config
+from schemas.access import Principal
 from schemas.heartbeats import ConcurrencyRecord
 from schemas.settings import Settings
 from schemas.topology import ANALYTICS_CONCURRENCY, RedisKeys
+from tests.kafka_access import admin_config
 
 A, B = "cdn-a", "cdn-b"
 
@@ -69,7 +72,7 @@ async def running(kafka_stack: Settings, redis_stack: Settings) -> AsyncIterator
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cfg = SteeringConfig(Policy((A, B), hold_down_ms=60_000), port=port, ttl=1,
-                         kafka_bootstrap=kafka_stack.kafka_bootstrap_str,
+                         kafka_bootstrap=client_config(kafka_stack, Principal.ANALYST),
                          redis_url=redis_stack.redis_url, tick_s=0.2)
     steering = SteeringServer(cfg)
     stop = asyncio.Event()
@@ -121,7 +124,7 @@ async def test_windows_from_kafka_move_a_region_and_operators_override(
     url, steering = running
     region = f"t{uuid.uuid4().hex[:10]}"
     other = f"{region}x"
-    producer = Producer({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    producer = Producer(admin_config(kafka_stack))
     now = int(time.time() * 1000)
     windows = [record(region, A, now - 20_000 + 2000 * i, 2500) for i in range(5)]
     windows += [record(region, A, now - 10_000, 900), record(region, A, now - 8000, 900),

@@ -23,7 +23,9 @@ from replicas import Replica
 
 from notifier import subscriptions
 from notifier.signing import HEADER_ID, HEADER_SIGNATURE, verify
+from schemas.access import Principal
 from schemas.notifications import Kind, Notification, Priority
+from tests.kafka_access import admin_config, granted, service_access
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 SECRET = "replica-secret"
@@ -89,10 +91,13 @@ class Receiver:
 def topic(kafka_stack):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_stack.kafka_bootstrap_str})
+    admin = AdminClient(admin_config(kafka_stack))
     name = f"stumpcast.test.notifications.{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(name, 4, 1)])[name].result(30)
-    yield name
+    # The notifier runs as its own principal: what an operator grants it on this topic.
+    with granted(kafka_stack, service_access(Principal.NOTIFIER, read=[name],
+                                             groups=[f"g-{name}"])):
+        yield name
     admin.delete_topics([name])[name].result(30)
 
 
@@ -134,8 +139,7 @@ def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_
     env = {"STUMPCAST_REDIS_URL": redis_url._replace(
         netloc=f"127.0.0.1:{proxy.port}").geturl()}
     args = ["notifier", "worker", "--topic", topic, "--group", f"g-{topic}", "--from-beginning"]
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_str,
-                         "enable.idempotence": True})
+    producer = Producer({**admin_config(settings), "enable.idempotence": True})
     per_batch = PER_MATCH // BATCHES
 
     def produce(batch: int) -> None:
