@@ -76,8 +76,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers or settings.gateway_workers
     if args.worker_id is not None:  # one of the processes a parent started: it registered
         return run(settings, workers, port=args.port, worker_id=args.worker_id)
-    port = args.port or settings.gateway_port
-    with registered(settings.run_dir, "gateway", port, settings.gateway_host):
+    # Prometheus scrapes /metrics, which is served on the admin port only (never the public one)
+    with registered(settings.run_dir, "gateway", settings.gateway_admin_port,
+                    settings.gateway_admin_host):
         return run(settings, workers, port=args.port)
 
 

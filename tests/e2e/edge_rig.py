@@ -73,13 +73,15 @@ class EdgeRig:
         self.workdir = workdir
         self.match_id = match_id
         self.ports = {name: free_port() for name in
-                      ("gateway", "media", "cdn-a", "cdn-b", "steering", "analytics")}
+                      ("gateway", "gateway-admin", "media", "cdn-a", "cdn-b", "steering",
+                       "analytics")}
         self.run_dir = workdir / "run"
         a, b = self.url("cdn-a"), self.url("cdn-b")
         self.env = {
             "STUMPCAST_LOG_FORMAT": "text",
             "STUMPCAST_RUN_DIR": str(self.run_dir),
             "STUMPCAST_GATEWAY_PORT": str(self.ports["gateway"]),
+            "STUMPCAST_GATEWAY_ADMIN_PORT": str(self.ports["gateway-admin"]),
             "STUMPCAST_GATEWAY_PANIC_DIR": str(workdir / "panic"),
             "STUMPCAST_GATEWAY_PANIC_FLAG": str(workdir / "PANIC"),
             "STUMPCAST_MEDIA_HTTP_PORT": str(self.ports["media"]),
