@@ -296,8 +296,7 @@ def make_engine_factory(settings: Settings) -> Any:
     from streams.viewstore import RedisViewStore
 
     def factory(outputs: FaustOutputs, reread: Callable[[int], Any]) -> tuple[Any, Any]:
-        store = LazyCassandraEventStore(settings.cassandra_hosts, settings.cassandra_port,
-                                        settings.cassandra_keyspace)
+        store = LazyCassandraEventStore(settings)
         backlog = StoreBacklog(store, settings.streams_store_backlog)
         config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout,
                               Registry.load(settings.scorer_registry))
@@ -306,7 +305,7 @@ def make_engine_factory(settings: Settings) -> Any:
         relay = NoteRelay(lambda p: KafkaTxnLog(kafka, p),
                           on_published=metrics.published,
                           min_interval=settings.streams_relay_interval)
-        engine = Engine(ScorecardFolder(), RedisViewStore.from_url(settings.redis_url), store,
+        engine = Engine(ScorecardFolder(), RedisViewStore.connect(settings), store,
                         backlog, outputs, config, relay, metrics, partitions=(), reread=reread)
 
         async def on_start(app: Any) -> None:

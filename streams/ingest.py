@@ -34,10 +34,12 @@ from typing import Any
 
 import orjson
 
+from runtime.redisconn import async_redis
 from schemas import codec
 from schemas.events import Event, EventValidationError
 from schemas.settings import Settings
 from schemas.signing import Registry, Scorer
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 
 log = logging.getLogger("stumpcast.ingest")
@@ -173,14 +175,13 @@ def bearer(header: str | None) -> str | None:
 
 async def run(settings: Settings) -> None:
     """Serve the ingest API (and /metrics /healthz /readyz) until cancelled."""
-    import redis.asyncio as aioredis
     from aiohttp import web
 
     from runtime.endpoints import Health, application, serve
     from streams.producer import scorer_producer
 
     registry = Registry.load(settings.scorer_registry)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = async_redis(settings, RedisUser.INGEST)
     ingest = Ingest(settings, registry, redis, lambda s: scorer_producer(settings, s))
 
     async def events(request: web.Request) -> web.Response:
