@@ -66,7 +66,10 @@ def _bootstrap(settings: Settings, auth: tuple[str, str]) -> None:
 
 
 def ensure_roles(session: Any, settings: Settings) -> int:
-    """Every service role with its file's password and its grants; returns the grants made."""
+    """Every service role with its file's password and its grants; returns the grants made.
+    The built-in superuser is dropped here too, whatever happened before (a `stack up` that
+    stopped between making ``admin`` and dropping it)."""
+    session.execute("DROP ROLE IF EXISTS cassandra")
     grants = 0
     for role in CassandraRole:
         if role is CassandraRole.ADMIN:
