@@ -78,7 +78,7 @@ REDIS_DEFAULT_OFF = "user default reset off resetchannels -@all"
 class CassandraRole(StrEnum):
     ADMIN = "admin"        # superuser: provisioning (keyspace, roles, grants), tests
     STREAMS = "streams"    # the event store: append and read back (gap fills, rebuild)
-    ANALYST = "analyst"    # read-only (cqlsh of an analyst, `stumpcast smoke`'s read)
+    ANALYST = "analyst"    # read-only (an analyst's cqlsh)
 
 
 def cassandra_grants(role: CassandraRole, keyspace: str) -> list[str]:
