@@ -33,6 +33,12 @@ def admin_session(settings: Settings, timeout: float = 60.0) -> Iterator[Any]:
     """A session as ``admin`` (or without credentials when auth is off), made first if
     needed; waits up to ``timeout`` for the node's built-in superuser to exist."""
     auth = credentials(settings, CassandraRole.ADMIN)
+    if auth is not None and _open_to_anyone(settings):
+        raise StackError(
+            "Cassandra accepts logins without a password (AllowAllAuthenticator: a node "
+            "started before the stack had Cassandra roles, or configured so). Restart it "
+            "(`stumpcast stack down --only cassandra && stumpcast stack up`), or set "
+            "STUMPCAST_CASSANDRA_AUTH=none for a cluster without roles.")
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -55,6 +61,15 @@ def admin_session(settings: Settings, timeout: float = 60.0) -> Iterator[Any]:
                     f"restore {settings.secrets_dir}/cassandra/admin.password or delete the "
                     "data folder (`stumpcast stack reset`).") from None
             time.sleep(0.5)
+
+
+def _open_to_anyone(settings: Settings) -> bool:
+    """A session without credentials works: the node does not authenticate."""
+    try:
+        with _quiet(), cassandra_session(settings, None, 10.0):
+            return True
+    except Exception:  # noqa: BLE001 - refused (what we want) or unreachable (raised later)
+        return False
 
 
 def _bootstrap(settings: Settings, auth: tuple[str, str]) -> None:

@@ -27,7 +27,28 @@ class RedisServer(Server):
         return f"redis://127.0.0.1:{self.settings.stack_redis_port}/0"
 
     def probe(self, timeout: float = 5.0) -> bool:
-        return redis_ready(self.url, min(timeout, 2.0), self._admin())
+        timeout = min(timeout, 2.0)
+        auth = self._admin()
+        if redis_ready(self.url, timeout, auth):
+            return True
+        if (auth is None or self.acl_path is None
+                or not self.layout.pid_record(self.name).exists()
+                or not redis_ready(self.url, timeout, None)):
+            return False
+        self._adopt(self.acl_path)
+        return redis_ready(self.url, timeout, auth)
+
+    def _adopt(self, acl_path: Path) -> None:
+        """Our Redis, started before it had ACL users (an open ``default`` user): give it the
+        users now, ``default`` off last, rather than wait for a restart."""
+        secrets.write_redis_acl(self.settings, acl_path)
+        client = redisconn.connect(self.url, None, socket_timeout=2)
+        try:
+            lines = [line.split() for line in acl_path.read_text().splitlines() if line]
+            for _, name, *rules in sorted(lines, key=lambda w: w[1] == "default"):
+                client.execute_command("ACL", "SETUSER", name, *rules)
+        finally:
+            client.close()
 
     def _admin(self) -> tuple[str, str] | None:
         """The admin user's credentials; none before `stack up` has generated them (then
