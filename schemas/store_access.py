@@ -63,9 +63,16 @@ REDIS_KEYS: dict[RedisUser, list[str]] = {
 }
 
 
+# Beyond that, per user: the gateway wakes its own blocked XREAD reader when a client subscribes
+# to a new match (CLIENT UNBLOCK is @admin; it can only end a block early, never read or write).
+REDIS_EXTRA_COMMANDS: dict[RedisUser, str] = {RedisUser.GATEWAY: "+client|unblock"}
+
+
 def redis_acl_rule(user: RedisUser, password_sha256: str) -> str:
     """One ``user ...`` line of an ACL file; the password only as its SHA-256 (``#hex``)."""
     commands = "+@all" if user is RedisUser.ADMIN else SERVICE_COMMANDS
+    if user in REDIS_EXTRA_COMMANDS:
+        commands += " " + REDIS_EXTRA_COMMANDS[user]
     channels = "allchannels" if user is RedisUser.ADMIN else "resetchannels"
     keys = " ".join(REDIS_KEYS[user])
     return f"user {user.value} reset on #{password_sha256} {keys} {channels} {commands}"

@@ -63,7 +63,8 @@ def test_redis_refuses_a_client_without_credentials(as_user: Any, attacks: Any) 
 
 def test_redis_service_users_cannot_run_admin_commands(as_user: Any, attacks: Any) -> None:
     commands = [("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "*"), ("DEBUG", "SLEEP", "0"),
-                ("KEYS", "*"), ("SCRIPT", "FLUSH"), ("ACL", "LIST"), ("SHUTDOWN", "NOSAVE")]
+                ("KEYS", "*"), ("SCRIPT", "FLUSH"), ("ACL", "LIST"), ("SHUTDOWN", "NOSAVE"),
+                ("CLIENT", "KILL", "ID", "1"), ("CLIENT", "LIST"), ("MONITOR",)]
     for user in SERVICES:
         client = as_user(user)
         assert client.ping()  # the user itself works
