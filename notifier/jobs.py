@@ -4,7 +4,8 @@ and a subscriber's ordered queue of them."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from notifier.retry import RetryPolicy
 from notifier.subscriptions import Subscription
@@ -28,6 +29,14 @@ class NotifierConfig:
     max_checks: int = 10_000         # gateway checks waiting; beyond, the oldest are skipped
     allow_hosts: tuple[str, ...] = ()  # non-public addresses or networks hooks may reach
     queue_max: int = 10_000            # jobs waiting per subscriber; beyond, dead-lettered
+
+    @classmethod
+    def of(cls, settings: Any, **overrides: Any) -> NotifierConfig:
+        """The settings' retry budget, allow-list and queue bound, then ``overrides``: every
+        way of starting a notifier honours STUMPCAST_WEBHOOK_* alike."""
+        base = cls(policy=RetryPolicy(max_attempts=settings.webhook_max_attempts),
+                   allow_hosts=settings.webhook_allow_hosts, queue_max=settings.webhook_queue)
+        return replace(base, **overrides)
 
 
 @dataclass

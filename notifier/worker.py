@@ -46,7 +46,7 @@ from typing import Any
 
 from notifier.jobs import Job, NotifierConfig, Sub
 from notifier.metrics import NotifierMetrics
-from notifier.retry import DeadLetter, Delivered, RetryPolicy, next_step
+from notifier.retry import DeadLetter, Delivered, next_step
 from notifier.routing import Action, decide
 from notifier.signing import sign
 from notifier.spoiler import Held, SpoilerHold
@@ -496,9 +496,7 @@ def run_notifier(settings: Settings, config: NotifierConfig | None = None) -> in
     from runtime.endpoints import Health, serve_in_thread
 
     async def main() -> None:
-        notifier = Notifier(settings, config or NotifierConfig(
-            policy=RetryPolicy(max_attempts=settings.webhook_max_attempts),
-            allow_hosts=settings.webhook_allow_hosts, queue_max=settings.webhook_queue))
+        notifier = Notifier(settings, config or NotifierConfig.of(settings))
         health = Health.of_registry(notifier.metrics.registry, ready=lambda: notifier.ready)
         server = serve_in_thread(health, settings.notifier_metrics_port)
         loop = asyncio.get_running_loop()

@@ -14,18 +14,27 @@ from schemas.settings import Settings
 
 
 def cmd_notifier_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from notifier.retry import RetryPolicy
-    from notifier.worker import NotifierConfig, run_notifier
+    from notifier.worker import run_notifier
     from runtime.discovery import registered
 
-    config = NotifierConfig(policy=RetryPolicy(max_attempts=settings.webhook_max_attempts))
-    if args.topic or args.group or args.from_beginning:
-        config = NotifierConfig(topic=args.topic or config.topic,
-                                group=args.group or config.group,
-                                start="earliest" if args.from_beginning else config.start,
-                                policy=config.policy)
+    config = worker_config(args, settings)
     with registered(settings.run_dir, "notifier", settings.notifier_metrics_port):
         return run_notifier(settings, config)
+
+
+def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
+    """The worker's ``NotifierConfig``: the settings, then the command line's topic, group and
+    start."""
+    from notifier.jobs import NotifierConfig
+
+    overrides: dict[str, Any] = {}
+    if args.topic:
+        overrides["topic"] = args.topic
+    if args.group:
+        overrides["group"] = args.group
+    if args.from_beginning:
+        overrides["start"] = "earliest"
+    return NotifierConfig.of(settings, **overrides)
 
 
 def _redis(settings: Settings) -> Any:

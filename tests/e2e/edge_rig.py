@@ -10,6 +10,8 @@ server; heartbeats every 2 s (the page's ``beat=2`` and the analytics worker's i
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -101,6 +103,8 @@ class EdgeRig:
         }
         self.procs: dict[str, Proc] = {}
         self.audience: Audience | None = None
+        self.seeded: Settings | None = None  # the stack whose Redis has the rig's match
+        self.views: dict[str, Any] = {}  # its ViewWriter state: the positions written
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -124,6 +128,8 @@ class EdgeRig:
         if kafka is not None:
             self.env["STUMPCAST_SECRETS_DIR"] = str(kafka.secrets_dir)
             self.env["STUMPCAST_SCORER_REGISTRY"] = str(kafka.scorer_registry)
+            if self.seeded is None:
+                self._seed(kafka)
         shutil.rmtree(self.workdir / "media", ignore_errors=True)
         self.spawn("gateway", ["gateway", "serve"], f"{self.url('gateway')}/readyz")
         self.stack("up", "--only", "cdn-a,cdn-b", "--no-init")
@@ -138,6 +144,44 @@ class EdgeRig:
         self.spawn("media", ["media", "worker", "--match-id", self.match_id],
                    f"{self.url('media')}/readyz")
         return self
+
+    def _seed(self, settings: Settings) -> None:
+        """The match on air has a scorecard (the first ball of the 2023 final, folded), as a
+        live match would: the gateway subscribes a page, and counts its heartbeats, only for
+        a match that exists."""
+        from bench.gateway.cards import match_cards
+
+        self.seeded = settings
+        self.publish(match_cards(settings.cricsheet_dir / "1370353.json")[0])
+
+    def publish(self, card: Any) -> None:
+        """The match's next view (``None``: delete it), as the streams worker commits one; in
+        a thread of its own, since sync Playwright holds the test's event loop."""
+        from bench.gateway.writer import ViewWriter
+        from runtime.redisconn import async_redis
+        from schemas.store_access import RedisUser
+
+        assert self.seeded is not None, "the rig has no stack to write to"
+
+        async def run(settings: Settings) -> None:
+            redis = async_redis(settings, RedisUser.ADMIN)
+            writer = ViewWriter(redis)
+            writer.state = self.views  # the positions written so far
+            try:
+                if card is None:
+                    await writer.delete(self.match_id)
+                else:
+                    await writer.publish(self.match_id, card)
+            finally:
+                await redis.aclose()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run(self.seeded)).result(30)
+
+    def _unseed(self) -> None:
+        if self.seeded is not None:
+            self.publish(None)
+            self.seeded = None
 
     def page_url(self, region: str, edge: str = "cdn-a") -> str:
         base = self.url(edge)
@@ -159,3 +203,4 @@ class EdgeRig:
             proc.stop()
         with contextlib.suppress(RuntimeError):
             self.stack("down")
+        self._unseed()

@@ -15,8 +15,6 @@ Needs Kafka and Redis (the local stack), nginx, ffmpeg and Chromium. Match data:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 import shutil
@@ -235,13 +233,11 @@ def _wait_segments(rig: EdgeRig, n: int, timeout: float) -> None:
 
 def test_panic_the_edge_shows_the_last_scorecard_marked_stale(edge_page: Any, rig: EdgeRig,
                                                                redis_stack: Settings) -> None:
-    from bench.gateway.writer import ViewWriter
-
     page, match_id = edge_page, rig.match_id
     card = fold_card(match_id)
     last = card["innings"][-1]
     score = f"{last['runs']}/{last['wickets']}"
-    _publish(redis_stack, ViewWriter, match_id, card)
+    rig.publish(card)  # the next view of the match the rig put on air
     try:
         page.goto(rig.page_url("panic", edge="cdn-b"))
         wait_for(page, "(s) => document.querySelector('#score')?.textContent === s", 30, score)
@@ -269,22 +265,5 @@ def test_panic_the_edge_shows_the_last_scorecard_marked_stale(edge_page: Any, ri
                 assert resp.status == 200 and resp.headers["X-Cache"] == "STALE", path
         assert not page.errors, page.errors
     finally:
-        _publish(redis_stack, ViewWriter, match_id, None)
+        rig.publish(None)  # the page's match is gone with the rig's last view
 
-
-def _publish(settings: Settings, writer_cls: Any, match_id: str, card: Any) -> None:
-    """Write (or delete) the match's view, in a thread: sync Playwright holds this one's loop."""
-    from runtime.redisconn import async_redis
-    from schemas.store_access import RedisUser
-
-    async def run() -> None:
-        client = async_redis(settings, RedisUser.ADMIN)
-        writer = writer_cls(client)
-        if card is None:
-            await writer.delete(match_id)
-        else:
-            await writer.publish(match_id, card)
-        await client.aclose()
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result(30)

@@ -137,8 +137,8 @@ def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_
 
     redis_url = urlparse(settings.redis_url)
     proxy = FaultProxy(redis_url.hostname or "127.0.0.1", redis_url.port or 6379)
-    env = {"STUMPCAST_REDIS_URL": redis_url._replace(
-        netloc=f"127.0.0.1:{proxy.port}").geturl()}
+    env = {"STUMPCAST_REDIS_URL": redis_url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl(),
+           "STUMPCAST_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}  # the receiver is on loopback
     args = ["notifier", "worker", "--topic", topic, "--group", f"g-{topic}", "--from-beginning"]
     producer = Producer({**admin_config(settings), "enable.idempotence": True})
     per_batch = PER_MATCH // BATCHES

@@ -54,3 +54,22 @@ def test_webhooks_add_reads_the_secret_from_stdin(redis_stack, capsys, monkeypat
     r = sync_redis(redis_stack, RedisUser.ADMIN)
     assert load_all(r.hgetall(RedisKeys.webhooks))[hook_id].secret == "from-stdin"
     assert main(["webhooks", "remove", hook_id]) == 0
+
+
+@pytest.mark.parametrize("argv", [[], ["--topic", "t", "--group", "g", "--from-beginning"]])
+def test_the_worker_command_honours_the_webhook_settings_with_any_arguments(argv, monkeypatch):
+    """STUMPCAST_WEBHOOK_ALLOW_HOSTS and _QUEUE reach the worker whatever its command line (it
+    dropped them when --topic, --group or --from-beginning was given)."""
+    from schemas.settings import Settings
+    from stumpcast.cli import build_parser
+    from stumpcast.commands.notifier import worker_config
+
+    monkeypatch.setenv("STUMPCAST_WEBHOOK_ALLOW_HOSTS", "127.0.0.1,10.0.0.0/8")
+    monkeypatch.setenv("STUMPCAST_WEBHOOK_QUEUE", "77")
+    monkeypatch.setenv("STUMPCAST_WEBHOOK_MAX_ATTEMPTS", "3")
+    args = build_parser().parse_args(["notifier", "worker", *argv])
+    config = worker_config(args, Settings.from_env())
+    assert config.allow_hosts == ("127.0.0.1", "10.0.0.0/8")
+    assert config.queue_max == 77 and config.policy.max_attempts == 3
+    if argv:
+        assert (config.topic, config.group, config.start) == ("t", "g", "earliest")
