@@ -28,6 +28,7 @@ class SegmentEntry:
     duration: float
     discontinuity: bool
     sizes: Mapping[str, int]  # rendition name -> bytes
+    init: str = ""  # LL-HLS (fMP4): the launch tag naming the init section and the URIs
 
     @property
     def end_ms(self) -> float:

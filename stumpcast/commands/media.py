@@ -95,23 +95,26 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
         kafka=None if args.no_kafka else client_config(settings, Principal.MEDIA),
         redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
         steering=Steering(settings.steering_uri, settings.media_pathways)
-        if settings.media_pathways else None)
+        if settings.media_pathways else None,
+        part_target=settings.media_part_target, max_blocked=settings.media_ll_max_blocked)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import signal
 
+    from media.ll_worker import LLMediaWorker
     from media.worker import MediaWorker
 
     cfg = worker_config(args, settings)
+    kind = LLMediaWorker if settings.media_hls == "low-latency" else MediaWorker
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await MediaWorker(cfg).run(stop)
+        await kind(cfg).run(stop)
 
     from runtime.discovery import registered
 
