@@ -30,15 +30,18 @@ def register(sub: Any, bench: Any) -> None:
     worker.add_argument("--no-redis", action="store_true", help="no live score bug")
     worker.add_argument("--no-guard", action="store_true", help="never step the ladder down")
     worker.set_defaults(func=run_worker)
-    b = bench.add_parser("media", help="ladder encode speed, publish delay, PDT error, latency",
-                         description="Measures the default ladder's encode speed (unpaced), "
-                         "then runs the worker live on the synthetic source and measures "
-                         "publish delay, PDT error against the burned-in clock and the live "
-                         "edge latency seen by an HTTP reader.")
+    b = bench.add_parser("media", help="ladder encode speed; regular vs LL-HLS glass-to-glass",
+                         description="Measures the default ladder's encode speed (unpaced, "
+                         "MPEG-TS and fMP4), then runs the worker live on the synthetic source, "
+                         "regular HLS then LL-HLS, while headless Chromium plays it with the "
+                         "page's player and reads the burned-in clock: glass-to-glass, stalls, "
+                         "spoiler window, publish delay and PDT error.")
     b.add_argument("--speed-seconds", type=float, default=20.0,
                    help="wall seconds of the unpaced encode-speed run (default 20)")
-    b.add_argument("--live-seconds", type=float, default=60.0,
-                   help="seconds of the live run (default 60)")
+    b.add_argument("--live-seconds", type=_seconds, default=60.0,
+                   help="seconds of the LL-HLS live run (default 60)")
+    b.add_argument("--regular-seconds", type=_seconds, default=60.0,
+                   help="seconds of the regular-HLS live run (default 60)")
     benchlog.add_no_record(b)
     b.set_defaults(func=run_bench)
     e = bench.add_parser("edge", help="origin offload of the caching edges at 1,000 and 10,000 "
@@ -60,6 +63,16 @@ def register(sub: Any, bench: Any) -> None:
                    help="load generator processes (default 2)")
     benchlog.add_no_record(e)
     e.set_defaults(func=run_edge_bench)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("seconds: a number") from None
+    if not 20 <= value <= 7200:
+        raise argparse.ArgumentTypeError("seconds: 20 to 7200 (the player needs ~10 s to settle)")
+    return value
 
 
 def _sizes(raw: str) -> tuple[int, ...]:

@@ -25,8 +25,12 @@ export class Player {
       this.error = "this browser cannot play HLS with Media Source Extensions";
       return;
     }
-    // Defaults kept on purpose: liveSyncDurationCount 3 target durations behind the edge.
-    this.hls = new Hls({ enableWorker: true, lowLatencyMode: false });
+    // Low-latency mode: on an LL-HLS playlist (parts, CAN-BLOCK-RELOAD) hls.js loads parts,
+    // holds blocking reloads and plays PART-HOLD-BACK behind the edge; on a regular playlist it
+    // changes nothing (HOLD-BACK, 3 target durations). A player that fell behind (a stall)
+    // catches up at up to 1.1x speed instead of staying late (hls.js maxLiveSyncPlaybackRate,
+    // default 1: no catch-up; edge.md §3.5).
+    this.hls = new Hls({ enableWorker: true, lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.1 });
     this.hls.on(Hls.Events.LEVEL_UPDATED, (_e, data) => this.readMarkers(data.details));
     this.hls.on(Hls.Events.ERROR, (_e, data) => {
       if (!data.fatal) return;
