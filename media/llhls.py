@@ -16,7 +16,6 @@ days) must never be mistaken for the new launch's part of the same number.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -268,5 +267,5 @@ def check_reachable(d: Directives, timeline: Timeline, book: PartBook, cfg: LLCo
     if d.part is not None:
         n_msn, n_part = book.newest(timeline)
         ahead = (d.msn - n_msn) * cfg.parts_per_segment + d.part - n_part
-        if ahead > math.ceil(cfg.advance_part_limit):
+        if ahead > cfg.advance_part_limit:
             raise BadDirective(f"_HLS_part {d.msn}.{d.part} is beyond the advance part limit")
