@@ -118,8 +118,10 @@ class LLPublisher(Publisher):
                 for name, size in entry.sizes.items()]
 
     def _changed(self) -> list[Problem]:
-        problems = self.write_playlists() if self.timeline.entries else []
-        self.last_publish = time.monotonic()
+        problems: list[Problem] = []
+        if self.timeline.entries:  # no playlist (and not ready) before one whole segment
+            problems = self.write_playlists()
+            self.last_publish = time.monotonic()
         self.version += 1
         self.on_change()
         return problems
