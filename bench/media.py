@@ -72,6 +72,13 @@ def _probe(path: Path) -> float:
     return fa.decode_barcode(probe.stdout) / 1000
 
 
+def _explicit_pdt(seg: Any) -> float:
+    # The segment's own EXT-X-PROGRAM-DATE-TIME: the m3u8 package's current_program_date_time
+    # adds the durations of listed EXT-X-PARTs to the running date as if they were segments
+    # (m3u8 6.x; seen on our LL playlists), so it drifts by 2 s per segment with parts.
+    return float((seg.program_date_time or seg.current_program_date_time).timestamp())
+
+
 def _pdt_errors(origin: Path, rungs: list[str], every: int = 5) -> list[float]:
     """|PDT - burned clock of the segment's first frame|, ms, for every ``every``-th segment of
     every rung (an fMP4 segment is probed with its init section in front)."""
@@ -87,7 +94,7 @@ def _pdt_errors(origin: Path, rungs: list[str], every: int = 5) -> list[float]:
                 joined.write_bytes((origin / rung / seg.init_section.uri).read_bytes()
                                    + path.read_bytes())
                 path = joined
-            out.append(abs(seg.current_program_date_time.timestamp() - _probe(path)) * 1000)
+            out.append(abs(_explicit_pdt(seg) - _probe(path)) * 1000)
     return out
 
 

@@ -77,6 +77,7 @@ class LLPublisher(Publisher):
         entry = PartEntry(book.open_msn, len(book.open_parts()), round(part.duration, 6),
                           part.independent, {n: len(d) for n, d in part.data.items()})
         for name, data in part.data.items():
+            (self.origin / name).mkdir(parents=True, exist_ok=True)
             atomic_write(self.origin / name / part_uri(entry.msn, entry.index, part.tag), data)
             self._open.setdefault(name, []).append(data)
         book.add(entry)

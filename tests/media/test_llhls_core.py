@@ -6,12 +6,14 @@ Rules cite draft-pantos-hls-rfc8216bis ("bis"); fMP4 layouts cite ISO/IEC 14496-
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
 from media.cmaf import CmafError, FragmentReader, parse_fragment, parse_init
 from media.ladder import Ladder, parse_rungs
 from media.lint import lint_media, lint_set
+from media.ll_publisher import LLPublisher, StagedPart
 from media.llhls import (
     BadDirective,
     Directives,
@@ -24,7 +26,8 @@ from media.llhls import (
     ready,
     render_ll_media,
 )
-from media.playlist import SegmentEntry, Timeline, render_master
+from media.markers import Marker
+from media.playlist import SegmentEntry, Timeline, format_pdt, render_master
 
 
 def box(kind: str, payload: bytes) -> bytes:
@@ -228,3 +231,51 @@ class TestLintLL:
             book2.parts[msn] = [PartEntry(msn, i, 0.4, i == 0, {}) for i in range(5)]
         stale = render_ll_media(tl2, book2, "360p", CFG, {}, reports())
         assert "bis 6.2.2" in {p.rule for p in lint_media(stale)}
+
+
+class TestPublisher:
+    """The LL publisher's files and playlists (real files in a temporary folder)."""
+
+    @staticmethod
+    def feed(pub: LLPublisher, n: int, start: int = 0, tag: str = "a") -> None:
+        for i in range(start, start + n):
+            pub.publish_part(StagedPart(tag, T0 + i * 400, 0.4, i % 5 == 0,
+                                        {"720p": b"v" * 90, "360p": b"w" * 30}, i == start))
+
+    def test_a_ball_in_the_open_segment_is_marked_before_its_parts(self, tmp_path: Path) -> None:
+        pub = LLPublisher(tmp_path, Ladder(parse_rungs("720p,360p")), "m", 50, None, CFG)
+        pub.load()
+        self.feed(pub, 12)  # segments 0, 1 whole; 2.0 and 2.1 open
+        pub.markers.markers["b1"] = Marker("b1", "m", "four", T0 + 4500, 1, "0.3", "FOUR")
+        pub.markers.markers["b2"] = Marker("b2", "m", "six", T0 + 4900, 1, "0.4", "SIX")
+        self.feed(pub, 1, start=12)  # 2.2 ends at T0 + 5200: the edge passes both balls
+        text = (tmp_path / "360p" / "index.m3u8").read_text()
+        lines = text.splitlines()
+        b1 = next(i for i, x in enumerate(lines) if 'ID="b1"' in x)
+        assert lines[b1 + 2] == "#EXT-X-PROGRAM-DATE-TIME:" + format_pdt(T0 + 4000)
+        assert lines[b1 + 3].startswith('#EXT-X-PART:DURATION=0.40000,URI="2.0-a.m4s"')
+        assert 'ID="b2"' in lines[b1 + 1]
+        other = (tmp_path / "720p" / "index.m3u8").read_text()
+        assert [x for x in lines if "DATERANGE" in x] == \
+            [x for x in other.splitlines() if "DATERANGE" in x]
+        # A ball beyond the newest part waits for the part that holds it.
+        pub.markers.markers["b3"] = Marker("b3", "m", "four", T0 + 5300, 1, "0.5", "FOUR")
+        assert 'ID="b3"' not in pub.playlist("360p", skip=False)  # type: ignore[operator]
+        self.feed(pub, 1, start=13)
+        assert 'ID="b3"' in pub.playlist("360p", skip=False)  # type: ignore[operator]
+
+    def test_segments_are_their_parts_and_numbering_survives_a_restart(
+            self, tmp_path: Path) -> None:
+        pub = LLPublisher(tmp_path, Ladder(parse_rungs("720p,360p")), "m", 50, None, CFG)
+        pub.load()
+        self.feed(pub, 12)
+        assert (tmp_path / "360p" / "1-a.m4s").read_bytes() == b"w" * 150
+        pub.finish()  # the launch ends: its open segment 2 is as long as it got (0.8 s)
+        again = LLPublisher(tmp_path, Ladder(parse_rungs("720p,360p")), "m", 50, None, CFG)
+        again.load()
+        assert again.book.open_msn == 3
+        self.feed(again, 6, start=100, tag="b")  # a new launch, 38 s later
+        text = (tmp_path / "360p" / "index.m3u8").read_text()
+        assert "#EXTINF:0.80000,\n2-a.m4s" in text
+        assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-b.mp4"' in text
+        assert "\n3-b.m4s" in text and lint_media(text) == []
