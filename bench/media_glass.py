@@ -50,7 +50,9 @@ hls.on("hlsLevelSwitched", (_e, d) => out.levels.push(d.level));
 hls.on("hlsLevelUpdated", (_e, d) => {
   const now = Date.now();
   for (const r of Object.values(d.details.dateRanges || {})) {
-    if (r && r.startDate && !(r.id in out.markers)) out.markers[r.id] = [r.startDate.getTime(), now];
+    if (r && r.startDate && !(r.id in out.markers)) {
+      out.markers[r.id] = [r.startDate.getTime(), now];
+    }
   }
 });
 let n = 0;
@@ -120,9 +122,9 @@ class PageServer:
 
 def watch(master_url: str, seconds: float, chromium: str = "/usr/bin/chromium") -> dict[str, Any]:
     """Play ``master_url`` in headless Chromium for ``seconds``; the page's measurements."""
-    from playwright.sync_api import sync_playwright
-
     import urllib.request
+
+    from playwright.sync_api import sync_playwright
 
     deadline = time.time() + 60
     while time.time() < deadline:  # a viewer opens the page of a stream already live
