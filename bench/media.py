@@ -20,8 +20,10 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +118,29 @@ async def _scorer(worker: MediaWorker, stop: asyncio.Event, every: float,
         pushed[ident] = now
 
 
+@contextlib.contextmanager
+def _edge(settings: Settings, work: Path) -> Iterator[str]:
+    """cdn-a (nginx, the stack's template) in a private run folder, in front of the bench's
+    origin; yields the edge's base URL."""
+    env = {**os.environ, "STUMPCAST_RUN_DIR": str(work / "run"),
+           "STUMPCAST_MEDIA_HTTP_PORT": str(settings.media_http_port)}
+
+    def stack(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "stumpcast", "stack", *args], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"stack {' '.join(args)}: {out.stderr.strip()}")
+
+    stack("up", "--only", "cdn-a", "--no-init")
+    try:
+        yield f"http://127.0.0.1:{settings.stack_cdn_a_port}"
+    finally:
+        stack("down")
+
+
 async def live_run(ladder: Ladder, seconds: float, work: Path, port: int,
-                   low_latency: bool) -> dict[str, Any]:
+                   low_latency: bool, base: str | None = None) -> dict[str, Any]:
+    """One live run; ``base``: where the player fetches from (default: the origin)."""
     from bench.media_glass import watch
     from media.ll_worker import LLMediaWorker
 
@@ -129,7 +152,8 @@ async def live_run(ladder: Ladder, seconds: float, work: Path, port: int,
     stop, pushed = asyncio.Event(), {}  # type: ignore[var-annotated]
     task = asyncio.create_task(worker.run(stop))
     scorer = asyncio.create_task(_scorer(worker, stop, 6.0, pushed))
-    page = await asyncio.to_thread(watch, f"http://127.0.0.1:{port}/hls/master.m3u8", seconds)
+    base = base or f"http://127.0.0.1:{port}"
+    page = await asyncio.to_thread(watch, f"{base}/hls/master.m3u8", seconds)
     stop.set()
     await asyncio.gather(task, scorer)
     return {"delays": worker.publish_delays, "page": page, "pushed": pushed,
@@ -189,6 +213,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         load_mid = os.getloadavg()
         low = asyncio.run(live_run(ladder, args.live_seconds, Path(tmp) / "ll",
                                    settings.media_http_port, low_latency=True))
+        edge = None
+        if args.edge_seconds:
+            with _edge(settings, Path(tmp)) as base:
+                edge = asyncio.run(live_run(ladder, args.edge_seconds, Path(tmp) / "ll-edge",
+                                            settings.media_http_port, True, base))
     load = (f"{load_before[0]:.1f} before, {load_mid[0]:.1f} between the runs, "
             f"{os.getloadavg()[0]:.1f} after")
     td = ladder.segment_seconds
@@ -199,6 +228,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
              "(x real time; target >= 1.0)", f"{speed:.2f} / {speed_ll:.2f}")]
     rows += _mode_rows(f"regular HLS ({args.regular_seconds:.0f} s)", regular)
     rows += _mode_rows(f"LL-HLS ({args.live_seconds:.0f} s)", low)
+    if edge is not None:
+        rows += _mode_rows(f"LL-HLS through nginx cdn-a ({args.edge_seconds:.0f} s)", edge)[:4]
     rows.append(("machine load average (1 min)", load))
     for name, value in rows:
         print(f"{name:90s} {value}")

@@ -42,6 +42,9 @@ def register(sub: Any, bench: Any) -> None:
                    help="seconds of the LL-HLS live run (default 60)")
     b.add_argument("--regular-seconds", type=_seconds, default=60.0,
                    help="seconds of the regular-HLS live run (default 60)")
+    b.add_argument("--edge-seconds", type=_seconds_or_zero, default=0.0,
+                   help="seconds of an extra LL-HLS run played through an nginx edge (cdn-a, "
+                   "the stack's template, private run folder); 0: none (default)")
     benchlog.add_no_record(b)
     b.set_defaults(func=run_bench)
     e = bench.add_parser("edge", help="origin offload of the caching edges at 1,000 and 10,000 "
@@ -73,6 +76,10 @@ def _seconds(raw: str) -> float:
     if not 20 <= value <= 7200:
         raise argparse.ArgumentTypeError("seconds: 20 to 7200 (the player needs ~10 s to settle)")
     return value
+
+
+def _seconds_or_zero(raw: str) -> float:
+    return 0.0 if raw.strip() in ("0", "0.0") else _seconds(raw)
 
 
 def _sizes(raw: str) -> tuple[int, ...]:
