@@ -174,7 +174,7 @@ def _mode_rows(name: str, live: dict[str, Any]) -> list[tuple[str, str]]:
     page, delays, pdt_err = live["page"], live["delays"], live["pdt"]
     glass = settle(page["glass"])
     shown = page["shown"]
-    spoil = spoiler_windows(live["pushed"], shown)
+    spoil = spoiler_windows(live["pushed"], shown, page["glass"])
     early = sum(1 for i, (_, seen) in page["markers"].items() if i in shown and seen <= shown[i])
     ran, notes = live["ladder"], live["notes"]
     return [

@@ -159,7 +159,12 @@ def settle(glass: list[list[float]], warmup_s: float = 10.0) -> list[float]:
     return [g / 1000 for shown, g in glass if shown - start >= warmup_s * 1000]
 
 
-def spoiler_windows(pushed: dict[str, float], shown: dict[str, float]) -> list[float]:
+def spoiler_windows(pushed: dict[str, float], shown: dict[str, float],
+                    glass: list[list[float]], warmup_s: float = 10.0) -> list[float]:
     """Per ball: video display time minus score push time, seconds (how long a fan can know the
-    score before the video shows the ball)."""
-    return [(shown[i] / 1000) - pushed[i] for i in pushed if i in shown]
+    score before the video shows the ball). Balls pushed before the player settled (the first
+    ``warmup_s`` of playback, as ``settle``) are left out: they measure the page's start."""
+    if not glass:
+        return []
+    settled = glass[0][0] / 1000 + warmup_s
+    return [(shown[i] / 1000) - pushed[i] for i in pushed if i in shown and pushed[i] >= settled]
