@@ -43,6 +43,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _part_target(raw: str) -> float:
+    value = float(raw)
+    if not 0.1 <= value <= 2.0:
+        raise ValueError("must be 0.1 to 2 seconds (LL-HLS parts are usually 0.33-1 s)")
+    return value
+
+
 def _host_ports(raw: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not items:
@@ -378,7 +385,7 @@ class Settings:
         "blocking playlist reload and delta updates (LL-HLS; players without LL-HLS play the "
         "same playlists as regular HLS).")
     media_part_target: float = _env(
-        "STUMPCAST_MEDIA_PART_TARGET", "0.4", _positive_float,
+        "STUMPCAST_MEDIA_PART_TARGET", "0.4", _part_target,
         "LL-HLS part duration in seconds, rounded to whole frames that divide the segment.")
     media_ll_max_blocked: int = _env(
         "STUMPCAST_MEDIA_LL_MAX_BLOCKED", "2000", _positive_int,
