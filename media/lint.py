@@ -8,6 +8,7 @@ multivariant playlist, ``lint_set`` the two together (identical DATERANGEs acros
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ def attributes(text: str) -> dict[str, str]:
     return {k: v.strip('"') for k, v in _ATTR.findall(text)}
 
 
+@functools.lru_cache(maxsize=8192)  # a live window re-parses the same 450 dates every part
 def _parse_date(raw: str) -> dt.datetime | None:
     try:
         return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -149,8 +151,9 @@ def _dateranges(media: _Media) -> list[Problem]:
     return out
 
 
-def lint_media(text: str) -> list[Problem]:
-    media = _parse_media(text)
+def lint_media(text: str, media: _Media | None = None) -> list[Problem]:
+    """One media playlist (``media``: its parse, when the caller has it already)."""
+    media = media or _parse_media(text)
     return (_header(text, media) + _timing(media) + _dateranges(media) + lint_ll(media)
             + lint_ll_parts(media))
 
@@ -198,13 +201,14 @@ def lint_set(master: str, media: Mapping[str, str],
     """
     out = lint_master(master)
     lines: set[tuple[str, ...]] = set()
+    parsed_all: dict[str, _Media] = {}
     for attrs, uri in _variants(master):
         text = media.get(uri)
         if text is None:
             out.append(Problem("RFC8216 4.3.4.2", f"{uri}: media playlist missing"))
             continue
-        out += [Problem(p.rule, f"{uri}: {p.message}") for p in lint_media(text)]
-        parsed = _parse_media(text)
+        parsed = parsed_all[uri] = _parse_media(text)  # once: a live window is ~1,400 lines
+        out += [Problem(p.rule, f"{uri}: {p.message}") for p in lint_media(text, parsed)]
         lines.add(tuple(sorted(parsed.daterange_lines)))
         for seg in parsed.segments if sizes and uri in sizes else []:
             size = sizes[uri].get(seg.uri) if sizes else None
@@ -213,7 +217,7 @@ def lint_set(master: str, media: Mapping[str, str],
                 out.append(Problem("Apple 1.29", f"{uri} {seg.uri}: peak above 125% BANDWIDTH"))
     if len(lines) > 1:
         out.append(Problem("bis 6.2.4", "DATERANGE tags differ between media playlists"))
-    return out + lint_ll_set(media)
+    return out + lint_ll_set(media, parsed_all)
 
 
 _PATHWAY = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -324,11 +328,12 @@ def lint_ll_parts(media: _Media) -> list[Problem]:
     return out
 
 
-def lint_ll_set(media: Mapping[str, str]) -> list[Problem]:
+def lint_ll_set(media: Mapping[str, str],
+                parsed: Mapping[str, _Media] | None = None) -> list[Problem]:
     """Every media playlist carries the same SERVER-CONTROL (bis §4.4.3.8) and, with parts, a
     rendition report for every other rendition (bis Appendix B.1)."""
     out: list[Problem] = []
-    parsed = {uri: _parse_media(text) for uri, text in media.items()}
+    parsed = {uri: (parsed or {}).get(uri) or _parse_media(text) for uri, text in media.items()}
     controls = {m.tags.get("#EXT-X-SERVER-CONTROL") for m in parsed.values()}
     if len(controls) > 1:
         out.append(Problem("bis 4.4.3.8", "SERVER-CONTROL differs between media playlists"))
