@@ -125,7 +125,7 @@ class TestPlaylist:
         text = render_ll_media(tl, book, "360p", CFG, {}, reports())
         lines = text.splitlines()
         assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0," \
-               "PART-HOLD-BACK=1.200" in lines
+               "PART-HOLD-BACK=1.600" in lines
         assert "#EXT-X-PART-INF:PART-TARGET=0.40000" in lines
         assert lines[-2] == '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="10.3-a.m4s"'
         assert lines[-1].startswith('#EXT-X-RENDITION-REPORT:URI="../720p/index.m3u8"')
@@ -213,7 +213,7 @@ class TestLintLL:
         tl, book = live(10, 3)
         good = render_ll_media(tl, book, "360p", CFG, {}, reports())
         cases = {
-            "Apple 14.3": good.replace("PART-HOLD-BACK=1.200", "PART-HOLD-BACK=0.900"),
+            "Apple 14.3": good.replace("PART-HOLD-BACK=1.600", "PART-HOLD-BACK=0.900"),
             "bis 4.4.3.7": good.replace("#EXT-X-PART-INF:PART-TARGET=0.40000\n", ""),
             "bis 4.4.4.9": good.replace('DURATION=0.40000,URI="10.1', 'DURATION=0.45000,URI="10.1'),
             "bis 8": good.replace("#EXT-X-VERSION:9", "#EXT-X-VERSION:5"),
