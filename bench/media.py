@@ -156,7 +156,8 @@ async def live_run(ladder: Ladder, seconds: float, work: Path, port: int,
     page = await asyncio.to_thread(watch, f"{base}/hls/master.m3u8", seconds)
     stop.set()
     await asyncio.gather(task, scorer)
-    return {"delays": worker.publish_delays, "page": page, "pushed": pushed,
+    parts = list(getattr(worker.publisher, "part_delays", []))
+    return {"delays": worker.publish_delays, "parts": parts, "page": page, "pushed": pushed,
             "pdt": _pdt_errors(cfg.origin, [r.name for r in worker.ladder.rungs]),
             "notes": list(worker.status.notes), "launches": worker.status.launches,
             "ladder": worker.ladder}
@@ -185,9 +186,12 @@ def _mode_rows(name: str, live: dict[str, Any]) -> list[tuple[str, str]]:
          _fmt(spoil)),
         (f"{name}: ball markers on the page before their ball is on screen",
          f"{early} of {len(shown)} shown ({len(live['pushed'])} pushed)"),
-        (f"{name}: segment publish delay p50 / p99 (ms)",
+        (f"{name}: segment publish delay (last frame captured -> listed) p50 / p99 (ms)",
          f"{median(delays):.0f} / {percentile(delays, 99):.0f}  (n={len(delays)})"
          if delays else "none"),
+        (f"{name}: part publish delay (last frame captured -> listed) p50 / p99 (ms)",
+         f"{median(live['parts']):.0f} / {percentile(live['parts'], 99):.0f}  "
+         f"(n={len(live['parts'])})" if live["parts"] else "no parts (regular HLS)"),
         (f"{name}: PDT error vs burned clock, p50 / max (ms)",
          f"{median(pdt_err):.0f} / {max(pdt_err):.0f}  (n={len(pdt_err)})"
          if pdt_err else "none"),

@@ -11,6 +11,7 @@ unfinished segment do not (the next launch starts that MSN afresh, with its own 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,8 @@ class LLPublisher(Publisher):
         self._open: dict[str, list[bytes]] = {}
         self._open_launch_first = False
         self._texts: dict[tuple[str, bool], tuple[int, str]] = {}
+        # ms from a part's last captured instant to its playlist (bounded: the bench reads it)
+        self.part_delays: deque[float] = deque(maxlen=20_000)
 
     def load(self) -> None:
         super().load()
@@ -81,7 +84,9 @@ class LLPublisher(Publisher):
             atomic_write(self.origin / name / part_uri(entry.msn, entry.index, part.tag), data)
             self._open.setdefault(name, []).append(data)
         book.add(entry)
-        return events, self._changed()
+        problems = self._changed()
+        self.part_delays.append(time.time() * 1000 - part.pdt_ms - part.duration * 1000)
+        return events, problems
 
     def finish(self) -> list[SegmentPublished]:
         """The launch ended: its open segment is as long as it will get."""
