@@ -62,11 +62,16 @@ class LLLaunch(Launch):
                 self.queues[name].append((parse_fragment(blob, self.infos[name]), blob))
 
     def _publish_ready(self) -> None:
+        if self.failure is not None:
+            return
         try:
             self._read()
         except CmafError as exc:
+            # The stream cannot be resynchronised: end the launch (the next one starts afresh,
+            # after a DISCONTINUITY) rather than retry the same bytes.
             self.w.metrics.errors.labels("bad_segment").inc()
             log.error("fragmented MP4 not readable", extra={"error": str(exc)})
+            self.failure = "bad_fragment"
             return
         if len(self.inits) < len(self.readers):
             return

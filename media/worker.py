@@ -96,6 +96,7 @@ class Launch:
         self.last_frame_change = time.monotonic()
         self.guard = SpeedGuard(fps=ladder.fps)
         self.too_slow = False
+        self.failure: str | None = None  # set by a subclass that cannot go on (a reason)
 
     def _argv(self) -> tuple[list[str], list[str] | None]:
         src = self.w.cfg.source
@@ -145,6 +146,8 @@ class Launch:
             now = time.monotonic()
             if self.too_slow:
                 return "too_slow"
+            if self.failure is not None:
+                return self.failure
             if self.frames == 0:
                 self.w.status.state = "waiting_for_input"
                 if not listening and now - started > self.w.cfg.startup_timeout:
