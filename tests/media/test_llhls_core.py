@@ -14,6 +14,7 @@ from media.cmaf import CmafError, FragmentReader, parse_fragment, parse_init
 from media.ladder import Ladder, parse_rungs
 from media.lint import lint_media, lint_set
 from media.ll_publisher import LLPublisher, StagedPart
+from media.ll_worker import LLLaunch, LLMediaWorker
 from media.llhls import (
     BadDirective,
     Directives,
@@ -279,3 +280,44 @@ class TestPublisher:
         assert "#EXTINF:0.80000,\n2-a.m4s" in text
         assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-b.mp4"' in text
         assert "\n3-b.m4s" in text and lint_media(text) == []
+
+
+class TestLaunchShell:
+    """``LLLaunch`` reading what the encoder wrote (hand-made fMP4 here, real ffmpeg in
+    test_ll_live.py): all rungs' fragments become parts; garbage ends the launch."""
+
+    @staticmethod
+    def launch(tmp_path: Path) -> tuple[LLMediaWorker, LLLaunch]:
+        from media import ffmpeg_args as fa
+        from media.worker import WorkerConfig
+
+        cfg = WorkerConfig(tmp_path, Ladder(parse_rungs("720p,480p,360p")),
+                           fa.Source("synthetic", width=1280, height=720), "m")
+        worker = LLMediaWorker(cfg)
+        launch = LLLaunch(worker, worker.ladder)
+        for rung in worker.ladder.rungs:
+            (launch.dir / rung.name).mkdir(parents=True)
+        return worker, launch
+
+    def test_fragments_of_every_rung_become_parts(self, tmp_path: Path) -> None:
+        worker, launch = self.launch(tmp_path)
+        capture0 = 1_800_000_000_000
+        launch.capture_note.write_text(f"frame:0    pts:{capture0 * 25}\n")
+        for rung in worker.ladder.rungs:
+            data = INIT + b"".join(moof(i * 5120, 10, i % 5 == 0) + box("mdat", b"f" * 40)
+                                   for i in range(6))
+            (launch.dir / rung.name / "stream.mp4").write_bytes(data)
+        launch._publish_ready()
+        assert launch.failure is None and launch.next_index == 6
+        text = (tmp_path / "origin" / "360p" / "index.m3u8").read_text()
+        assert f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(capture0)}\n" in text
+        assert f'#EXT-X-MAP:URI="init-{launch.tag}.mp4"' in text
+        assert f'URI="1.0-{launch.tag}.m4s",INDEPENDENT=YES' in text
+        assert (tmp_path / "origin" / "720p" / f"init-{launch.tag}.mp4").read_bytes() == INIT
+
+    def test_an_unreadable_stream_ends_the_launch(self, tmp_path: Path) -> None:
+        worker, launch = self.launch(tmp_path)
+        for rung in worker.ladder.rungs:
+            (launch.dir / rung.name / "stream.mp4").write_bytes(struct.pack(">I4s", 3, b"ftyp"))
+        launch._publish_ready()
+        assert launch.failure == "bad_fragment"
