@@ -82,6 +82,11 @@ def check_delta_and_ffmpeg(w: WorkerProc, ffmpeg: str) -> None:
     msn, part = newest(w)
     status, delta, _ = get_lint(w, f"_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES")
     assert status == 200 and "#EXT-X-SKIP:SKIPPED-SEGMENTS=" in delta
+    # ffprobe opens an LL media playlist (init section, fMP4 segments) and finds both streams.
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                            "-of", "csv=p=0", f"{w.base}/hls/360p/index.m3u8"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0 and set(probe.stdout.split()) == {"h264", "aac"}, probe.stderr
     # A player without LL-HLS (ffmpeg's hls demuxer) plays the same playlist.
     out = subprocess.run([ffmpeg, "-v", "error", "-i", f"{w.base}/hls/master.m3u8", "-map",
                           "0:v:0", "-t", "3", "-f", "null", "-"],
