@@ -91,8 +91,10 @@ class LLPublisher(Publisher):
     def finish(self) -> list[SegmentPublished]:
         """The launch ended: its open segment is as long as it will get."""
         if not self.book.open_parts():
+            self.book.open_tag = ""
             return []
         events = self._close_segment()
+        self.book.open_tag = ""  # no preload hint for a launch that will write no more
         self._changed()
         return events
 

@@ -272,6 +272,7 @@ class TestPublisher:
         self.feed(pub, 12)
         assert (tmp_path / "360p" / "1-a.m4s").read_bytes() == b"w" * 150
         pub.finish()  # the launch ends: its open segment 2 is as long as it got (0.8 s)
+        assert "PRELOAD-HINT" not in (tmp_path / "360p" / "index.m3u8").read_text()
         again = LLPublisher(tmp_path, Ladder(parse_rungs("720p,360p")), "m", 50, None, CFG)
         again.load()
         assert again.book.open_msn == 3
