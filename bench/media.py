@@ -1,14 +1,16 @@
-"""``stumpcast bench media``: encode speed, publish delay, PDT error and live-edge latency.
+"""``stumpcast bench media``: encode speed, then regular HLS and LL-HLS glass-to-glass in Chromium.
 
-1. Encode speed: the synthetic source unpaced into the default ladder for a fixed wall time;
-   speed = frames encoded / (wall seconds x fps).
-2. A live run of the worker (synthetic source, Kafka and Redis off): publish delay from the
-   worker's own measurements (playlist written minus the segment's last captured instant);
-   PDT error = |PDT - clock burned into the segment's first frame|, read back with ffmpeg from
-   every segment of every rendition; and an HTTP reader that polls the lowest rung every 100 ms
-   and compares PDT with its wall clock: "listed" = first sight of a segment minus its PDT, and
-   glass-to-glass = wall clock minus the PDT at a standard player's playhead, which sits the
-   default HOLD-BACK of 3 target durations behind the end of the playlist (bis §4.4.3.8).
+1. Encode speed: the synthetic source unpaced into the default ladder for a fixed wall time,
+   once with MPEG-TS segments and once with fMP4 parts (LL-HLS); speed = frames encoded /
+   (wall seconds x fps).
+2. Two live runs of the worker, one after the other (synthetic source, Kafka and Redis off):
+   regular HLS, then LL-HLS. In each, headless Chromium plays the master with the match
+   page's own player and reads the clock burned into each presented frame
+   (``bench.media_glass``): glass-to-glass, stalls, and, for a ball "bowled" every 6 s (its
+   marker enters the worker at that instant, which is also when the score is pushed), the
+   spoiler window = when the video shows the ball minus when the score was pushed. Publish
+   delay (whole segments) comes from the worker; PDT error = |PDT - clock burned into the
+   segment's first frame| for every 5th segment of every rung, read back with ffmpeg.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.log import median, percentile, record
 from media import ffmpeg_args as fa
@@ -37,7 +41,8 @@ def default_ladder(settings: Settings) -> Ladder:
                   segment_seconds=settings.media_segment_seconds, preset=settings.media_preset)
 
 
-async def encode_speed(ladder: Ladder, seconds: float, work: Path) -> float:
+async def encode_speed(ladder: Ladder, seconds: float, work: Path,
+                       frames_per_part: int | None = None) -> float:
     top = max(ladder.rungs, key=lambda r: r.width)
     src = fa.Source("synthetic", width=top.width, height=top.height)
     for rung in ladder.rungs:
@@ -46,7 +51,7 @@ async def encode_speed(ladder: Ladder, seconds: float, work: Path) -> float:
     (work / "bug.txt").write_text("MI 145/3 (16.2 ov)")
     gen = fa.synthetic_args(src, ladder.fps, ladder.audio_rate, find_font(), work / "clock.txt",
                             work / "bug.txt", work / "capture.txt", realtime=False)
-    procs = FfmpegProcs(fa.encoder_args(ladder, src, work), gen)
+    procs = FfmpegProcs(fa.encoder_args(ladder, src, work, frames_per_part=frames_per_part), gen)
     await procs.start()
     parser, frames, began = ProgressParser(), [], time.monotonic()
     lines = procs.progress_lines()
@@ -63,109 +68,179 @@ async def encode_speed(ladder: Ladder, seconds: float, work: Path) -> float:
     return (f_b - f_a) / (t_b - t_a) / ladder.fps
 
 
-def _edge_reader(base: str, rung: str, hold_back: float, stop_at: float
-                 ) -> tuple[list[float], list[float]]:
-    """Poll a playlist: (first-sight latency of each new segment, glass-to-glass samples)."""
-    import m3u8
-
-    seen: set[str] = set()
-    listed: list[float] = []
-    glass: list[float] = []
-    while time.time() < stop_at:
-        try:
-            with urllib.request.urlopen(f"{base}/hls/{rung}/index.m3u8", timeout=2) as resp:
-                pl = m3u8.loads(resp.read().decode())
-        except OSError:
-            time.sleep(0.1)
-            continue
-        now = time.time()
-        for seg in pl.segments:
-            if seg.uri not in seen and seen:  # the first fetch lists old segments
-                listed.append(now - seg.current_program_date_time.timestamp())
-            seen.add(seg.uri)
-        if pl.segments:
-            last = pl.segments[-1]
-            edge = last.current_program_date_time.timestamp() + last.duration
-            glass.append(now - (edge - hold_back))
-        time.sleep(0.1)
-    return listed, glass
+def _probe(path: Path) -> float:
+    probe = subprocess.run(fa.barcode_probe_args(path), capture_output=True, check=True,
+                           timeout=30)
+    return fa.decode_barcode(probe.stdout) / 1000
 
 
-def _pdt_errors(origin: Path, rungs: list[str]) -> list[float]:
+def _explicit_pdt(seg: Any) -> float:
+    # The segment's own EXT-X-PROGRAM-DATE-TIME: the m3u8 package's current_program_date_time
+    # adds the durations of listed EXT-X-PARTs to the running date as if they were segments
+    # (m3u8 6.x; seen on our LL playlists), so it drifts by 2 s per segment with parts.
+    return float((seg.program_date_time or seg.current_program_date_time).timestamp())
+
+
+def _pdt_errors(origin: Path, rungs: list[str], every: int = 5) -> list[float]:
+    """|PDT - burned clock of the segment's first frame|, ms, for every ``every``-th segment of
+    every rung (an fMP4 segment is probed with its init section in front)."""
     import m3u8
 
     out = []
     for rung in rungs:
-        for seg in m3u8.loads((origin / rung / "index.m3u8").read_text()).segments:
-            probe = subprocess.run(fa.barcode_probe_args(origin / rung / seg.uri),
-                                   capture_output=True, check=True, timeout=30)
-            burned = fa.decode_barcode(probe.stdout) / 1000
-            out.append(abs(seg.current_program_date_time.timestamp() - burned) * 1000)
+        pl = m3u8.loads((origin / rung / "index.m3u8").read_text())
+        for seg in pl.segments[::every]:
+            path = origin / rung / seg.uri
+            if seg.init_section is not None:
+                joined = path.with_suffix(".probe.mp4")
+                joined.write_bytes((origin / rung / seg.init_section.uri).read_bytes()
+                                   + path.read_bytes())
+                path = joined
+            out.append(abs(_explicit_pdt(seg) - _probe(path)) * 1000)
     return out
 
 
-async def live_run(ladder: Ladder, seconds: float, work: Path, port: int) -> dict[str, object]:
+async def _scorer(worker: MediaWorker, stop: asyncio.Event, every: float,
+                  pushed: dict[str, float]) -> None:
+    """A ball every ``every`` s: its marker enters the worker the instant it is bowled (the
+    push time; the gateway's own delivery, ~30 ms p50 in its bench, is not added)."""
+    from media.markers import Marker
+
+    n = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        now = time.time()
+        n += 1
+        ident = f"bench-ball-{n}"
+        worker.publisher.markers.markers[ident] = Marker(
+            ident, "bench", "four", round(now * 1000), 1, f"{n // 6}.{n % 6}", "FOUR")
+        pushed[ident] = now
+
+
+@contextlib.contextmanager
+def _edge(settings: Settings, work: Path) -> Iterator[str]:
+    """cdn-a (nginx, the stack's template) in a private run folder, in front of the bench's
+    origin; yields the edge's base URL."""
+    env = {**os.environ, "STUMPCAST_RUN_DIR": str(work / "run"),
+           "STUMPCAST_MEDIA_HTTP_PORT": str(settings.media_http_port)}
+
+    def stack(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "stumpcast", "stack", *args], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"stack {' '.join(args)}: {out.stderr.strip()}")
+
+    stack("up", "--only", "cdn-a", "--no-init")
+    try:
+        yield f"http://127.0.0.1:{settings.stack_cdn_a_port}"
+    finally:
+        stack("down")
+
+
+async def live_run(ladder: Ladder, seconds: float, work: Path, port: int,
+                   low_latency: bool, base: str | None = None) -> dict[str, Any]:
+    """One live run; ``base``: where the player fetches from (default: the origin)."""
+    from bench.media_glass import watch
+    from media.ll_worker import LLMediaWorker
+
     top = max(ladder.rungs, key=lambda r: r.width)
     cfg = WorkerConfig(work_dir=work, ladder=ladder, source=fa.Source(
         "synthetic", width=top.width, height=top.height), match_id="bench", http_port=port,
-        window=int(seconds) + 10)
-    worker, stop = MediaWorker(cfg), asyncio.Event()
+        window=min(int(seconds) + 10, 450))  # the default window: its render cost is real
+    worker = (LLMediaWorker if low_latency else MediaWorker)(cfg)
+    stop, pushed = asyncio.Event(), {}  # type: ignore[var-annotated]
     task = asyncio.create_task(worker.run(stop))
-    low = min(ladder.rungs, key=lambda r: r.width).name
-    listed, glass = await asyncio.to_thread(
-        _edge_reader, f"http://127.0.0.1:{port}", low, 3.0 * ladder.segment_seconds,
-        time.time() + seconds)
+    scorer = asyncio.create_task(_scorer(worker, stop, 6.0, pushed))
+    base = base or f"http://127.0.0.1:{port}"
+    page = await asyncio.to_thread(watch, f"{base}/hls/master.m3u8", seconds)
     stop.set()
-    await task
-    return {"delays": worker.publish_delays, "listed": listed, "glass": glass,
+    await asyncio.gather(task, scorer)
+    parts = list(getattr(worker.publisher, "part_delays", []))
+    return {"delays": worker.publish_delays, "parts": parts, "page": page, "pushed": pushed,
             "pdt": _pdt_errors(cfg.origin, [r.name for r in worker.ladder.rungs]),
             "notes": list(worker.status.notes), "launches": worker.status.launches,
             "ladder": worker.ladder}
 
 
-def _rows(ladder: Ladder, speed: float, live: dict[str, object]) -> list[tuple[str, str]]:
-    delays, pdt_err = live["delays"], live["pdt"]
-    listed, glass = live["listed"], live["glass"]
-    assert isinstance(delays, list) and isinstance(pdt_err, list)
-    assert isinstance(listed, list) and isinstance(glass, list)
+def _fmt(xs: list[float]) -> str:
+    if not xs:
+        return "no samples"
+    return f"{median(xs):.2f} / {percentile(xs, 99):.2f} / {max(xs):.2f}  (n={len(xs)})"
+
+
+def _mode_rows(name: str, live: dict[str, Any]) -> list[tuple[str, str]]:
+    from bench.media_glass import settle, spoiler_windows
+
+    page, delays, pdt_err = live["page"], live["delays"], live["pdt"]
+    glass = settle(page["glass"])
+    shown = page["shown"]
+    spoil = spoiler_windows(live["pushed"], shown, page["glass"])
+    early = sum(1 for i, (_, seen) in page["markers"].items() if i in shown and seen <= shown[i])
     ran, notes = live["ladder"], live["notes"]
-    assert isinstance(ran, Ladder) and isinstance(notes, list)
-    td = ladder.segment_seconds
     return [
-        ("ladder", f"{'/'.join(r.name for r in ladder.rungs)} @ {ladder.fps} fps, x264 "
-                   f"{ladder.preset} zerolatency, {td} s segments"),
-        ("encode speed, unpaced, incl. synthetic source (x real time; target >= 1.0)",
-         f"{speed:.2f}"),
-        ("live run: launches / speed-guard steps / ladder at the end",
+        (f"{name}: glass-to-glass in Chromium vs burned clock, p50 / p99 / max (s)", _fmt(glass)),
+        (f"{name}: stalls after start (count, total s) / frames not decodable",
+         f"{page['stalls']} ({page['stallMs'] / 1000:.1f} s) / {page['bad']}"),
+        (f"{name}: spoiler window = video shows ball - score pushed, p50 / p99 / max (s)",
+         _fmt(spoil)),
+        (f"{name}: ball markers on the page before their ball is on screen",
+         f"{early} of {len(shown)} shown ({len(live['pushed'])} pushed)"),
+        (f"{name}: segment publish delay (last frame captured -> listed) p50 / p99 (ms)",
+         f"{median(delays):.0f} / {percentile(delays, 99):.0f}  (n={len(delays)})"
+         if delays else "none"),
+        (f"{name}: part publish delay (last frame captured -> listed) p50 / p99 (ms)",
+         f"{median(live['parts']):.0f} / {percentile(live['parts'], 99):.0f}  "
+         f"(n={len(live['parts'])})" if live["parts"] else "no parts (regular HLS)"),
+        (f"{name}: PDT error vs burned clock, p50 / max (ms)",
+         f"{median(pdt_err):.0f} / {max(pdt_err):.0f}  (n={len(pdt_err)})"
+         if pdt_err else "none"),
+        (f"{name}: launches / speed-guard steps / ladder at the end / hls.js errors",
          f"{live['launches']} / {sum('below real time' in n for n in notes)} / "
-         f"{'/'.join(r.name for r in ran.rungs)} {ran.preset}"),
-        ("publish delay p50 / p99 / max (ms; target p99 <= 250)",
-         f"{median(delays):.0f} / {percentile(delays, 99):.0f} / {max(delays):.0f}"
-         f"  (n={len(delays)})"),
-        ("PDT error vs burned clock, every segment of every rung, p50 / max (ms; target <= 100)",
-         f"{median(pdt_err):.0f} / {max(pdt_err):.0f}  (n={len(pdt_err)})"),
-        ("capture -> segment listed over HTTP, p50 / p99 (s)",
-         f"{median(listed):.2f} / {percentile(listed, 99):.2f}  (n={len(listed)})"),
-        (f"glass-to-glass, reader at HOLD-BACK 3 x TD = {3 * td} s, p50 / p99 (s)",
-         f"{median(glass):.2f} / {percentile(glass, 99):.2f}  (n={len(glass)})"),
+         f"{'/'.join(r.name for r in ran.rungs)} {ran.preset} / {len(page['errors'])}"),
     ]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     ladder = default_ladder(settings)
     load_before = os.getloadavg()
+    frames = fa.part_frames(ladder, settings.media_part_target)
     with tempfile.TemporaryDirectory(prefix="stumpcast-bench-") as tmp:
         speed = asyncio.run(encode_speed(ladder, args.speed_seconds, Path(tmp) / "speed"))
-        print(f"encode speed {speed:.2f}x; live run of {args.live_seconds:.0f} s ...", flush=True)
-        live = asyncio.run(live_run(ladder, args.live_seconds, Path(tmp) / "live",
-                                    settings.media_http_port))
-    load = f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
-    rows = _rows(ladder, speed, live) + [("machine load average (1 min)", load)]
+        speed_ll = asyncio.run(encode_speed(ladder, args.speed_seconds, Path(tmp) / "speed-ll",
+                                            frames))
+        print(f"encode speed {speed:.2f}x (TS), {speed_ll:.2f}x (fMP4); regular HLS for "
+              f"{args.regular_seconds:.0f} s, then LL-HLS for {args.live_seconds:.0f} s ...",
+              flush=True)
+        regular = asyncio.run(live_run(ladder, args.regular_seconds, Path(tmp) / "regular",
+                                       settings.media_http_port, low_latency=False))
+        load_mid = os.getloadavg()
+        low = asyncio.run(live_run(ladder, args.live_seconds, Path(tmp) / "ll",
+                                   settings.media_http_port, low_latency=True))
+        edge = None
+        if args.edge_seconds:
+            with _edge(settings, Path(tmp)) as base:
+                edge = asyncio.run(live_run(ladder, args.edge_seconds, Path(tmp) / "ll-edge",
+                                            settings.media_http_port, True, base))
+    load = (f"{load_before[0]:.1f} before, {load_mid[0]:.1f} between the runs, "
+            f"{os.getloadavg()[0]:.1f} after")
+    td = ladder.segment_seconds
+    rows = [("ladder", f"{'/'.join(r.name for r in ladder.rungs)} @ {ladder.fps} fps, x264 "
+                       f"{ladder.preset} zerolatency, {td} s segments, LL parts "
+                       f"{frames / ladder.fps:.3f} s"),
+            ("encode speed, unpaced, incl. synthetic source, MPEG-TS / fMP4 parts "
+             "(x real time; target >= 1.0)", f"{speed:.2f} / {speed_ll:.2f}")]
+    rows += _mode_rows(f"regular HLS ({args.regular_seconds:.0f} s)", regular)
+    rows += _mode_rows(f"LL-HLS ({args.live_seconds:.0f} s)", low)
+    if edge is not None:
+        rows += _mode_rows(f"LL-HLS through nginx cdn-a ({args.edge_seconds:.0f} s)", edge)[:4]
+    rows.append(("machine load average (1 min)", load))
     for name, value in rows:
         print(f"{name:90s} {value}")
     if not args.no_record:
-        record("media: ladder encode speed, publish delay, PDT error, latency", rows,
-               notes="Synthetic source (test pattern, tone, burned clock and barcode) on this "
-                     "machine, 2 cores shared with the local stack (Kafka, Cassandra, Redis) "
-                     "and other engineers' work; run under flock /tmp/stumpcast-heavy.lock.")
+        record("media: regular HLS vs LL-HLS, glass-to-glass in Chromium, encode speed", rows,
+               notes="Synthetic source (test pattern, tone, burned clock and barcode); the "
+                     "match page's own Player (hls.js) in headless Chromium reads the barcode "
+                     "of every other presented frame. Both modes in one run, one after the "
+                     "other, on this 2-core machine shared with other engineers' work.")
     return 0

@@ -91,10 +91,9 @@ def filter_graph(ladder: Ladder, synthetic: bool) -> str:
     return ";".join([video, *scales, audio])
 
 
-def rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path) -> list[str]:
+def _rung_encode(ladder: Ladder, index: int, rung: Rung) -> list[str]:
     gop = str(ladder.gop_frames)
     seg = str(ladder.segment_seconds)
-    out = staging / rung.name
     return [
         "-map", f"[v{index}]", "-map", f"[a{index}]",
         "-c:v", "libx264", "-preset", ladder.preset, "-tune", "zerolatency",
@@ -110,21 +109,57 @@ def rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path) -> list[str
         # encoder time base is the default 1/fps, on which every frame falls exactly.
         "-fps_mode", "passthrough",
         "-muxdelay", "0", "-muxpreload", "0",
-        "-f", "segment", "-segment_time", seg, "-segment_format", "mpegts",
+    ]
+
+
+def rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path) -> list[str]:
+    out = staging / rung.name
+    return _rung_encode(ladder, index, rung) + [
+        "-f", "segment", "-segment_time", str(ladder.segment_seconds),
+        "-segment_format", "mpegts",
         "-segment_list", str(out / "list.csv"), "-segment_list_type", "csv",
         str(out / "%d.ts"),
     ]
 
 
+def part_frames(ladder: Ladder, part_target: float) -> int:
+    """Frames per LL-HLS part: whole frames that divide the GOP, closest to ``part_target``
+    (so every part of a segment has the same duration and none is below 85% of the target,
+    bis §4.4.4.9)."""
+    fits = [n for n in range(1, ladder.gop_frames + 1) if ladder.gop_frames % n == 0]
+    return min(fits, key=lambda n: abs(n / ladder.fps - part_target))
+
+
+def ll_rung_args(ladder: Ladder, index: int, rung: Rung, staging: Path,
+                 frames_per_part: int) -> list[str]:
+    """One growing fragmented MP4 per rung (media.md §3.6): init, then a fragment per part.
+
+    ``frag_duration`` (microseconds for the mp4 muxer) cuts a fragment once it holds a part's
+    worth of frames; ``frag_keyframe`` also cuts at every IDR, which falls on a part boundary
+    because the part divides the GOP. ``delay_moov`` writes the init once the AAC priming delay
+    is known (otherwise the audio track starts at a negative time the moov cannot express).
+    ``flush_packets`` hands each fragment to the file at once rather than at 32 KiB.
+    """
+    micros = round(frames_per_part * 1_000_000 / ladder.fps)
+    return _rung_encode(ladder, index, rung) + [
+        "-f", "mp4", "-movflags", "+empty_moov+default_base_moof+frag_keyframe+delay_moov",
+        "-frag_duration", str(micros), "-flush_packets", "1",
+        str(staging / rung.name / "stream.mp4"),
+    ]
+
+
 def encoder_args(ladder: Ladder, source: Source, staging: Path,
-                 ffmpeg: str = "ffmpeg") -> list[str]:
-    """One ffmpeg process, every rung: progress on stdout, warnings on stderr."""
+                 ffmpeg: str = "ffmpeg", frames_per_part: int | None = None) -> list[str]:
+    """One ffmpeg process, every rung: progress on stdout, warnings on stderr.
+
+    ``frames_per_part``: LL-HLS, fragmented MP4 per rung instead of MPEG-TS segments."""
     argv = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "warning",
             "-progress", "pipe:1", "-stats_period", "0.5"]
     argv += input_args(source)
     argv += ["-filter_complex", filter_graph(ladder, source.kind == "synthetic")]
     for i, rung in enumerate(ladder.rungs):
-        argv += rung_args(ladder, i, rung, staging)
+        argv += (rung_args(ladder, i, rung, staging) if frames_per_part is None
+                 else ll_rung_args(ladder, i, rung, staging, frames_per_part))
     return argv
 
 

@@ -8,6 +8,7 @@ multivariant playlist, ``lint_set`` the two together (identical DATERANGEs acros
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class _Segment:
     pdt: dt.datetime | None
     discontinuity: bool
     uri: str
+    parts: list[dict[str, str]] = field(default_factory=list)
+    pdt_after_part: bool = False
 
 
 @dataclass
@@ -36,12 +39,17 @@ class _Media:
     segments: list[_Segment] = field(default_factory=list)
     dateranges: list[dict[str, str]] = field(default_factory=list)
     daterange_lines: list[str] = field(default_factory=list)
+    open_parts: list[dict[str, str]] = field(default_factory=list)  # after the last segment
+    open_pdt_after_part: bool = False
+    hints: list[dict[str, str]] = field(default_factory=list)
+    reports: list[dict[str, str]] = field(default_factory=list)
 
 
 def attributes(text: str) -> dict[str, str]:
     return {k: v.strip('"') for k, v in _ATTR.findall(text)}
 
 
+@functools.lru_cache(maxsize=8192)  # a live window re-parses the same 450 dates every part
 def _parse_date(raw: str) -> dt.datetime | None:
     try:
         return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -52,12 +60,20 @@ def _parse_date(raw: str) -> dt.datetime | None:
 def _parse_media(text: str) -> _Media:
     media = _Media()
     pending: dict[str, object] = {}
+    parts: list[dict[str, str]] = []
     for line in text.splitlines():
         tag, _, value = line.partition(":")
         if tag == "#EXTINF":
             pending["duration"] = float(value.split(",")[0])
         elif tag == "#EXT-X-PROGRAM-DATE-TIME":
             pending["pdt"] = _parse_date(value) or "bad"
+            pending["pdt_after_part"] = bool(parts)
+        elif tag == "#EXT-X-PART":
+            parts.append(attributes(value))
+        elif tag == "#EXT-X-PRELOAD-HINT":
+            media.hints.append(attributes(value))
+        elif tag == "#EXT-X-RENDITION-REPORT":
+            media.reports.append(attributes(value))
         elif tag == "#EXT-X-DISCONTINUITY":
             pending["discontinuity"] = True
         elif tag == "#EXT-X-DATERANGE":
@@ -69,8 +85,11 @@ def _parse_media(text: str) -> _Media:
             pdt = pending.get("pdt")
             media.segments.append(_Segment(float(pending.get("duration", -1)),  # type: ignore[arg-type]
                                            pdt if isinstance(pdt, dt.datetime) else None,
-                                           bool(pending.get("discontinuity")), line))
-            pending = {}
+                                           bool(pending.get("discontinuity")), line, parts,
+                                           bool(pending.get("pdt_after_part"))))
+            pending, parts = {}, []
+    media.open_parts = parts
+    media.open_pdt_after_part = bool(pending.get("pdt_after_part"))
     return media
 
 
@@ -132,9 +151,11 @@ def _dateranges(media: _Media) -> list[Problem]:
     return out
 
 
-def lint_media(text: str) -> list[Problem]:
-    media = _parse_media(text)
-    return _header(text, media) + _timing(media) + _dateranges(media)
+def lint_media(text: str, media: _Media | None = None) -> list[Problem]:
+    """One media playlist (``media``: its parse, when the caller has it already)."""
+    media = media or _parse_media(text)
+    return (_header(text, media) + _timing(media) + _dateranges(media) + lint_ll(media)
+            + lint_ll_parts(media))
 
 
 def _variants(text: str) -> list[tuple[dict[str, str], str]]:
@@ -180,13 +201,14 @@ def lint_set(master: str, media: Mapping[str, str],
     """
     out = lint_master(master)
     lines: set[tuple[str, ...]] = set()
+    parsed_all: dict[str, _Media] = {}
     for attrs, uri in _variants(master):
         text = media.get(uri)
         if text is None:
             out.append(Problem("RFC8216 4.3.4.2", f"{uri}: media playlist missing"))
             continue
-        out += [Problem(p.rule, f"{uri}: {p.message}") for p in lint_media(text)]
-        parsed = _parse_media(text)
+        parsed = parsed_all[uri] = _parse_media(text)  # once: a live window is ~1,400 lines
+        out += [Problem(p.rule, f"{uri}: {p.message}") for p in lint_media(text, parsed)]
         lines.add(tuple(sorted(parsed.daterange_lines)))
         for seg in parsed.segments if sizes and uri in sizes else []:
             size = sizes[uri].get(seg.uri) if sizes else None
@@ -195,7 +217,7 @@ def lint_set(master: str, media: Mapping[str, str],
                 out.append(Problem("Apple 1.29", f"{uri} {seg.uri}: peak above 125% BANDWIDTH"))
     if len(lines) > 1:
         out.append(Problem("bis 6.2.4", "DATERANGE tags differ between media playlists"))
-    return out
+    return out + lint_ll_set(media, parsed_all)
 
 
 _PATHWAY = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -222,4 +244,101 @@ def lint_steering(master: str) -> list[Problem]:
         out.append(Problem("bis 4.4.6.6", f"PATHWAY-ID {tag.get('PATHWAY-ID')!r} not listed"))
     if len({tuple(ids) for ids in ladders.values()}) > 1:
         out.append(Problem("steering", "pathways list different variants"))
+    return out
+
+
+# --- Low-Latency HLS (bis §4.4.3.7-8, §4.4.4.9, §4.4.5.2-4, §6.2.2; Apple authoring 14) ---------
+
+def _float(attrs: Mapping[str, str], name: str) -> float | None:
+    try:
+        return float(attrs[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def lint_ll(media: _Media) -> list[Problem]:
+    """Header rules of a playlist with parts, a SERVER-CONTROL or a SKIP."""
+    out: list[Problem] = []
+    has_parts = bool(media.open_parts) or any(s.parts for s in media.segments)
+    target = float(media.tags.get("#EXT-X-TARGETDURATION", "0") or 0)
+    control = attributes(media.tags.get("#EXT-X-SERVER-CONTROL", ""))
+    part_target = _float(attributes(media.tags.get("#EXT-X-PART-INF", "")), "PART-TARGET")
+    version = int(media.tags.get("#EXT-X-VERSION", "1") or 1)
+    if has_parts and part_target is None:
+        out.append(Problem("bis 4.4.3.7", "EXT-X-PART without EXT-X-PART-INF:PART-TARGET"))
+    if part_target is not None:
+        hold = _float(control, "PART-HOLD-BACK")
+        if hold is None:
+            out.append(Problem("bis 4.4.3.8", "PART-INF without SERVER-CONTROL PART-HOLD-BACK"))
+        elif hold < 3 * part_target - 1e-9:
+            out.append(Problem("Apple 14.3", f"PART-HOLD-BACK {hold} < 3 x PART-TARGET"))
+    hold_back = _float(control, "HOLD-BACK")
+    if hold_back is not None and hold_back < 3 * target:
+        out.append(Problem("bis 4.4.3.8", f"HOLD-BACK {hold_back} < 3 x target duration"))
+    skip_until = _float(control, "CAN-SKIP-UNTIL")
+    if skip_until is not None and skip_until < 6 * target:
+        out.append(Problem("bis 4.4.3.8", f"CAN-SKIP-UNTIL {skip_until} < 6 x target duration"))
+    if "#EXT-X-SKIP" in media.tags and (skip_until is None or version < 9):
+        out.append(Problem("bis 4.4.5.2", "EXT-X-SKIP needs CAN-SKIP-UNTIL and version >= 9"))
+    if "#EXT-X-MAP" in media.tags and version < 6:
+        out.append(Problem("bis 8", "EXT-X-MAP in a media playlist needs version >= 6"))
+    kinds = [h.get("TYPE") for h in media.hints]
+    if any(k not in ("PART", "MAP") for k in kinds) or len(kinds) != len(set(kinds)):
+        out.append(Problem("bis 4.4.5.3", f"bad EXT-X-PRELOAD-HINT types {kinds}"))
+    for report in media.reports:
+        if "URI" not in report or "LAST-MSN" not in report or (has_parts
+                                                               and "LAST-PART" not in report):
+            out.append(Problem("bis 4.4.5.4", f"incomplete EXT-X-RENDITION-REPORT {report}"))
+    return out
+
+
+def lint_ll_parts(media: _Media) -> list[Problem]:
+    """Each part within PART-TARGET (and >= 85% of it unless independent or last of its
+    segment), the parts of a segment adding up to its EXTINF, PDT before the first part, and
+    no part listed more than 3 target durations from the end."""
+    out: list[Problem] = []
+    part_target = _float(attributes(media.tags.get("#EXT-X-PART-INF", "")), "PART-TARGET")
+    if part_target is None:
+        return out
+    target = float(media.tags.get("#EXT-X-TARGETDURATION", "0") or 0)
+    groups: list[tuple[str, list[dict[str, str]], float | None, bool]] = [
+        (s.uri, s.parts, s.duration, s.pdt_after_part) for s in media.segments]
+    groups.append(("(open segment)", media.open_parts, None, media.open_pdt_after_part))
+    remaining = sum(s.duration for s in media.segments) + sum(
+        _float(p, "DURATION") or 0 for p in media.open_parts)
+    for uri, parts, extinf, pdt_after in groups:
+        durations = [_float(p, "DURATION") for p in parts]
+        if any(d is None or "URI" not in p for d, p in zip(durations, parts, strict=True)):
+            out.append(Problem("bis 4.4.4.9", f"{uri}: EXT-X-PART without DURATION or URI"))
+            continue
+        for i, (d, p) in enumerate(zip(durations, parts, strict=True)):
+            assert d is not None
+            if d > part_target + 1e-6:
+                out.append(Problem("bis 4.4.4.9", f"{uri}: part {d} > PART-TARGET"))
+            last = i == len(parts) - 1
+            if d < 0.85 * part_target and not last and p.get("INDEPENDENT") != "YES":
+                out.append(Problem("bis 4.4.4.9", f"{uri}: part {d} < 85% of PART-TARGET"))
+        if parts and pdt_after:
+            out.append(Problem("bis 4.4.4.9", f"{uri}: PROGRAM-DATE-TIME after its first part"))
+        if parts and extinf is not None and abs(sum(d or 0 for d in durations) - extinf) > 0.002:
+            out.append(Problem("bis 4.4.4.9", f"{uri}: parts do not add up to EXTINF {extinf}"))
+        if parts and remaining > 3 * target + 1e-6:
+            out.append(Problem("bis 6.2.2", f"{uri}: parts listed more than 3 x TD from the end"))
+        remaining -= extinf if extinf is not None else 0
+    return out
+
+
+def lint_ll_set(media: Mapping[str, str],
+                parsed: Mapping[str, _Media] | None = None) -> list[Problem]:
+    """Every media playlist carries the same SERVER-CONTROL (bis §4.4.3.8) and, with parts, a
+    rendition report for every other rendition (bis Appendix B.1)."""
+    out: list[Problem] = []
+    parsed = {uri: (parsed or {}).get(uri) or _parse_media(text) for uri, text in media.items()}
+    controls = {m.tags.get("#EXT-X-SERVER-CONTROL") for m in parsed.values()}
+    if len(controls) > 1:
+        out.append(Problem("bis 4.4.3.8", "SERVER-CONTROL differs between media playlists"))
+    for uri, m in parsed.items():
+        if "#EXT-X-PART-INF" in m.tags and len(m.reports) < len(media) - 1:
+            out.append(Problem("bis B.1", f"{uri}: {len(m.reports)} rendition reports for "
+                                          f"{len(media) - 1} other renditions"))
     return out

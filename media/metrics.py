@@ -33,3 +33,9 @@ class MediaMetrics:
                                     registry=r)
         self.markers = Counter("stumpcast_media_markers", "Markers received from Kafka.",
                                registry=r)
+        self.ll_blocked = Gauge("stumpcast_media_ll_blocked",
+                                "LL-HLS blocking playlist requests held now.", registry=r)
+        self.ll_refused = Counter("stumpcast_media_ll_refused",
+                                  "LL-HLS requests answered with an error, by status (400: bad "
+                                  "directive, 503: over the bound or timed out).", ["status"],
+                                  registry=r)

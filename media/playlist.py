@@ -8,8 +8,8 @@ every rendition, and every media playlist carries identical DATERANGE tags (bis 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -28,12 +28,14 @@ class SegmentEntry:
     duration: float
     discontinuity: bool
     sizes: Mapping[str, int]  # rendition name -> bytes
+    init: str = ""  # LL-HLS (fMP4): the launch tag naming the init section and the URIs
 
     @property
     def end_ms(self) -> float:
         return self.pdt_ms + self.duration * 1000
 
 
+@functools.lru_cache(maxsize=8192)  # every playlist re-renders the window's dates
 def format_pdt(ms: int | float) -> str:
     """``2026-05-01T14:03:22.480Z``: UTC with ms (bis §4.4.4.6 SHOULD: zone and ms accuracy)."""
     when = dt.datetime.fromtimestamp(round(ms) / 1000, tz=dt.UTC)
@@ -66,7 +68,10 @@ class Timeline:
         return {"target_duration": self.target_duration, "window": self.window,
                 "next_msn": self.next_msn,
                 "discontinuity_sequence": self.discontinuity_sequence,
-                "entries": [dataclasses.asdict(e) for e in self.entries]}
+                # By hand: dataclasses.asdict deep-copies, 88 ms for a 450-segment window.
+                "entries": [{"msn": e.msn, "pdt_ms": e.pdt_ms, "duration": e.duration,
+                             "discontinuity": e.discontinuity, "sizes": dict(e.sizes),
+                             "init": e.init} for e in self.entries]}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any], window: int) -> Timeline:

@@ -59,6 +59,8 @@ class WorkerConfig:
     startup_timeout: float = 20.0
     guard: bool = True
     steering: Steering | None = None
+    part_target: float = 0.4  # LL-HLS only (media.ll_worker)
+    max_blocked: int = 2000  # LL-HLS only
 
     @property
     def origin(self) -> Path:
@@ -95,10 +97,11 @@ class Launch:
         self.last_frame_change = time.monotonic()
         self.guard = SpeedGuard(fps=ladder.fps)
         self.too_slow = False
+        self.failure: str | None = None  # set by a subclass that cannot go on (a reason)
 
     def _argv(self) -> tuple[list[str], list[str] | None]:
         src = self.w.cfg.source
-        enc = fa.encoder_args(self.ladder, src, self.dir)
+        enc = self._encoder_argv(src)
         if src.kind != "synthetic":
             return enc, None
         clock = self.dir / "clock.txt"
@@ -106,6 +109,9 @@ class Launch:
         gen = fa.synthetic_args(src, self.ladder.fps, self.ladder.audio_rate, find_font(),
                                 clock, self.w.bug_file, self.capture_note)
         return enc, gen
+
+    def _encoder_argv(self, src: fa.Source) -> list[str]:
+        return fa.encoder_args(self.ladder, src, self.dir)
 
     async def run(self, stop: asyncio.Event) -> str:
         for rung in self.ladder.rungs:
@@ -141,6 +147,8 @@ class Launch:
             now = time.monotonic()
             if self.too_slow:
                 return "too_slow"
+            if self.failure is not None:
+                return self.failure
             if self.frames == 0:
                 self.w.status.state = "waiting_for_input"
                 if not listening and now - started > self.w.cfg.startup_timeout:
@@ -232,14 +240,27 @@ class MediaWorker:
         self.ladder = cfg.ladder
         self.metrics = metrics or MediaMetrics()
         self.status = Status()
-        self.publisher = Publisher(cfg.origin, cfg.ladder, cfg.match_id, cfg.window,
-                                   cfg.steering)
+        self.publisher = self._make_publisher()
         self.bug_file = cfg.work_dir / "scorebug.txt"
         self.sink: SegmentSink | None = None
         self.publish_delays: list[float] = []
 
+    def _make_publisher(self) -> Publisher:
+        cfg = self.cfg
+        return Publisher(cfg.origin, cfg.ladder, cfg.match_id, cfg.window, cfg.steering)
+
+    def _new_launch(self) -> Launch:
+        return Launch(self, self.ladder)
+
+    def _build_app(self, health: Any) -> Any:
+        from media.origin import build_app
+
+        return build_app(self.cfg.origin, self.ladder.segment_seconds, health)
+
     def publish(self, staged: StagedSet) -> None:
-        events, problems = self.publisher.publish(staged)
+        self.published(*self.publisher.publish(staged))
+
+    def published(self, events: list[Any], problems: list[Any]) -> None:
         if problems:
             self.metrics.errors.labels("lint").inc()
         for event in events:
@@ -263,7 +284,6 @@ class MediaWorker:
         return last is not None and time.monotonic() - last < 3 * self.ladder.segment_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
-        from media.origin import build_app
         from runtime.endpoints import Health, serve
 
         self.cfg.origin.mkdir(parents=True, exist_ok=True)
@@ -272,7 +292,7 @@ class MediaWorker:
         if not self.bug_file.exists():
             self.bug_file.write_text("stumpcast")
         health = Health.of_registry(self.metrics.registry, self.ready, self.status_doc)
-        app = build_app(self.cfg.origin, self.ladder.segment_seconds, health)
+        app = self._build_app(health)
         runner = await serve(app, self.cfg.http_port, self.cfg.http_host)
         side = self._side_tasks(stop)
         try:
@@ -317,7 +337,7 @@ class MediaWorker:
         backoff = Backoff()
         while not stop.is_set():
             self.status.launches += 1
-            launch = Launch(self, self.ladder)
+            launch = self._new_launch()
             began = time.monotonic()
             reason = await launch.run(stop)
             self.status.last_exit = reason

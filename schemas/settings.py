@@ -43,6 +43,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _part_target(raw: str) -> float:
+    value = float(raw)
+    if not 0.1 <= value <= 2.0:
+        raise ValueError("must be 0.1 to 2 seconds (LL-HLS parts are usually 0.33-1 s)")
+    return value
+
+
 def _host_ports(raw: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not items:
@@ -386,6 +393,18 @@ class Settings:
         "STUMPCAST_MEDIA_STEERING_URI", "", str,
         "SERVER-URI of EXT-X-CONTENT-STEERING when pathways are set. Default: the local "
         "steering server, http://127.0.0.1:<STUMPCAST_STEERING_PORT>/v1/steering.")
+    media_hls: str = _env(
+        "STUMPCAST_MEDIA_HLS", "regular", _choice("regular", "low-latency"),
+        "regular: MPEG-TS segments; low-latency: fMP4 (CMAF) segments with partial segments, "
+        "blocking playlist reload and delta updates (LL-HLS; players without LL-HLS play the "
+        "same playlists as regular HLS).")
+    media_part_target: float = _env(
+        "STUMPCAST_MEDIA_PART_TARGET", "0.4", _part_target,
+        "LL-HLS part duration in seconds, rounded to whole frames that divide the segment.")
+    media_ll_max_blocked: int = _env(
+        "STUMPCAST_MEDIA_LL_MAX_BLOCKED", "2000", _positive_int,
+        "LL-HLS: blocking playlist requests the origin holds at once; more are answered 503 "
+        "with Retry-After.")
     steering_port: int = _env(
         "STUMPCAST_STEERING_PORT", "18103", _port,
         "Steering server (`stumpcast steering serve`): steering manifests, /metrics, /healthz "

@@ -30,15 +30,21 @@ def register(sub: Any, bench: Any) -> None:
     worker.add_argument("--no-redis", action="store_true", help="no live score bug")
     worker.add_argument("--no-guard", action="store_true", help="never step the ladder down")
     worker.set_defaults(func=run_worker)
-    b = bench.add_parser("media", help="ladder encode speed, publish delay, PDT error, latency",
-                         description="Measures the default ladder's encode speed (unpaced), "
-                         "then runs the worker live on the synthetic source and measures "
-                         "publish delay, PDT error against the burned-in clock and the live "
-                         "edge latency seen by an HTTP reader.")
+    b = bench.add_parser("media", help="ladder encode speed; regular vs LL-HLS glass-to-glass",
+                         description="Measures the default ladder's encode speed (unpaced, "
+                         "MPEG-TS and fMP4), then runs the worker live on the synthetic source, "
+                         "regular HLS then LL-HLS, while headless Chromium plays it with the "
+                         "page's player and reads the burned-in clock: glass-to-glass, stalls, "
+                         "spoiler window, publish delay and PDT error.")
     b.add_argument("--speed-seconds", type=float, default=20.0,
                    help="wall seconds of the unpaced encode-speed run (default 20)")
-    b.add_argument("--live-seconds", type=float, default=60.0,
-                   help="seconds of the live run (default 60)")
+    b.add_argument("--live-seconds", type=_seconds, default=60.0,
+                   help="seconds of the LL-HLS live run (default 60)")
+    b.add_argument("--regular-seconds", type=_seconds, default=60.0,
+                   help="seconds of the regular-HLS live run (default 60)")
+    b.add_argument("--edge-seconds", type=_seconds_or_zero, default=0.0,
+                   help="seconds of an extra LL-HLS run played through an nginx edge (cdn-a, "
+                   "the stack's template, private run folder); 0: none (default)")
     benchlog.add_no_record(b)
     b.set_defaults(func=run_bench)
     e = bench.add_parser("edge", help="origin offload of the caching edges at 1,000 and 10,000 "
@@ -60,6 +66,20 @@ def register(sub: Any, bench: Any) -> None:
                    help="load generator processes (default 2)")
     benchlog.add_no_record(e)
     e.set_defaults(func=run_edge_bench)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("seconds: a number") from None
+    if not 20 <= value <= 7200:
+        raise argparse.ArgumentTypeError("seconds: 20 to 7200 (the player needs ~10 s to settle)")
+    return value
+
+
+def _seconds_or_zero(raw: str) -> float:
+    return 0.0 if raw.strip() in ("0", "0.0") else _seconds(raw)
 
 
 def _sizes(raw: str) -> tuple[int, ...]:
@@ -98,23 +118,26 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
         redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
         redis_auth=None if args.no_redis else redisconn.credentials(settings, RedisUser.MEDIA),
         steering=Steering(settings.steering_uri, settings.media_pathways)
-        if settings.media_pathways else None)
+        if settings.media_pathways else None,
+        part_target=settings.media_part_target, max_blocked=settings.media_ll_max_blocked)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import signal
 
+    from media.ll_worker import LLMediaWorker
     from media.worker import MediaWorker
 
     cfg = worker_config(args, settings)
+    kind = LLMediaWorker if settings.media_hls == "low-latency" else MediaWorker
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await MediaWorker(cfg).run(stop)
+        await kind(cfg).run(stop)
 
     from runtime.discovery import registered
 

@@ -34,6 +34,9 @@ def test_a_real_cluster_configuration():
     ("STUMPCAST_GATEWAY_PORT", "eighty"),
     ("STUMPCAST_LOG_LEVEL", "LOUD"),
     ("STUMPCAST_STACK_START_TIMEOUT", "-1"),
+    ("STUMPCAST_MEDIA_HLS", "fast"),
+    ("STUMPCAST_MEDIA_PART_TARGET", "0.01"),
+    ("STUMPCAST_MEDIA_LL_MAX_BLOCKED", "0"),
 ])
 def test_bad_values_name_the_variable(var, value):
     with pytest.raises(SettingsError, match=var):

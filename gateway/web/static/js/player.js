@@ -25,8 +25,17 @@ export class Player {
       this.error = "this browser cannot play HLS with Media Source Extensions";
       return;
     }
-    // Defaults kept on purpose: liveSyncDurationCount 3 target durations behind the edge.
-    this.hls = new Hls({ enableWorker: true, lowLatencyMode: false });
+    // Low-latency mode: on an LL-HLS playlist (parts, CAN-BLOCK-RELOAD) hls.js loads parts,
+    // holds blocking reloads and plays PART-HOLD-BACK behind the edge; on a regular playlist it
+    // changes nothing (HOLD-BACK, 3 target durations). A player that fell behind (a stall)
+    // catches up at up to 1.1x speed instead of staying late (hls.js maxLiveSyncPlaybackRate,
+    // default 1: no catch-up; edge.md §3.5). After each stall hls.js moves its target back by
+    // liveSyncOnStallIncrease, up to one target duration, for the rest of the session (hls.js
+    // 1.7 latency-controller: PART-HOLD-BACK + min(stalls x increase, TD)); one LL part (0.4 s)
+    // rather than the default 1 s, so a stall or two on a busy machine does not leave a
+    // low-latency viewer 2 s further behind for good.
+    this.hls = new Hls({ enableWorker: true, lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.1,
+                         liveSyncOnStallIncrease: 0.4 });
     this.hls.on(Hls.Events.LEVEL_UPDATED, (_e, data) => this.readMarkers(data.details));
     this.hls.on(Hls.Events.ERROR, (_e, data) => {
       if (!data.fatal) return;
