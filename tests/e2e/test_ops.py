@@ -77,14 +77,16 @@ def observe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observe]:
     run = tmp_path_factory.mktemp("observe") / "run"
     run.mkdir()
     settings = Settings.from_env()
-    shared = targets_dir(settings.run_dir)  # where the e2e services register
+    # Absolute: `make test` names its run folder relative to the checkout (.run-test), and
+    # the links and paths below are read from other folders.
+    shared = targets_dir(settings.run_dir).resolve()  # where the e2e services register
     shared.mkdir(parents=True, exist_ok=True)
     (run / "targets").symlink_to(shared, target_is_directory=True)
     ports = {k: str(free_port()) for k in ("PROMETHEUS", "ALERTMANAGER")}
     # The observers run in a folder of their own, but the exporter reads the test stack's
     # Kafka as its admin principal: its credentials stay those of the stack's run folder.
     env = {**os.environ, "STUMPCAST_RUN_DIR": str(run), "STUMPCAST_LOG_FORMAT": "text",
-           "STUMPCAST_SECRETS_DIR": str(settings.secrets_dir),
+           "STUMPCAST_SECRETS_DIR": str(settings.secrets_dir.resolve()),
            "STUMPCAST_STACK_PROMETHEUS_PORT": ports["PROMETHEUS"],
            "STUMPCAST_STACK_ALERTMANAGER_PORT": ports["ALERTMANAGER"],
            "STUMPCAST_OPS_PORT": str(free_port()),
