@@ -70,7 +70,7 @@ class Sub:
 
 
 class Client:
-    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed")
+    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed", "off")
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -79,6 +79,7 @@ class Client:
         self.queued = 0
         self.since = 0.0  # when the queue became non-empty
         self.closed = False
+        self.off: frozenset[str] = frozenset()  # features off for this client (gateway.flags)
 
 
 SnapshotFn = Callable[[], bytes]
