@@ -167,6 +167,7 @@ class ControllerLoop:
 
     def start(self) -> None:
         """Begin from the level in force (a restarted controller does not reset it)."""
+        self.store.connect()
         current = self.store.current()
         if LEVEL_FLAG in current:
             self.core.level = current[LEVEL_FLAG][1].value or 0

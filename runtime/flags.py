@@ -60,13 +60,25 @@ class FlagStore:
     def _kafka(self) -> dict[str, Any]:
         return client_config(self.settings, Principal.FLAGS)
 
-    def write(self, change: FlagChange, timeout: float = 15.0) -> FlagChange:
-        """Kafka (acknowledged), then Redis; returns the change with its version."""
-        from confluent_kafka import KafkaException, Producer
+    def connect(self, timeout: float = 15.0) -> None:
+        """The producer, connected (metadata fetched): long-lived writers (the controller, the
+        bench) call this once so that a change costs one acknowledged produce, not a connect."""
+        producer = self._ensure_producer()
+        producer.list_topics(FLAGS_TOPIC.name, timeout=timeout)
+
+    def _ensure_producer(self) -> Any:
+        from confluent_kafka import Producer
 
         if self._producer is None:
             self._producer = Producer({**self._kafka(), "acks": "all",
                                        "enable.idempotence": True, "linger.ms": 0})
+        return self._producer
+
+    def write(self, change: FlagChange, timeout: float = 15.0) -> FlagChange:
+        """Kafka (acknowledged), then Redis; returns the change with its version."""
+        from confluent_kafka import KafkaException
+
+        self._ensure_producer()
         result: dict[str, Any] = {}
 
         def done(err: Any, msg: Any) -> None:
