@@ -77,11 +77,14 @@ def test_a_rollout_reaches_its_share_of_10000_sessions_within_2_points(percent: 
 
 def test_a_rollout_is_sticky_and_growing_it_keeps_the_sessions_already_in() -> None:
     ids = sessions(2_000)
-    first = {s for s in ids if evaluate("markers", FlagState(rollout=10), Context(session=s), True)}
-    again = {s for s in ids if evaluate("markers", FlagState(rollout=10), Context(session=s), True)}
-    wider = {s for s in ids if evaluate("markers", FlagState(rollout=50), Context(session=s), True)}
+
+    def on(flag: str, percent: float) -> set[str]:
+        return {s for s in ids if evaluate(flag, FlagState(rollout=percent), Context(session=s),
+                                           True)}
+
+    first, again, wider = on("markers", 10), on("markers", 10), on("markers", 50)
     assert first == again and first <= wider and len(wider) > len(first)
-    other = {s for s in ids if evaluate("watching", FlagState(rollout=10), Context(session=s), True)}
+    other = on("watching", 10)
     assert other != first  # flags bucket independently
 
 
