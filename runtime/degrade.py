@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +71,12 @@ class Controller:
     level: int = 0
     _above: int = 0
     _calm_since: float | None = None
+    _recent: dict[str, deque[float]] = field(default_factory=dict)
 
     def observe(self, signals: dict[str, float], now: float) -> Decision | None:
         t = self.thresholds
+        for n, v in signals.items():
+            self._recent.setdefault(n, deque(maxlen=3)).append(v)
         pressure = {n: t.level_of(n, v) for n, v in signals.items() if n in SIGNALS}
         top = max(pressure.values(), default=0)
         if top > self.level:
@@ -84,7 +89,10 @@ class Controller:
                                 f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)")
             return None
         self._above = 0
-        held = [n for n, v in signals.items() if n in SIGNALS and self.level
+        # Going down looks at the median of the last three samples: one stray spike (a GC
+        # pause, a noisy neighbour) does not restart the calm period.
+        smooth = {n: statistics.median(self._recent[n]) for n in signals}
+        held = [n for n, v in smooth.items() if n in SIGNALS and self.level
                 and t.level_of(n, v, self.exit_ratio) >= self.level]
         if self.level == 0 or held:
             self._calm_since = None
@@ -95,7 +103,7 @@ class Controller:
         if now - self._calm_since < self.down_seconds:
             return None
         self._calm_since = now
-        shown = ", ".join(f"{n} {v:g}" for n, v in sorted(signals.items()))
+        shown = ", ".join(f"{n} {v:.3g}" for n, v in sorted(smooth.items()))
         return self._go(self.level - 1, f"every signal below {self.exit_ratio:g} of its level "
                         f"{self.level} threshold for {self.down_seconds:g} s ({shown})")
 

@@ -253,6 +253,14 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--changes", type=int, default=10)
     b.add_argument("--procs", type=int, default=2, help="load client processes")
     b.add_argument("--workers", type=int, default=2, help="gateway worker processes")
+    b.add_argument("--matches", type=int, default=20, help="matches the clients spread over")
+    b.add_argument("--flood", type=float, default=3000.0,
+                   help="pings per second, all clients together, during the synthetic overload")
+    b.add_argument("--trace", action="store_true", help="print the controller's signals "
+                   "each second of the overload phase")
+    b.add_argument("--hold", type=float, default=8.0, help="seconds measured while shed")
+    b.add_argument("--down-seconds", type=float, default=5.0,
+                   help="the controller's calm period before each step down")
     b.set_defaults(func=cmd_bench)
 
 
