@@ -17,10 +17,10 @@ the controller writes nothing.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 import statistics
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,23 +69,33 @@ class Controller:
     down_seconds: float = 5.0
     exit_ratio: float = 0.6
     level: int = 0
+    max_level: int = MAX_LEVEL  # an operator may cap what the controller does on its own
     _above: int = 0
     _calm_since: float | None = None
     _recent: dict[str, deque[float]] = field(default_factory=dict)
+    # Shedding hides the load it sheds: once calm, the controller steps down and the load
+    # returns. A level raised again within ``rehold_window`` of a step down doubles the calm
+    # period required next time (up to ``max_hold``), so a persistent overload settles at its
+    # level instead of flapping; a quiet ``rehold_window`` resets it.
+    rehold_window: float = 60.0
+    max_hold: float = 60.0
+    _hold: float | None = None
+    _last_down: float | None = None
 
     def observe(self, signals: dict[str, float], now: float) -> Decision | None:
         t = self.thresholds
         for n, v in signals.items():
             self._recent.setdefault(n, deque(maxlen=3)).append(v)
         pressure = {n: t.level_of(n, v) for n, v in signals.items() if n in SIGNALS}
-        top = max(pressure.values(), default=0)
+        top = min(max(pressure.values(), default=0), self.max_level)
         if top > self.level:
             self._calm_since = None
             self._above += 1
             if self._above >= self.up_samples:
                 self._above = 0
+                self._backoff(now)
                 worst = max(pressure, key=lambda n: pressure[n])
-                return self._go(min(top, MAX_LEVEL), f"{worst} {signals[worst]:g} >= "
+                return self._go(top, f"{worst} {signals[worst]:g} >= "
                                 f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)")
             return None
         self._above = 0
@@ -100,12 +110,19 @@ class Controller:
         if self._calm_since is None:
             self._calm_since = now
             return None
-        if now - self._calm_since < self.down_seconds:
+        hold = self._hold or self.down_seconds
+        if now - self._calm_since < hold:
             return None
-        self._calm_since = now
+        self._calm_since = self._last_down = now
         shown = ", ".join(f"{n} {v:.3g}" for n, v in sorted(smooth.items()))
         return self._go(self.level - 1, f"every signal below {self.exit_ratio:g} of its level "
-                        f"{self.level} threshold for {self.down_seconds:g} s ({shown})")
+                        f"{self.level} threshold for {hold:g} s ({shown})")
+
+    def _backoff(self, now: float) -> None:
+        if self._last_down is not None and now - self._last_down < self.rehold_window:
+            self._hold = min(2 * (self._hold or self.down_seconds), self.max_hold)
+        else:
+            self._hold = None
 
     def _go(self, level: int, why: str) -> Decision:
         self.level = level
@@ -215,7 +232,8 @@ class ControllerLoop:
 
 
 def run_controller(settings: Any, stats_dir: Path | None, stop: Callable[[], bool],
-                   down_seconds: float = 5.0, interval: float = 1.0) -> None:
+                   down_seconds: float = 5.0, interval: float = 1.0,
+                   max_level: int = MAX_LEVEL) -> None:
     """The controller's process: the flags principal writes, the analyst reads Kafka lag."""
     import redis as redis_lib
 
@@ -239,7 +257,8 @@ def run_controller(settings: Any, stats_dir: Path | None, stop: Callable[[], boo
         out["kafka_lag"] = kafka_lag(kafka, GROUP_STREAMS, MATCH_EVENTS.name)
         return out
 
-    loop = ControllerLoop(read, store, Controller(down_seconds=down_seconds),
+    loop = ControllerLoop(read, store, Controller(down_seconds=down_seconds,
+                                                  max_level=max_level),
                           who=f"degrade-controller@{operator().split('@')[-1]}",
                           interval=interval)
     try:

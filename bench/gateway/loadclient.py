@@ -88,7 +88,7 @@ class Totals:
         self.latency = array("f")  # ms
         self.last: dict[tuple[str, int], float] = {}  # (match, seq) -> latest receipt latency
         self.flags: dict[int, array[float]] = {}  # flags version -> receipt times (bench flags)
-        self.p2 = 0                # "watching" messages received (P2; bench flags)
+        self.p2 = 0                # "watching" and note messages received (P2; bench flags)
 
 
 _READ = memoryview(bytearray(65536))  # every read lands here, then is copied out at once
@@ -150,9 +150,11 @@ class Conn(asyncio.BufferedProtocol):
             self.open = True
             buf = buf[end + 4:]
             self.subscribe(resume=True)
-            if self.gen.region is not None:  # bench flags: this client's flags too
+            if self.gen.region is not None:  # bench flags: this client's flags and notes too
                 self.send(orjson.dumps({"type": "subscribe", "v": 1, "channel": "flags",
                                         "context": {"region": self.gen.region}}))
+                self.send(orjson.dumps({"type": "subscribe", "v": 1,
+                                        "channel": f"notes:{self.match}"}))
         i, n = 0, len(buf)
         while n - i >= 2:
             length, start = buf[i + 1] & 0x7F, i + 2
@@ -187,7 +189,6 @@ class Generator:
         self.measure = False
         self.heads = Heads()
         self.region: str | None = None  # set: every client also subscribes to its flags
-        self._flooding: Any = None
 
     def on_flags_or_p2(self, payload: bytes, now: float) -> bool:
         """``bench flags``: a flags message's receipt time by version, P2 messages counted."""
@@ -195,32 +196,10 @@ class Generator:
             version = orjson.loads(payload)["version"]
             self.totals.flags.setdefault(version, array("d")).append(now)
             return True
-        if payload.startswith(b'{"type":"watching"'):
+        if payload.startswith((b'{"type":"watching"', b'{"type":"note"')):
             self.totals.p2 += 1
             return True
         return False
-
-    def flood(self, rate: float) -> None:
-        """``rate`` pings a second from this process's clients in turn (0: stop): a synthetic
-        overload of small messages, each one parsed, rate-checked and answered by the gateway."""
-        if self._flooding is not None:
-            self._flooding.cancel()
-            self._flooding = None
-        if rate > 0:
-            self._flooding = asyncio.get_running_loop().create_task(self._flood(rate))
-
-    async def _flood(self, rate: float, tick: float = 0.02) -> None:
-        ping, i = b'{"type":"ping","v":1}', 0
-        start, sent = time.monotonic(), 0
-        while True:
-            due = int((time.monotonic() - start) * rate) - sent
-            for _ in range(min(due, len(self.conns))):
-                conn = self.conns[i % len(self.conns)]
-                i += 1
-                if conn.open:
-                    conn.send(ping)
-            sent += max(due, 0)
-            await asyncio.sleep(tick)
 
     def on_message(self, conn: Conn, payload: bytes) -> None:
         t = self.totals
@@ -384,9 +363,7 @@ async def _serve(pipe: Any, port: int, lag_log_dir: Any) -> None:
             t = gen.totals
             reply = {"times": t.flags.get(arg, array("d")).tobytes(), "p2": t.p2,
                      "latency": t.latency.tobytes()}
-        elif cmd == "flood":
-            gen.flood(arg)
-            reply = True
+
         else:
             pipe.send(True)
             return

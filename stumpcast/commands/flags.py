@@ -179,7 +179,7 @@ def cmd_controller(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, halt)
     signal.signal(signal.SIGINT, halt)
     run_controller(settings, args.stats_dir or settings.gateway_stats_dir, lambda: stop["now"],
-                   down_seconds=args.down_seconds)
+                   down_seconds=args.down_seconds, max_level=args.max_level)
     return 0
 
 
@@ -243,6 +243,9 @@ def register(sub: Any, bench: Any) -> None:
                    "(default STUMPCAST_GATEWAY_STATS_DIR)")
     p.add_argument("--down-seconds", type=float, default=5.0,
                    help="calm this long before each step down")
+    p.add_argument("--max-level", type=int, choices=(1, 2, 3), default=3,
+                   help="the highest level the controller sets on its own (an operator's "
+                   "degrade.override may still set any)")
     p.set_defaults(func=cmd_controller)
     p = cmds.add_parser("page-defaults", help="write the page's copy of the feature registry")
     p.add_argument("--check", action="store_true", help="fail if the page's copy is stale")
@@ -254,13 +257,16 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--procs", type=int, default=2, help="load client processes")
     b.add_argument("--workers", type=int, default=2, help="gateway worker processes")
     b.add_argument("--matches", type=int, default=20, help="matches the clients spread over")
-    b.add_argument("--flood", type=float, default=3000.0,
-                   help="pings per second, all clients together, during the synthetic overload")
+    b.add_argument("--flood", type=float, default=100.0,
+                   help="P2 notifications per second over all matches during the overload")
     b.add_argument("--trace", action="store_true", help="print the controller's signals "
                    "each second of the overload phase")
     b.add_argument("--hold", type=float, default=8.0, help="seconds measured while shed")
     b.add_argument("--down-seconds", type=float, default=5.0,
                    help="the controller's calm period before each step down")
+    b.add_argument("--max-level", type=int, choices=(1, 2, 3), default=1,
+                   help="the controller's cap (1: the P1 figure is level 1's, not level 2's "
+                   "deliberate conflation)")
     b.set_defaults(func=cmd_bench)
 
 

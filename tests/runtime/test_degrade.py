@@ -31,7 +31,7 @@ def test_a_signal_between_exit_and_enter_holds_the_level() -> None:
 def test_the_level_falls_one_step_per_calm_period() -> None:
     core = Controller(level=2, down_seconds=5.0)
     changes = run(core, [CALM] * 14)
-    assert changes == [(5, 1), (10, 0)]
+    assert changes == [(5, 1), (10, 0)]  # calm from the first sample: no spike before it
     decision = Controller(level=1).observe(CALM, 0.0)
     assert decision is None  # the first calm sample only starts the clock
 
@@ -77,3 +77,25 @@ def test_an_operator_pin_stops_the_controller_writing() -> None:
     loop.start()
     assert loop.step(0.0) is None and loop.step(1.0) is None
     assert store.written == []
+
+
+def test_a_level_raised_again_soon_after_a_step_down_needs_a_longer_calm() -> None:
+    core = Controller(down_seconds=5.0)
+    hot = {**CALM, "loop_lag_ms": 80.0}
+    t = 0.0
+    history = []
+    for phase in ([hot] * 2, [CALM] * 7, [hot] * 2, [CALM] * 12):
+        for s in phase:
+            d = core.observe(s, t)
+            if d is not None:
+                history.append((t, d.level))
+            t += 1
+    # up at 1; calm from 3 (the median of three samples turns at the second calm one), down
+    # 5 s later; up again at 10; calm from 12, and now 10 s are needed
+    assert history == [(1.0, 1), (8.0, 0), (10.0, 1), (22.0, 0)]
+
+
+def test_a_capped_controller_stops_at_its_cap() -> None:
+    core = Controller(max_level=1)
+    hot = {**CALM, "loop_lag_ms": 5000.0}
+    assert run(core, [hot] * 5) == [(1, 1)]
