@@ -222,6 +222,9 @@ def _p1_and_p2(rig: Rig) -> tuple[list[float], int]:
 async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: list[tuple[float, int]],
                            loop: Any) -> list[tuple[str, str]]:
     TRACE[:] = [loop] if args.trace else []
+    settle = time.monotonic()  # a noisy neighbour may have raised the level: start from 0
+    while _level(store) != 0 and time.monotonic() - settle < 60:
+        await _drive(rig, 1, timeline, store)
     rig.call_all("measure", True)
     await _drive(rig, 6, timeline, store)
     calm_lat, calm_p2 = _p1_and_p2(rig)
