@@ -97,6 +97,7 @@ async def _main(rig: Rig, settings: Any, args: Any) -> list[tuple[str, str]]:
     store = _store(settings, rig)
     try:
         rows += propagation(rig, store, args.changes)
+        rows += rollout_share(rig, store, 25.0)
         rows += await overload(rig, store, args)
     finally:
         store.close()
@@ -111,7 +112,7 @@ def _store(settings: Any, rig: Rig) -> Any:
 
     store = FlagStore(settings, redis.Redis.from_url(rig.redis_url))
     store.connect()
-    for flag in (FLAG, LEVEL_FLAG):  # the private Redis starts from the defaults
+    for flag in (FLAG, LEVEL_FLAG, "sync_video"):  # the private Redis starts from defaults
         store.redis.hdel(RedisKeys.flags, flag)
     return store
 
@@ -121,6 +122,26 @@ def _times(rig: Rig, version: int) -> list[float]:
     for rep in rig.call_all("flags", version):
         out += array("d", rep["times"]).tolist()
     return out
+
+
+def rollout_share(rig: Rig, store: Any, percent: float) -> list[tuple[str, str]]:
+    """A sticky rollout through the real gateway: the share of connected sessions told yes."""
+    n = int(rig.stat_sum("connections"))
+    written = store.write(FlagChange("sync_video", FlagState(rollout=percent), "bench",
+                                     int(time.time() * 1000), f"bench flags: {percent:g}% rollout"))
+    deadline = time.monotonic() + 10
+    got, on = 0, 0
+    while time.monotonic() < deadline and got < n:
+        time.sleep(0.2)
+        replies = rig.call_all("flags", written.version)
+        got = sum(len(array("d", r["times"])) for r in replies)
+        on = sum(r["on"] for r in replies)
+    share = 100 * on / max(got, 1)
+    store.write(FlagChange("sync_video", FlagState(), "bench", int(time.time() * 1000),
+                           "bench flags: rollout done"))
+    return [(f"rollout {percent:g}% of sessions, through the gateway",
+             f"{share:.2f}% of {got:,} connected sessions told yes "
+             f"({'within' if abs(share - percent) <= 2 else 'OUTSIDE'} ±2 points)")]
 
 
 def propagation(rig: Rig, store: Any, changes: int) -> list[tuple[str, str]]:

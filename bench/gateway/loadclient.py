@@ -88,6 +88,7 @@ class Totals:
         self.latency = array("f")  # ms
         self.last: dict[tuple[str, int], float] = {}  # (match, seq) -> latest receipt latency
         self.flags: dict[int, array[float]] = {}  # flags version -> receipt times (bench flags)
+        self.flags_on: dict[int, int] = {}  # flags version -> clients told "sync_video": true
         self.p2 = 0                # "watching" and note messages received (P2; bench flags)
 
 
@@ -195,6 +196,8 @@ class Generator:
         if payload.startswith(b'{"type":"flags"'):
             version = orjson.loads(payload)["version"]
             self.totals.flags.setdefault(version, array("d")).append(now)
+            if b'"sync_video":true' in payload:  # the rollout share through the gateway
+                self.totals.flags_on[version] = self.totals.flags_on.get(version, 0) + 1
             return True
         if payload.startswith((b'{"type":"watching"', b'{"type":"note"')):
             self.totals.p2 += 1
@@ -362,6 +365,7 @@ async def _serve(pipe: Any, port: int, lag_log_dir: Any) -> None:
         elif cmd == "flags":  # bench flags: receipt times of a version, P2 count
             t = gen.totals
             reply = {"times": t.flags.get(arg, array("d")).tobytes(), "p2": t.p2,
+                     "on": t.flags_on.get(arg, 0),
                      "latency": t.latency.tobytes()}
 
         else:
