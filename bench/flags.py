@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from array import array
@@ -56,6 +57,7 @@ def run_bench(args: Any, settings: Any) -> int:
     cards = match_cards(settings.cricsheet_dir / "1370353.json")
     rig = Rig(_rig_args(args), settings, cards)
     rows: list[tuple[str, str]] = []
+    load_before = os.getloadavg()
     try:
         rig.start_redis()
         rows = asyncio.run(_main(rig, settings, args))
@@ -65,6 +67,9 @@ def run_bench(args: Any, settings: Any) -> int:
         for proc in rig.procs:
             proc.kill()
         rig.stop_redis()
+    # The machine is shared: its load says how much of the figures is the gateway's own.
+    rows.append(("machine load average (1 min) at the start / the end",
+                 f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"))
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
