@@ -329,16 +329,21 @@ class Feed:
         when conflation ends, whatever is still held goes out at once."""
         while True:
             await asyncio.sleep(tick)
-            now = time.monotonic()
-            for match_id in list(self._held):
-                cache = self.matches.get(match_id)
-                if cache is None:
-                    self._held.discard(match_id)
-                elif self.conflate <= 0 or now - self._sent.get(match_id, 0.0) >= self.conflate:
-                    self._held.discard(match_id)
-                    self._sent[match_id] = now
-                    self.hub.reset(f"{p.MATCH}:{match_id}", cache.seq, cache.snapshot_frame(),
-                                   now)
+            self.flush_conflated(time.monotonic())
+
+    def flush_conflated(self, now: float) -> int:
+        """Send the held matches that are due a snapshot; returns how many were sent."""
+        sent = 0
+        for match_id in list(self._held):
+            cache = self.matches.get(match_id)
+            if cache is None:
+                self._held.discard(match_id)
+            elif self.conflate <= 0 or now - self._sent.get(match_id, -1e9) >= self.conflate:
+                self._held.discard(match_id)
+                self._sent[match_id] = now
+                self.hub.reset(f"{p.MATCH}:{match_id}", cache.seq, cache.snapshot_frame(), now)
+                sent += 1
+        return sent
 
     # -- position check, lag, eviction ---------------------------------------------------------
 
