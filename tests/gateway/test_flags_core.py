@@ -118,3 +118,34 @@ def test_watching_counts_are_not_sent_where_the_flag_is_off_nor_while_shedding()
     feed.level = 1
     assert p2_shed(feed, Client(FakeSink()), "markers")
     assert not p2_shed(feed, Client(FakeSink()), "scores")
+
+
+def test_a_rollout_reaches_its_share_of_10000_simulated_sessions_in_the_gateway() -> None:
+    """10,000 sessions with gateway-issued ids subscribe to flags in a gateway process's
+    FlagFeed; a 30% rollout pushed live reaches 30% of them (±2 points), the same sessions
+    each time."""
+    import os
+
+    from gateway.auth import SessionIds
+
+    hub = Hub(Limits())
+    redis = FakeRedis([])
+    feed = FlagFeed(redis, hub)
+    asyncio.run(feed.load())
+    ids = SessionIds(os.urandom(32))
+    sinks = []
+    for i in range(10_000):
+        sink = FakeSink()
+        client = Client(sink)
+        ctx = Context("north" if i % 2 else "south", "web", ids.issue(None))
+        feed.join(client, ctx)
+        hub.attach(client, p.FLAGS, ctx)
+        sinks.append(sink)
+    redis.add(change("markers", FlagState(rollout=30.0), 1))
+    asyncio.run(feed.follow_once())
+    first = [s.messages()[-1]["flags"]["markers"] for s in sinks]
+    assert abs(sum(first) / 100 - 30.0) <= 2.0, f"{sum(first) / 100:.2f}% on"
+    redis.add(change("watching", FlagState(False), 2))  # another flag changes...
+    asyncio.run(feed.follow_once())
+    again = [s.messages()[-1]["flags"]["markers"] for s in sinks]
+    assert again == first  # ... and the rollout's sessions stay the same (sticky)
