@@ -31,6 +31,7 @@ from schemas.flags import (
     Context,
     FlagError,
     FlagState,
+    bucket,
     decode,
     effective_level,
     resolve,
@@ -144,11 +145,33 @@ class FlagFeed:
             self.hub.send(client, [data], now)
         return len(subs)
 
+    def subscribe(self, client: Any, req_id: str | int | None, ctx: Context) -> None:
+        """The shell's join: attach to the hub with the context as the position, then the
+        ``subscribed`` reply and this client's flags, in one send."""
+        data = self.join(client, ctx)
+        self.hub.detach(client, p.FLAGS)
+        self.hub.attach(client, p.FLAGS, ctx)
+        pos = p.ChannelPosition(0, max(self.version, 0))
+        reply = p.subscribed(req_id, p.FLAGS, pos, True, ctx.session)
+        self.hub.send(client, [reply, data], time.monotonic())
+
+    def sampled_out(self, client: Any, session_id: str, keep: int) -> bool:
+        """Detailed heartbeats are P2: while shed, or where their flag is off for this client,
+        only a sticky 1 in ``keep`` sessions' beats are forwarded (analytics then counts a
+        sample: operations.md, "Feature flags and degradation")."""
+        return _sampled_out(self, client, session_id, keep)
+
     def join(self, client: Any, ctx: Context) -> bytes:
         """A new subscriber: its answer now (the shell attaches it to the hub)."""
         answers = self.answers(ctx)
         client.off = frozenset(k for k, on in answers.items() if not on)
         return p.flags(self.version, self.level, answers)
+
+
+def _sampled_out(feed: FlagFeed, client: Any, session_id: str, keep: int) -> bool:
+    if not p2_shed(feed, client, "heartbeats_detailed"):
+        return False
+    return bucket("heartbeats_detailed", session_id) % keep != 0
 
 
 def p2_shed(feed: FlagFeed | None, client: Any, name: str) -> bool:

@@ -40,8 +40,9 @@ from gateway.panic import PanicStore
 from gateway.session import Beat, Close, Join, Leave, Send, Session
 from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
+from runtime.eventloop import LoadProbe
 from schemas import protocol as p
-from schemas.flags import Context, bucket
+from schemas.flags import Context
 
 log = logging.getLogger("stumpcast.gateway")
 __all__ = ["Gateway", "GatewayConfig", "config_from_settings", "serve"]
@@ -154,7 +155,7 @@ class Gateway:
         self.api.forced_panic = lambda: self.flags.level >= 3
         self.watching = WatchingRelay(redis, self.hub, flags=self.flags)
         self.beats = HeartbeatForwarder(cfg.kafka)
-        self.load = LoadProbe()
+        self.load = LoadProbe()  # the degradation controller's gateway signals
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
                      self._save_panic_copies(), self._dump_stats(), self._keepalive(),
                      self.watching.run(), self.flags.run(), self.feed.conflate_loop(),
@@ -419,34 +420,19 @@ class Gateway:
             self.hub.send(client, [p.unsubscribed(out.req_id, out.channel.key)], now)
         elif isinstance(out, Close):
             self.hub.close(client, out.code, out.reason)
-        elif isinstance(out, Beat) and self._sampled_out(session):
+        elif isinstance(out, Beat) and self.flags.sampled_out(client, session.session_id,
+                                                               self.config.heartbeat_sample):
             self.sampled_out += 1
         elif isinstance(out, Beat) and not self.beats.forward(dict(out.fields)):
             reason = "heartbeats are not accepted here" if not self.beats.enabled else "busy"
             self.hub.send(client, [p.error(p.ErrorCode.UNAVAILABLE, reason)], now)
 
-    def _sampled_out(self, session: Session) -> bool:
-        """Detailed heartbeats are P2: while shed, only a sticky 1-in-N sample of sessions
-        is forwarded (analytics then counts a sample: operations.md, Degradation)."""
-        if not self.flags.shed_p2:
-            return False
-        keep = self.config.heartbeat_sample
-        return bucket("heartbeats_detailed", session.session_id) % keep != 0
-
-    def _join_flags(self, client: Client, session: Session, join: Join) -> None:
-        region, platform = join.context or ("unknown", "unknown")
-        ctx = Context(region, platform, session.session_id)
-        data = self.flags.join(client, ctx)
-        self.hub.detach(client, p.FLAGS)
-        self.hub.attach(client, p.FLAGS, ctx)
-        pos = p.ChannelPosition(0, max(self.flags.version, 0))
-        reply = p.subscribed(join.req_id, p.FLAGS, pos, True, session.session_id)
-        self.hub.send(client, [reply, data], time.monotonic())
-
     async def _join(self, client: Client, session: Session, join: Join) -> None:
         key, match_id = join.channel.key, join.channel.match_id
         if join.channel.kind == p.FLAGS:
-            self._join_flags(client, session, join)
+            region, platform = join.context or ("unknown", "unknown")
+            self.flags.subscribe(client, join.req_id, Context(region, platform,
+                                                              session.session_id))
             return
         try:
             if join.channel.kind == p.MATCH:
@@ -489,30 +475,6 @@ class Gateway:
                 catch = CatchUp(True, notes.position, [f for _, f in rows] + newer)
         assert catch is not None
         return catch, (catch.position.seq, catch.position.k)
-
-
-class LoadProbe:
-    """This process's event-loop lag (how late a 50 ms sleep wakes, worst in the last second)
-    and CPU share (process CPU time over wall time, last second): the gateway's own load
-    signals for the degradation controller, which reads them from the workers' stats files."""
-
-    def __init__(self, tick: float = 0.05) -> None:
-        self.tick = tick
-        self.lag_ms = 0.0
-        self.cpu = 0.0
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        worst, start, cpu0 = 0.0, loop.time(), time.process_time()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(self.tick)
-            worst = max(worst, loop.time() - before - self.tick)
-            now = loop.time()
-            if now - start >= 1.0:
-                cpu = time.process_time()
-                self.lag_ms, self.cpu = worst * 1000, (cpu - cpu0) / (now - start)
-                worst, start, cpu0 = 0.0, now, cpu
 
 
 def _forget_handshake(conn: Any) -> None:

@@ -149,3 +149,17 @@ def test_a_rollout_reaches_its_share_of_10000_simulated_sessions_in_the_gateway(
     asyncio.run(feed.follow_once())
     again = [s.messages()[-1]["flags"]["markers"] for s in sinks]
     assert again == first  # ... and the rollout's sessions stay the same (sticky)
+
+
+def test_heartbeats_are_sampled_by_session_while_shed_and_all_forwarded_otherwise() -> None:
+    feed = FlagFeed(FakeRedis([]), Hub(Limits()))
+    client = Client(FakeSink())
+    sessions = [f"s{i}" for i in range(4000)]
+    assert not any(feed.sampled_out(client, s, 4) for s in sessions)
+    feed.level = 1
+    kept = [s for s in sessions if not feed.sampled_out(client, s, 4)]
+    assert abs(len(kept) / len(sessions) - 0.25) < 0.03
+    assert kept == [s for s in sessions if not feed.sampled_out(client, s, 4)]  # sticky
+    feed.level = 0
+    client.off = frozenset({"heartbeats_detailed"})  # the flag off for this client alone
+    assert [s for s in sessions if not feed.sampled_out(client, s, 4)] == kept
