@@ -235,16 +235,13 @@ def run_controller(settings: Any, stats_dir: Path | None, stop: Callable[[], boo
                    down_seconds: float = 5.0, interval: float = 1.0,
                    max_level: int = MAX_LEVEL) -> None:
     """The controller's process: the flags principal writes, the analyst reads Kafka lag."""
-    import redis as redis_lib
-
     from runtime.flags import FlagStore, operator
     from runtime.kafka import client_config
     from schemas.access import Principal
     from schemas.topology import GROUP_STREAMS, MATCH_EVENTS
 
-    client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                      socket_connect_timeout=3)
-    store = FlagStore(settings, client)
+    store = FlagStore(settings)
+    client = store.redis  # one Redis client for the flags and the latency probe
     try:
         kafka: dict[str, Any] | None = client_config(settings, Principal.ADMIN)
     except Exception:  # noqa: BLE001 - no credentials: the lag signal is left out
