@@ -234,7 +234,9 @@ class ControllerLoop:
 def run_controller(settings: Any, stats_dir: Path | None, stop: Callable[[], bool],
                    down_seconds: float = 5.0, interval: float = 1.0,
                    max_level: int = MAX_LEVEL) -> None:
-    """The controller's process: the flags principal writes, the analyst reads Kafka lag."""
+    """The controller's process. Flag changes are written as the ``flags`` principal; the
+    streams group's lag is read as ``admin``, as the operations server's exporter reads it
+    (another group's committed offsets need Describe on that group)."""
     from runtime.flags import FlagStore, operator
     from runtime.kafka import client_config
     from schemas.access import Principal
