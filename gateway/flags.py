@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.hub import Hub
+from gateway.hub import Hub, text_frame
 from schemas import protocol as p
 from schemas.features import P2_NAMES
 from schemas.flags import (
@@ -130,19 +130,29 @@ class FlagFeed:
         self.publish(time.monotonic())
 
     def publish(self, now: float) -> int:
-        """Every subscriber's answer, one encoding per distinct answer; returns how many sent."""
+        """Every subscriber's answer, one encoding (and one frame) per distinct answer;
+        returns how many were sent. Without a partial rollout the session does not matter,
+        so each (region, platform) is resolved once, not once per client."""
         subs = self.hub.channels.get(p.FLAGS)
         if not subs:
             return 0
+        sticky = any(state.rollout < 100.0 for state in self.states.values())
         encoded: dict[tuple[bool, ...], bytes] = {}
+        by_ctx: dict[Any, tuple[bytes, frozenset[str]]] = {}
         for client, sub in list(subs.items()):
-            answers = self.answers(sub.pos)
-            key = tuple(answers.values())
-            data = encoded.get(key)
-            if data is None:
-                data = encoded[key] = p.flags(self.version, self.level, answers)
-            client.off = frozenset(k for k, on in answers.items() if not on)
-            self.hub.send(client, [data], now)
+            ctx: Context = sub.pos
+            key = ctx if sticky else (ctx.region, ctx.platform)
+            hit = by_ctx.get(key)
+            if hit is None:
+                answers = self.answers(ctx)
+                values = tuple(answers.values())
+                frame = encoded.get(values)
+                if frame is None:
+                    frame = encoded[values] = text_frame(
+                        p.flags(self.version, self.level, answers))
+                hit = by_ctx[key] = (frame, frozenset(k for k, on in answers.items() if not on))
+            client.off = hit[1]
+            self.hub.send_framed(client, hit[0], 1, now)
         return len(subs)
 
     def subscribe(self, client: Any, req_id: str | int | None, ctx: Context) -> None:
