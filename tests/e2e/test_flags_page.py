@@ -56,6 +56,8 @@ def store(settings: Any) -> Iterator[Any]:
 def _page(browser: Any, port: int, region: str) -> Any:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.goto(f"http://127.0.0.1:{port}/?region={region}&media=http://127.0.0.1:9"
               f"#/match/e2e-flags-{uuid.uuid4().hex[:6]}")
     return page
@@ -88,6 +90,7 @@ def test_a_flag_off_in_one_region_hides_the_feature_there_only(
         shot(pages[0], "flags-north-hidden")
         shot(pages[1], "flags-south-shown")
         assert not pages[1].evaluate(HIDDEN), "the other region's page hid the feature too"
+        assert [p.errors for p in pages] == [[], []], "script errors on the page"
         assert got["version"] == written.version
         assert hidden_ms <= 1000, f"hidden after {hidden_ms:.0f} ms"
         (ARTIFACTS / "flags-latency.txt").write_text(
