@@ -21,6 +21,7 @@ import orjson
 
 from schemas import patch as patch_format
 from schemas import protocol as p
+from schemas.features import defaults
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 30.0,
@@ -51,12 +52,23 @@ class Event:
 
 
 class ClientState:
-    def __init__(self, channels: list[str], keep_notes: int = 50) -> None:
+    def __init__(self, channels: list[str], keep_notes: int = 50,
+                 context: dict[str, str] | None = None) -> None:
         self.channels = {c: ChannelState() for c in channels}
         self.keep_notes = keep_notes
+        # Feature flags: the registry's safe defaults until (or without) the flags channel;
+        # the last answer stays in force while disconnected.
+        self.flags: dict[str, bool] = defaults()
+        self.level = 0
+        self.context = context or {"platform": "python"}
+
+    def flag(self, name: str) -> bool:
+        return self.flags.get(name, True)
 
     def subscribe_messages(self) -> list[bytes]:
-        return [p.subscribe_message(c, st.position, req_id=c) for c, st in self.channels.items()]
+        return [p.subscribe_message(c, st.position, req_id=c,
+                                    context=self.context if c == p.FLAGS else None)
+                for c, st in self.channels.items()]
 
     def apply(self, raw: bytes | str) -> list[Event]:
         msg = orjson.loads(raw)
@@ -72,6 +84,9 @@ class ClientState:
             st.card, st.position = msg["card"], p.ChannelPosition(msg["epoch"], msg["seq"])
         elif kind == "update":
             return self._update(channel, st, msg)
+        elif kind == "flags":
+            self.flags = {**defaults(), **msg.get("flags", {})}
+            self.level = int(msg.get("level", 0))
         elif kind == "note":
             st.position = p.ChannelPosition(0, msg["seq"], msg["k"])
             st.notes = [*st.notes, msg["note"]][-self.keep_notes:]

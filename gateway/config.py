@@ -49,6 +49,8 @@ class GatewayConfig:
     admin_host: str = "127.0.0.1"
     session_key: bytes | None = None  # HMAC key of issued session ids (shared by the workers);
                                       # None: a random one for this process
+    conflate_seconds: float = 5.0     # degradation level 2: one score snapshot per match per N s
+    heartbeat_sample: int = 4         # degradation level >= 1: 1 in N sessions' beats forwarded
 
 
 
@@ -75,7 +77,9 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
         auth=auth, panic_dir=settings.gateway_panic_dir,
         panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
         kafka=_heartbeat_kafka(settings), admin_port=settings.gateway_admin_port,
-        admin_host=settings.gateway_admin_host, session_key=_session_key(settings))
+        admin_host=settings.gateway_admin_host, session_key=_session_key(settings),
+        conflate_seconds=settings.degrade_conflate_seconds,
+        heartbeat_sample=settings.degrade_heartbeat_sample)
     values.update(overrides)
     return GatewayConfig(**values)
 

@@ -29,6 +29,7 @@ from schemas.view import COMMIT_FIELD, UPDATE_FIELD, ViewUpdateError, decode_upd
 log = logging.getLogger("stumpcast.gateway.feed")
 T = TypeVar("T")
 _U, _T = UPDATE_FIELD.encode(), COMMIT_FIELD.encode()
+_P2 = b'"priority":"P2"'  # schemas.notifications: a note's priority, as its encoder writes it
 
 
 class UnknownMatch(LookupError):
@@ -72,6 +73,13 @@ class Feed:
         self._keys_gen = 0                  # bumped whenever a stream joins the read
         self._reading_gen: int | None = None  # the generation of the read in flight
         self._keys_added = asyncio.Event()
+        # Degradation (gateway.flags sets these): P2 notifications not fanned out, and score
+        # updates conflated to one snapshot per match every ``conflate`` seconds.
+        self.shed_p2: Callable[[], bool] = lambda: False
+        self.conflate = 0.0
+        self._held: set[str] = set()          # matches with updates held by conflation
+        self._sent: dict[str, float] = {}     # match -> when its last conflated snapshot went
+        self.shed_notes = 0
 
     # -- loading, once per process -------------------------------------------------------------
 
@@ -259,11 +267,15 @@ class Feed:
 
     def _notes_batch(self, match_id: str, rows: list[Any]) -> None:
         cache = self.notes[match_id]
+        shed = self.shed_p2()
         items = []
         for entry_id, fields in rows:
             pos = parse_note_id(entry_id)
             frame = cache.add(*pos, fields[_U])
             if frame is not None:
+                if shed and _P2 in fields[_U]:
+                    self.shed_notes += 1  # kept for resumes; not pushed while shedding
+                    continue
                 items.append((pos, frame))
         self.hub.publish_notes(f"{p.NOTES}:{match_id}", items, time.monotonic())
 
@@ -291,6 +303,9 @@ class Feed:
             self.on_latency(time.time() - int(commit_ms) / 1000)
 
     def _publish(self, match_id: str, cache: MatchCache, items: list[tuple[int, bytes]]) -> None:
+        if items and self.conflate > 0:
+            self._held.add(match_id)  # flushed by ``conflate_loop``
+            return
         if items:
             start = time.monotonic()
             self.hub.publish_scores(f"{p.MATCH}:{match_id}", items, cache.snapshot_frame, start)
@@ -308,6 +323,27 @@ class Feed:
             return
         self.hub.reset(f"{p.MATCH}:{match_id}", cache.seq, cache.snapshot_frame(),
                        time.monotonic())
+
+    async def conflate_loop(self, tick: float = 0.1) -> None:
+        """Level 2: at most one snapshot per match every ``conflate`` seconds (latest wins);
+        when conflation ends, whatever is still held goes out at once."""
+        while True:
+            await asyncio.sleep(tick)
+            self.flush_conflated(time.monotonic())
+
+    def flush_conflated(self, now: float) -> int:
+        """Send the held matches that are due a snapshot; returns how many were sent."""
+        sent = 0
+        for match_id in list(self._held):
+            cache = self.matches.get(match_id)
+            if cache is None:
+                self._held.discard(match_id)
+            elif self.conflate <= 0 or now - self._sent.get(match_id, -1e9) >= self.conflate:
+                self._held.discard(match_id)
+                self._sent[match_id] = now
+                self.hub.reset(f"{p.MATCH}:{match_id}", cache.seq, cache.snapshot_frame(), now)
+                sent += 1
+        return sent
 
     # -- position check, lag, eviction ---------------------------------------------------------
 

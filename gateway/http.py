@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -60,6 +61,8 @@ class HttpApi:
         self.metrics = metrics
         self.max_lag = max_lag
         self.ready_window = ready_window
+        # Degradation level 3 (gateway.flags) turns panic mode on like the flag file does.
+        self.forced_panic: Callable[[], bool] = lambda: False
         self.health = Health(metrics.render, self.readiness)
 
     async def handle(self, method: str, path: str, headers: Any) -> HttpResponse:
@@ -87,7 +90,8 @@ class HttpApi:
     def panic_mode(self) -> bool:
         """The flag is set, or Redis has not answered for ``ready_window`` seconds: either
         way scorecards come from the disk copies."""
-        return self.panic.flag_set() or time.monotonic() - self.feed.last_ok > self.ready_window
+        return (self.panic.flag_set() or self.forced_panic()
+                or time.monotonic() - self.feed.last_ok > self.ready_window)
 
     def readiness(self) -> Readiness:
         age = time.monotonic() - self.feed.last_ok
@@ -100,7 +104,7 @@ class HttpApi:
         return Readiness(not problems, {"problems": problems, "feed_lag_seconds": lag})
 
     async def scorecard(self, match_id: str, if_none_match: str | None) -> HttpResponse:
-        if not self.panic.flag_set():
+        if not (self.panic.flag_set() or self.forced_panic()):
             try:
                 epoch, seq, ts, card_json = await self.feed.view(match_id)
             except UnknownMatch:
@@ -121,7 +125,7 @@ class HttpApi:
 
     async def matches(self, if_none_match: str | None,
                       claims: Claims = ANONYMOUS) -> HttpResponse:
-        stale = self.panic.flag_set()
+        stale = self.panic.flag_set() or self.forced_panic()
         rows: list[tuple[str, int]] = []
         if not stale:
             try:

@@ -70,7 +70,7 @@ class Sub:
 
 
 class Client:
-    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed")
+    __slots__ = ("sink", "subs", "queue", "queued", "since", "closed", "off")
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -79,6 +79,7 @@ class Client:
         self.queued = 0
         self.since = 0.0  # when the queue became non-empty
         self.closed = False
+        self.off: frozenset[str] = frozenset()  # features off for this client (gateway.flags)
 
 
 SnapshotFn = Callable[[], bytes]
@@ -126,8 +127,13 @@ class Hub:
         """Lossless, in-order messages to one client (replies, snapshots, replays)."""
         if client.closed or not payloads:
             return
-        data = b"".join(text_frame(x) for x in payloads)
-        if not self._write_now(client, data, len(payloads)):
+        self.send_framed(client, b"".join(text_frame(x) for x in payloads), len(payloads), now)
+
+    def send_framed(self, client: Client, data: bytes, count: int, now: float) -> None:
+        """``send`` of frames already built: one framing shared by many clients (flags)."""
+        if client.closed:
+            return
+        if not self._write_now(client, data, count):
             self._enqueue(client, CONTROL, "", data, now)
 
     def _write_now(self, client: Client, data: bytes, count: int) -> bool:

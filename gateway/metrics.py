@@ -54,6 +54,9 @@ class GatewayMetrics:
             "cached_matches": "Matches held in this process's cache.",
             "panic": "1 while the HTTP API serves the stored (stale) scorecards: the panic "
                      "flag file is set or Redis does not answer.",
+            "level": "Degradation level in force (flags degrade.level/override): 1 sheds P2, "
+                     "2 conflates score updates, 3 panic mode.",
+            "loop_lag_ms": "Worst event-loop lag in the last second (ms): a controller signal.",
         }
         counters = {
             "messages_out": "Messages written to clients.",
@@ -67,6 +70,7 @@ class GatewayMetrics:
             "cache_answers": "Snapshots and resumes answered from memory.",
             "redis_answers": "Resumes that needed a Redis read.",
             "resets": "Gap or epoch change: subscribers reset to a snapshot.",
+            "beats_sampled_out": "Heartbeats not forwarded while P2 is shed (sampled).",
         }
         for name, doc in gauges.items():
             g = GaugeMetricFamily(f"stumpcast_gateway_{name}", doc, labels=["worker"])

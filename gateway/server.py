@@ -31,6 +31,7 @@ from gateway.beats import HeartbeatForwarder
 from gateway.config import GatewayConfig, config_from_settings
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
+from gateway.flags import FlagFeed
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client
 from gateway.limits import PerAddress, TokenBucket
@@ -40,7 +41,9 @@ from gateway.session import Beat, Close, Join, Leave, Send, Session
 from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
 from runtime import redisconn
+from runtime.eventloop import LoadProbe
 from schemas import protocol as p
+from schemas.flags import Context
 
 log = logging.getLogger("stumpcast.gateway")
 __all__ = ["Gateway", "GatewayConfig", "config_from_settings", "serve"]
@@ -98,6 +101,7 @@ class Gateway:
         self.closed_since_gc = 0  # connections ended since the last full collection
         self.rejected = 0
         self.pong_timeouts = 0
+        self.sampled_out = 0  # heartbeats not forwarded while P2 is shed (a sticky sample is)
         # Claims (or the auth error) from the upgrade until the handler takes them. Kept off
         # the connection object: a new attribute there un-shares its __dict__ (~1.5 KB each).
         self._auth: weakref.WeakKeyDictionary[Any, tuple[Claims | AuthFailed, str]] = (
@@ -145,11 +149,17 @@ class Gateway:
             ping_interval=None, ping_timeout=None,  # one process-wide sweep, not a task each
             close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
         self.port = self.server.sockets[0].getsockname()[1]
-        self.watching = WatchingRelay(redis, self.hub)
+        self.flags = FlagFeed(redis, self.hub)
+        self.flags.on_level = self._on_level
+        self.feed.shed_p2 = lambda: self.flags.shed_p2
+        self.api.forced_panic = lambda: self.flags.level >= 3
+        self.watching = WatchingRelay(redis, self.hub, flags=self.flags)
         self.beats = HeartbeatForwarder(cfg.kafka)
+        self.load = LoadProbe()  # the degradation controller's gateway signals
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
                      self._save_panic_copies(), self._dump_stats(), self._keepalive(),
-                     self.watching.run()):
+                     self.watching.run(), self.flags.run(), self.feed.conflate_loop(),
+                     self.load.run()):
             self.spawn(coro)
         if cfg.tame_gc:
             self.spawn(self._tame_gc())
@@ -171,6 +181,11 @@ class Gateway:
         for client in (self.feed.redis, self.feed.reader):
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+    def _on_level(self, level: int) -> None:
+        """A new degradation level (a flag change): what this process does differently."""
+        self.feed.conflate = self.config.conflate_seconds if level >= 2 else 0.0
+        log.warning("degradation level", extra={"level": level, "worker": self.config.worker})
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -297,6 +312,10 @@ class Gateway:
             "messages_out": s.messages_out, "bytes_out": s.bytes_out, "writes": s.writes,
             "conflated": s.conflated, "slow_closes": s.slow_closes, "rejected": self.rejected,
             "pong_timeouts": self.pong_timeouts}
+        flags, load = getattr(self, "flags", None), getattr(self, "load", None)
+        if flags is not None and load is not None:  # the degradation controller reads these
+            out.update(level=flags.level, flags_version=flags.version,
+                       loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out)
         api = getattr(self, "api", None)
         if api is not None:  # panic mode: the HTTP API serves the disk copies, marked stale
             out["panic"] = int(api.panic_mode())
@@ -401,12 +420,20 @@ class Gateway:
             self.hub.send(client, [p.unsubscribed(out.req_id, out.channel.key)], now)
         elif isinstance(out, Close):
             self.hub.close(client, out.code, out.reason)
+        elif isinstance(out, Beat) and self.flags.sampled_out(client, session.session_id,
+                                                               self.config.heartbeat_sample):
+            self.sampled_out += 1
         elif isinstance(out, Beat) and not self.beats.forward(dict(out.fields)):
             reason = "heartbeats are not accepted here" if not self.beats.enabled else "busy"
             self.hub.send(client, [p.error(p.ErrorCode.UNAVAILABLE, reason)], now)
 
     async def _join(self, client: Client, session: Session, join: Join) -> None:
         key, match_id = join.channel.key, join.channel.match_id
+        if join.channel.kind == p.FLAGS:
+            region, platform = join.context or ("unknown", "unknown")
+            self.flags.subscribe(client, join.req_id, Context(region, platform,
+                                                              session.session_id))
+            return
         try:
             if join.channel.kind == p.MATCH:
                 cache = await self.feed.match(match_id)

@@ -27,6 +27,7 @@ class Join:
     req_id: str | int | None
     channel: p.Channel
     since: p.ChannelPosition | None
+    context: tuple[str, str] | None = None  # flags: (region, platform)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,8 @@ class Session:
 
     def _subscribe(self, msg: p.Subscribe) -> list[Outbound]:
         key = msg.channel.key
-        if not self.claims.allows(key):
+        # Flags are everyone's: a client needs them to know what to show, token or not.
+        if msg.channel.kind != p.FLAGS and not self.claims.allows(key):
             return [Send(p.error(p.ErrorCode.FORBIDDEN, f"the token does not allow {key}",
                                  msg.id, key))]
         if key not in self.channels:  # a repeat subscribe is a resume on the same connection
@@ -126,7 +128,7 @@ class Session:
                                      f"at most {self.limits.max_subscriptions} subscriptions "
                                      "per connection", msg.id, key))]
             self.channels.add(key)
-        return [Join(msg.id, msg.channel, msg.since)]
+        return [Join(msg.id, msg.channel, msg.since, msg.context)]
 
     def _unsubscribe(self, msg: p.Unsubscribe) -> list[Outbound]:
         key = msg.channel.key

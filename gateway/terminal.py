@@ -55,9 +55,14 @@ class Frame:
 
 def frame_of(state: ClientState, match_id: str, what: str) -> Frame:
     match = state.channels[f"match:{match_id}"]
-    notes = state.channels[f"notes:{match_id}"].notes
+    # The registry (schemas/features.py): P1 notes are "notes_p1", the rest "notes_p2"; the
+    # flags are the safe defaults until the gateway's flags channel answers.
+    notes = [n for n in state.channels[f"notes:{match_id}"].notes
+             if state.flag("notes_p1" if n.get("priority") == "P1" else "notes_p2")]
     pos = match.position
     where = f"seq {pos.seq}" if pos else "waiting"
+    if state.level:
+        where += f" · degraded (level {state.level})"
     card = match.card if isinstance(match.card, dict) else None
     return Frame(card, pos, notes[-1] if notes else None, f"match {match_id} · {where} · {what}")
 
@@ -197,8 +202,9 @@ async def follow(url: str, match_id: str, token: str | None, view: View) -> None
     """Follow the match until cancelled; ``GatewayClosed`` on a terminal close."""
     beat = _heartbeat(match_id)
     for attempt in itertools.count():
-        client = GatewayClient(url, [f"match:{match_id}", f"notes:{match_id}"], token,
+        client = GatewayClient(url, [f"match:{match_id}", f"notes:{match_id}", p.FLAGS], token,
                                heartbeat=beat)
+        client.state.context = {"platform": "terminal"}
         if attempt == 0:  # later attempts keep showing why they wait
             view.show(frame_of(client.state, match_id, f"connecting to {url}"))
         await _follow_once(client, match_id, view)

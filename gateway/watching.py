@@ -16,6 +16,7 @@ import contextlib
 import time
 from typing import Any
 
+from gateway.flags import FlagFeed, p2_shed
 from gateway.hub import Hub
 from schemas.protocol import MATCH
 from schemas.topology import RedisKeys
@@ -26,8 +27,10 @@ REPEAT = 5
 
 
 class WatchingRelay:
-    def __init__(self, redis: Any, hub: Hub, interval: float = 1.0) -> None:
+    def __init__(self, redis: Any, hub: Hub, interval: float = 1.0,
+                 flags: FlagFeed | None = None) -> None:
         self.redis = redis
+        self.flags = flags  # "watching" is P2: not sent where its flag is off, nor while shed
         self.hub = hub
         self.interval = interval
         self._last: dict[str, tuple[bytes, int]] = {}  # channel -> (entry id, ticks since sent)
@@ -40,6 +43,8 @@ class WatchingRelay:
                 await self.tick()
 
     async def tick(self) -> None:
+        if self.flags is not None and self.flags.shed_p2:
+            return
         channels = [key for key in self.hub.channels if key.startswith(PREFIX)]
         for gone in set(self._last) - set(channels):
             del self._last[gone]
@@ -66,6 +71,8 @@ class WatchingRelay:
         if payload is None:
             return
         for client in list(self.hub.channels.get(key, {})):
+            if p2_shed(self.flags, client, "watching"):
+                continue
             self.hub.send(client, [payload], now)
             self.sent += 1
 

@@ -65,3 +65,27 @@ async def watch_lag(folder: Path | None, label: str, every: float = 0.01,
                 c1, w1 = _schedstat()
                 fh.write(f"{time.time():.3f} {over * 1e3:.1f} {(c1 - c0) / 1e6:.1f} "
                          f"{(w1 - w0) / 1e6:.1f}\n")
+
+
+class LoadProbe:
+    """This process's event-loop lag (how late a 50 ms sleep wakes, worst in the last second)
+    and CPU share (process CPU time over wall time, last second): the gateway's own load
+    signals for the degradation controller, which reads them from the workers' stats files."""
+
+    def __init__(self, tick: float = 0.05) -> None:
+        self.tick = tick
+        self.lag_ms = 0.0
+        self.cpu = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        worst, start, cpu0 = 0.0, loop.time(), time.process_time()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.tick)
+            worst = max(worst, loop.time() - before - self.tick)
+            now = loop.time()
+            if now - start >= 1.0:
+                cpu = time.process_time()
+                self.lag_ms, self.cpu = worst * 1000, (cpu - cpu0) / (now - start)
+                worst, start, cpu0 = 0.0, now, cpu

@@ -19,6 +19,8 @@ The principals, one per role:
 * ``gateway``: writes viewers' heartbeats only.
 * ``analytics``, ``notifier``, ``media``: read what their service reads, write what it writes.
 * ``analyst``: reads the derived topics only (``stumpcast tail``, kcat).
+* ``flags``: ``stumpcast flags`` and the degradation controller: reads and writes the flag
+  changes (``stumpcast.flags``) only.
 * ``scorer-<id>``: one per scorer of the registry (``schemas.signing``): writes
   ``match.events`` only. Which sources a scorer may claim is checked by signature, not here.
 """
@@ -31,6 +33,8 @@ from enum import StrEnum
 
 from schemas.topology import (
     ANALYTICS_CONCURRENCY,
+    FLAGS,
+    FLAGS_GROUP_PREFIX,
     GROUP_ANALYTICS,
     GROUP_MEDIA_MARKERS,
     GROUP_NOTIFIER,
@@ -53,6 +57,7 @@ class Principal(StrEnum):
     NOTIFIER = "notifier"
     MEDIA = "media"
     ANALYST = "analyst"
+    FLAGS = "flags"
 
 
 SCORER_PREFIX = "scorer-"
@@ -108,8 +113,9 @@ DERIVED_TOPICS = (NOTIFICATIONS.name, SCORECARDS.name, ANALYTICS_CONCURRENCY.nam
 
 def service_grants() -> list[Grant]:
     """The ACLs of every service principal (scorers: ``scorer_grants``)."""
-    s, g, a, n, m, x = (Principal.STREAMS, Principal.GATEWAY, Principal.ANALYTICS,
-                        Principal.NOTIFIER, Principal.MEDIA, Principal.ANALYST)
+    s, g, a, n, m, x, f = (Principal.STREAMS, Principal.GATEWAY, Principal.ANALYTICS,
+                           Principal.NOTIFIER, Principal.MEDIA, Principal.ANALYST,
+                           Principal.FLAGS)
     return [
         *_topics(s, Op.READ, MATCH_EVENTS.name, NOTIFY_RELAY.name),
         _group(s, GROUP_STREAMS),
@@ -128,6 +134,9 @@ def service_grants() -> list[Grant]:
         *_topics(m, Op.WRITE, MEDIA_SEGMENTS.name),
         *_topics(x, Op.READ, *DERIVED_TOPICS),
         _group(x, ANALYST_GROUP_PREFIX, prefixed=True),
+        *_topics(f, Op.READ, FLAGS.name),
+        *_topics(f, Op.WRITE, FLAGS.name),
+        _group(f, FLAGS_GROUP_PREFIX, prefixed=True),
     ]
 
 

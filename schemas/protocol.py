@@ -27,6 +27,7 @@ import orjson
 VERSION = 1
 MATCH = "match"
 NOTES = "notes"
+FLAGS = "flags"  # the one channel without a match id: this client's feature flags
 _MATCH_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _ID_MAX = 64
 
@@ -85,17 +86,18 @@ class Channel:
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.match_id}"
+        return f"{self.kind}:{self.match_id}" if self.match_id else self.kind
 
 
 def parse_channel(raw: Any, req_id: str | int | None = None) -> Channel:
     if not isinstance(raw, str):
         raise ProtocolError(ErrorCode.BAD_CHANNEL, "channel must be a string", req_id)
+    if raw == FLAGS:
+        return Channel(FLAGS, "")
     kind, sep, match_id = raw.partition(":")
     if not sep or kind not in {MATCH, NOTES} or not _MATCH_ID.fullmatch(match_id):
-        raise ProtocolError(ErrorCode.BAD_CHANNEL,
-                            "channel must be match:{id} or notes:{id}, id [A-Za-z0-9_.-]{1,64}",
-                            req_id)
+        raise ProtocolError(ErrorCode.BAD_CHANNEL, "channel must be match:{id}, notes:{id} "
+                            "(id [A-Za-z0-9_.-]{1,64}) or flags", req_id)
     return Channel(kind, match_id)
 
 
@@ -130,6 +132,8 @@ class Subscribe:
     id: str | int | None
     channel: Channel
     since: ChannelPosition | None = None
+    # ``flags`` only: the client's region and platform, for the flags' targeting
+    context: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +185,9 @@ def parse_client_message(raw: bytes | str) -> ClientMessage:
                             f"v must be {VERSION}, got {doc.get('v')!r}", rid)
     kind = doc.get("type")
     if kind == "subscribe":
-        return Subscribe(rid, parse_channel(doc.get("channel"), rid),
-                         parse_position(doc.get("since"), rid))
+        channel = parse_channel(doc.get("channel"), rid)
+        context = parse_context(doc.get("context"), rid) if channel.kind == FLAGS else None
+        return Subscribe(rid, channel, parse_position(doc.get("since"), rid), context)
     if kind == "unsubscribe":
         return Unsubscribe(rid, parse_channel(doc.get("channel"), rid))
     if kind == "ping":
@@ -209,17 +214,36 @@ def parse_heartbeat(beat: Any, rid: str | int | None) -> dict[str, Any]:
     return dict(beat)
 
 
+_CONTEXT_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def parse_context(raw: Any, rid: str | int | None) -> tuple[str, str]:
+    """``{"region": ..., "platform": ...}`` (each optional, default "unknown")."""
+    if raw is None:
+        return ("unknown", "unknown")
+    if not isinstance(raw, dict) or set(raw) - {"region", "platform"}:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "context must be {region, platform}", rid)
+    out = (raw.get("region", "unknown"), raw.get("platform", "unknown"))
+    if not all(isinstance(v, str) and _CONTEXT_VALUE.fullmatch(v) for v in out):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE,
+                            "context.region and context.platform: [A-Za-z0-9_.-]{1,32}", rid)
+    return out
+
+
 def heartbeat_message(beat: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": "heartbeat", "v": VERSION, "beat": beat})
 
 
 def subscribe_message(channel: str, since: ChannelPosition | None = None,
-                      req_id: str | int | None = None) -> bytes:
+                      req_id: str | int | None = None,
+                      context: dict[str, str] | None = None) -> bytes:
     doc: dict[str, Any] = {"type": "subscribe", "v": VERSION, "channel": channel}
     if req_id is not None:
         doc["id"] = req_id
-    if since is not None:
+    if since is not None and channel != FLAGS:
         doc["since"] = since.to_json()
+    if context is not None:
+        doc["context"] = context
     return orjson.dumps(doc)
 
 
@@ -269,6 +293,13 @@ def note(match_id: str, seq: int, k: int, note_json: bytes) -> bytes:
     head = orjson.dumps({"type": "note", "v": VERSION, "channel": f"{NOTES}:{match_id}",
                          "epoch": 0, "seq": seq, "k": k})
     return head[:-1] + b',"note":' + note_json + b"}"
+
+
+def flags(version: int, level: int, values: dict[str, bool]) -> bytes:
+    """This client's feature flags, resolved by the gateway (a whole set, never a diff):
+    ``version`` is the newest flag change applied, ``level`` the degradation level."""
+    return orjson.dumps({"type": "flags", "v": VERSION, "channel": FLAGS, "version": version,
+                         "level": level, "flags": values})
 
 
 def channel_of(message: dict[str, Any]) -> str | None:

@@ -465,6 +465,15 @@ class Settings:
         "STUMPCAST_LAG_LOG_DIR", None, _optional_path,
         "Diagnostics: a folder where the gateway workers and the gateway bench log each event "
         "loop stall over 20 ms (wall time, overshoot, CPU and run-queue wait). Default: off.")
+    # -- degradation (feature flags: schemas/flags.py, stumpcast flags controller) --
+    degrade_conflate_seconds: float = _env(
+        "STUMPCAST_DEGRADE_CONFLATE_SECONDS", "5", _positive_float,
+        "Degradation level 2: the gateway sends at most one score snapshot per match this "
+        "often (latest wins) instead of every update.")
+    degrade_heartbeat_sample: int = _env(
+        "STUMPCAST_DEGRADE_HEARTBEAT_SAMPLE", "4", _positive_int,
+        "Degradation level >= 1: the gateway forwards the heartbeats of 1 in N sessions (a "
+        "sticky sample) to analytics.")
     # -- data --
     cricsheet_dir: Path = _env(
         "STUMPCAST_CRICSHEET_DIR", "../shared/data/cricsheet", _repo_path,

@@ -53,6 +53,11 @@ ANALYTICS_CONCURRENCY = Topic("analytics.concurrency", 4,
                               compacted=True)
 MEDIA_SEGMENTS = Topic("media.segments", 2, "One record per published HLS segment.",
                        retention_ms=1 * _DAY_MS)
+# Feature flag and degradation level changes (schemas/flags.py), keyed by flag: the audit trail.
+# Compacted, but only after 30 days, so `stumpcast flags history` shows every recent change.
+FLAGS = Topic("stumpcast.flags", 1, "Feature flag and degradation level changes, with who, when "
+              "and why (compacted per flag after 30 days).", compacted=True,
+              config={"min.compaction.lag.ms": str(30 * _DAY_MS)})
 SMOKE = Topic("stumpcast.smoke", 1, "Round trips of `make demo`'s smoke run and stack tests.",
               retention_ms=3600 * 1000)
 
@@ -73,7 +78,7 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 TOPICS: tuple[Topic, ...] = (
     MATCH_EVENTS, MATCH_EVENTS_DLQ, NOTIFICATIONS, NOTIFY_RELAY, SCORECARDS, VIEWER_HEARTBEATS,
-    ANALYTICS_CONCURRENCY, MEDIA_SEGMENTS, SMOKE,
+    ANALYTICS_CONCURRENCY, MEDIA_SEGMENTS, SMOKE, FLAGS,
 )
 
 # Consumer groups, one per service role.
@@ -86,6 +91,8 @@ def media_markers_group(match_id: str) -> str:
     return f"{GROUP_MEDIA_MARKERS}.{match_id}"
 GROUP_NOTIFIER = "stumpcast-notifier"
 GROUP_ANALYTICS = "stumpcast-analytics"
+# Readers of the flags topic (``stumpcast flags history|sync``) use groups under this prefix.
+FLAGS_GROUP_PREFIX = "flags-"
 
 
 # -- Cassandra: the event store -------------------------------------------------------------
@@ -205,6 +212,11 @@ class RedisKeys:
     def ingest_ids(match_id: str) -> str:
         """Hash event_id -> seq written through the ingest API (idempotency by event_id)."""
         return f"{REDIS_PREFIX}ingest:id:{match_id}"
+
+    # Feature flags (schemas/flags.py): the current change per flag (hash flag -> change JSON
+    # with its version), and the stream of changes every gateway follows (field "u").
+    flags = f"{REDIS_PREFIX}flags"
+    flags_log = f"{REDIS_PREFIX}flags:log"
 
     live_matches = f"{REDIS_PREFIX}live"
     smoke = f"{REDIS_PREFIX}smoke"

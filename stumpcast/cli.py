@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.demo",
     "stumpcast.commands.ops",
     "stumpcast.commands.scorers",
+    "stumpcast.commands.flags",
 )
 
 

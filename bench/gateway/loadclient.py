@@ -87,6 +87,9 @@ class Totals:
         self.last_rx = 0.0
         self.latency = array("f")  # ms
         self.last: dict[tuple[str, int], float] = {}  # (match, seq) -> latest receipt latency
+        self.flags: dict[int, array[float]] = {}  # flags version -> receipt times (bench flags)
+        self.flags_on: dict[int, int] = {}  # flags version -> clients told "sync_video": true
+        self.p2 = 0                # "watching" and note messages received (P2; bench flags)
 
 
 _READ = memoryview(bytearray(65536))  # every read lands here, then is copied out at once
@@ -148,6 +151,11 @@ class Conn(asyncio.BufferedProtocol):
             self.open = True
             buf = buf[end + 4:]
             self.subscribe(resume=True)
+            if self.gen.region is not None:  # bench flags: this client's flags and notes too
+                self.send(orjson.dumps({"type": "subscribe", "v": 1, "channel": "flags",
+                                        "context": {"region": self.gen.region}}))
+                self.send(orjson.dumps({"type": "subscribe", "v": 1,
+                                        "channel": f"notes:{self.match}"}))
         i, n = 0, len(buf)
         while n - i >= 2:
             length, start = buf[i + 1] & 0x7F, i + 2
@@ -181,11 +189,27 @@ class Generator:
         self.totals = Totals()
         self.measure = False
         self.heads = Heads()
+        self.region: str | None = None  # set: every client also subscribes to its flags
+
+    def on_flags_or_p2(self, payload: bytes, now: float) -> bool:
+        """``bench flags``: a flags message's receipt time by version, P2 messages counted."""
+        if payload.startswith(b'{"type":"flags"'):
+            version = orjson.loads(payload)["version"]
+            self.totals.flags.setdefault(version, array("d")).append(now)
+            if b'"sync_video":true' in payload:  # the rollout share through the gateway
+                self.totals.flags_on[version] = self.totals.flags_on.get(version, 0) + 1
+            return True
+        if payload.startswith((b'{"type":"watching"', b'{"type":"note"')):
+            self.totals.p2 += 1
+            return True
+        return False
 
     def on_message(self, conn: Conn, payload: bytes) -> None:
         t = self.totals
         t.frames += 1
         now = t.last_rx = time.time()
+        if self.region is not None and self.on_flags_or_p2(payload, now):
+            return
         msg, sent = self.heads.get(payload)
         kind = msg.get("type")
         if kind == "update":
@@ -335,6 +359,15 @@ async def _serve(pipe: Any, port: int, lag_log_dir: Any) -> None:
         elif cmd == "abort":
             gen.abort_all()
             reply = True
+        elif cmd == "region":  # bench flags: subscribe to flags from this region
+            gen.region = arg
+            reply = True
+        elif cmd == "flags":  # bench flags: receipt times of a version, P2 count
+            t = gen.totals
+            reply = {"times": t.flags.get(arg, array("d")).tobytes(), "p2": t.p2,
+                     "on": t.flags_on.get(arg, 0),
+                     "latency": t.latency.tobytes()}
+
         else:
             pipe.send(True)
             return

@@ -220,6 +220,11 @@ def stumpcast_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "stumpcast", *args]
 
 
+def gateway_stats_dir(run_dir: Path) -> str:
+    """Where the demo's gateway leaves its load for the degradation controller to read."""
+    return os.environ.get("STUMPCAST_GATEWAY_STATS_DIR", str(run_dir / "gateway-stats"))
+
+
 def service_children(settings: Settings, match_id: str, ladder: str, preset: str,
                      run_dir: Path, edge: bool = False) -> list[Child]:
     host = settings.gateway_host
@@ -240,7 +245,8 @@ def service_children(settings: Settings, match_id: str, ladder: str, preset: str
         Child("streams", stumpcast_argv("streams", "worker"),
               f"http://127.0.0.1:{settings.streams_metrics_port}/readyz"),
         Child("gateway", stumpcast_argv("gateway", "serve"),
-              f"http://{host}:{settings.gateway_port}/readyz"),
+              f"http://{host}:{settings.gateway_port}/readyz",
+              {"STUMPCAST_GATEWAY_STATS_DIR": gateway_stats_dir(run_dir)}),
         Child("media", stumpcast_argv("media", "worker", "--match-id", match_id),
               f"http://127.0.0.1:{settings.media_http_port}/readyz", media_env),
     ]
@@ -274,6 +280,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                                       edge=not args.no_edge):
             print(f"demo: starting {child.name} ...", flush=True)
             sup.wait_ready(sup.start(child))
+        # The degradation controller: levels 0-3 from the gateway's, Redis's and Kafka's load,
+        # written as flag changes (stumpcast flags history degrade.level).
+        sup.start(Child("degrade", stumpcast_argv(
+            "flags", "controller", "--stats-dir", gateway_stats_dir(log_dir))))
         sup.start(Child("replay", stumpcast_argv(
             "live-replay", str(path), "--match-id", match_id, "--speed", str(args.speed))))
         _banner(settings, match_id, args.speed, log_dir, edge=not args.no_edge,

@@ -54,6 +54,7 @@ export class MatchConnection {
       this.status("live", "live");
       this.subscribeMatch(true);
       this.subscribeNotes();
+      this.subscribeFlags();
       this.pingTimer = setInterval(() => this.send({ type: "ping", id: "p" }), PING_MS);
     };
     ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
@@ -86,6 +87,12 @@ export class MatchConnection {
     this.send(msg);
   }
 
+  // The flags channel (docs/protocol.md): region and platform for the flags' targeting.
+  subscribeFlags() {
+    if (!this.handlers.onFlags) return;
+    this.send({ type: "subscribe", id: "f", channel: "flags", context: this.context || {} });
+  }
+
   subscribeNotes() {
     const msg = { type: "subscribe", id: "n", channel: `notes:${this.matchId}` };
     if (this.notes) msg.since = { epoch: 0, seq: this.notes.seq, k: this.notes.k };
@@ -100,6 +107,7 @@ export class MatchConnection {
       case "note": return this.note(msg);
       case "error": return this.error(msg);
       case "watching": return this.handlers.onWatching?.(msg); // analytics' "N watching"
+      case "flags": return this.handlers.onFlags?.(msg);
       default: return undefined; // pong, unsubscribed, and types added later
     }
   }
@@ -108,6 +116,7 @@ export class MatchConnection {
     this.attempt = 0; // a working subscription resets the backoff
     if (msg.session) this.session = msg.session; // heartbeats count for this id only
     if (msg.channel.startsWith("match:")) this.status("live", "live");
+    if (msg.channel === "flags") return;
     if (msg.channel.startsWith("notes:") && !this.notes) this.notes = { seq: msg.seq, k: msg.k };
     this.remember({ subscribed: msg.channel, seq: msg.seq, recovered: msg.recovered });
     this.handlers.onSubscribed?.(msg);

@@ -8,6 +8,7 @@
 
 import { MatchConnection } from "./connection.js";
 import { SnapshotPoller } from "./fallback.js";
+import { Flags } from "./flags.js";
 import { Heartbeat, INTERVAL_MS } from "./heartbeat.js";
 import { showMatchList } from "./matches.js";
 import { Player } from "./player.js";
@@ -19,6 +20,7 @@ import { toaster } from "./toasts.js";
 const params = new URLSearchParams(location.search);
 const mediaOrigin = params.get("media") || `${location.protocol}//${location.hostname}:18081`;
 const region = params.get("region");
+const platform = params.get("platform") || "web";
 const beatMs = Number(params.get("beat")) > 0 ? Number(params.get("beat")) * 1000 : INTERVAL_MS;
 const masterUrl = `${mediaOrigin}/hls/master.m3u8${region ? `?region=${encodeURIComponent(region)}` : ""}`;
 const FALLBACK_AFTER_MS = 3000;
@@ -38,9 +40,12 @@ function route() {
 function openMatch(matchId) {
   $("#match-title").textContent = matchId;
   const player = new Player($("#video"), new SeekBar($("#seekbar")), masterUrl);
+  const flags = new Flags(document);
+  const toast = toaster($("#toasts"));
   const reveal = new Reveal({
     show: (card, meta) => renderScorecard($("#scorecard"), card, meta),
-    toast: toaster($("#toasts")),
+    // The registry (schemas/features.py): P1 notes are notes_p1, every other one notes_p2.
+    toast: (note) => { if (flags.on(note.priority === "P1" ? "notes_p1" : "notes_p2")) toast(note); },
     playingDate: () => player.playingDate(),
   });
   const poller = new SnapshotPoller(matchId, {
@@ -77,7 +82,12 @@ function openMatch(matchId) {
     onNote: (note) => reveal.offerNote(note),
     onStatus,
     onWatching: (w) => { $("#viewers").hidden = false; $("#viewers").textContent = `${w.concurrent.toLocaleString()} watching`; },
+    onFlags: (msg) => {
+      flags.receive(msg);
+      if (!flags.on("sync_video") && sync.checked) { sync.checked = false; reveal.setEnabled(false); }
+    },
   });
+  conn.context = { region: region || "unknown", platform };
   const sync = $("#sync");
   sync.checked = params.get("sync") === "1";
   reveal.setEnabled(sync.checked);
@@ -94,7 +104,7 @@ function openMatch(matchId) {
   poller.poll();
   heartbeat.start();
   const timer = setInterval(() => frame(player, reveal), 250);
-  window.stumpcast = { matchId, conn, player, reveal, mediaOrigin, heartbeat, poller };
+  window.stumpcast = { matchId, conn, player, reveal, mediaOrigin, heartbeat, poller, flags };
   return () => {
     clearInterval(timer); clearTimeout(notLive); poller.stop(); heartbeat.stop(); conn.stop();
     player.hls?.destroy();

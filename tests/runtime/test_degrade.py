@@ -1,0 +1,101 @@
+"""The degradation controller's core: thresholds, hysteresis, one step down at a time."""
+
+from __future__ import annotations
+
+from runtime.degrade import Controller, ControllerLoop, Thresholds
+from schemas.flags import LEVEL_FLAG, OVERRIDE_FLAG, FlagState
+
+CALM = {"loop_lag_ms": 5.0, "queue_bytes": 0.0, "redis_ms": 1.0, "kafka_lag": 0.0, "cpu": 0.2}
+
+
+def run(core: Controller, samples: list[dict[str, float]], start: float = 0.0) -> list:
+    return [(t, d.level) for t, s in enumerate(samples, start=int(start))
+            if (d := core.observe(s, float(t))) is not None]
+
+
+def test_the_level_rises_after_two_samples_over_a_threshold() -> None:
+    core = Controller()
+    hot = {**CALM, "loop_lag_ms": 80.0}
+    assert run(core, [hot, hot, hot]) == [(1, 1)]
+    assert core.observe({**CALM, "redis_ms": 2000.0}, 3) is None
+    assert core.observe({**CALM, "redis_ms": 2000.0}, 4).level == 3  # straight to level 3
+
+
+def test_a_signal_between_exit_and_enter_holds_the_level() -> None:
+    core = Controller(level=1)
+    hovering = {**CALM, "loop_lag_ms": 40.0}  # below 50 (enter), above 30 (0.6 x 50)
+    assert run(core, [hovering] * 30) == []
+    assert core.level == 1
+
+
+def test_the_level_falls_one_step_per_calm_period() -> None:
+    core = Controller(level=2, down_seconds=5.0)
+    changes = run(core, [CALM] * 14)
+    assert changes == [(5, 1), (10, 0)]  # calm from the first sample: no spike before it
+    decision = Controller(level=1).observe(CALM, 0.0)
+    assert decision is None  # the first calm sample only starts the clock
+
+
+def test_the_reason_names_the_signal_and_its_threshold() -> None:
+    core = Controller(Thresholds(cpu=(0.5, None, None)))
+    core.observe({**CALM, "cpu": 0.9}, 0)
+    decision = core.observe({**CALM, "cpu": 0.9}, 1)
+    assert decision is not None and "cpu 0.9 >= 0.5" in decision.why
+
+
+class FakeStore:
+    def __init__(self, states: dict) -> None:
+        self.states = states
+        self.written: list = []
+
+    def connect(self) -> None: ...
+
+    def current(self) -> dict:
+        return {k: (0, v) for k, v in self.states.items()}
+
+    def write(self, change):  # noqa: ANN001, ANN201
+        self.written.append(change)
+        self.states[change.flag] = change.state
+        return change
+
+
+def test_the_loop_writes_level_changes_as_audited_flag_changes() -> None:
+    hot = {**CALM, "queue_bytes": 1e8}
+    store = FakeStore({})
+    loop = ControllerLoop(lambda: hot, store, who="ctl@test")
+    loop.start()
+    loop.step(0.0)
+    loop.step(1.0)
+    [change] = store.written
+    assert (change.flag, change.state.value, change.who) == (LEVEL_FLAG, 2, "ctl@test")
+    assert "queue_bytes" in change.why
+
+
+def test_an_operator_pin_stops_the_controller_writing() -> None:
+    store = FakeStore({OVERRIDE_FLAG: FlagState(value=0), LEVEL_FLAG: FlagState(value=0)})
+    loop = ControllerLoop(lambda: {**CALM, "cpu": 1.0}, store)
+    loop.start()
+    assert loop.step(0.0) is None and loop.step(1.0) is None
+    assert store.written == []
+
+
+def test_a_level_raised_again_soon_after_a_step_down_needs_a_longer_calm() -> None:
+    core = Controller(down_seconds=5.0)
+    hot = {**CALM, "loop_lag_ms": 80.0}
+    t = 0.0
+    history = []
+    for phase in ([hot] * 2, [CALM] * 7, [hot] * 2, [CALM] * 12):
+        for s in phase:
+            d = core.observe(s, t)
+            if d is not None:
+                history.append((t, d.level))
+            t += 1
+    # up at 1; calm from 3 (the median of three samples turns at the second calm one), down
+    # 5 s later; up again at 10; calm from 12, and now 10 s are needed
+    assert history == [(1.0, 1), (8.0, 0), (10.0, 1), (22.0, 0)]
+
+
+def test_a_capped_controller_stops_at_its_cap() -> None:
+    core = Controller(max_level=1)
+    hot = {**CALM, "loop_lag_ms": 5000.0}
+    assert run(core, [hot] * 5) == [(1, 1)]
