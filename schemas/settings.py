@@ -55,6 +55,11 @@ def _host_ports(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _optional_host_ports(raw: str) -> tuple[str, ...]:
+    """Empty: none; otherwise as ``_host_ports``."""
+    return _host_ports(raw) if raw.strip() else ()
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -184,6 +189,11 @@ class Settings:
         "STUMPCAST_SCORER_REGISTRY", None, _path,
         "The scorer registry (JSON: scorer id -> Ed25519 public key, allowed sources, ingest "
         "token hash). Default: <STUMPCAST_SECRETS_DIR>/scorers.json.")
+    redis_cluster: tuple[str, ...] = _env(
+        "STUMPCAST_REDIS_CLUSTER", "", _optional_host_ports,
+        "Redis Cluster seed nodes, host:port, comma separated: when set, every service uses a "
+        "cluster client (STUMPCAST_REDIS_URL then gives only the credentials and options). "
+        "Empty: the single Redis of STUMPCAST_REDIS_URL.")
     # -- the local stack started by `stumpcast stack` --
     run_dir: Path = _env(
         "STUMPCAST_RUN_DIR", ".run", _path,
@@ -237,6 +247,10 @@ class Settings:
     stack_cdn_b_port: int = _env(
         "STUMPCAST_STACK_CDN_B_PORT", "18102", _port,
         "Caching edge cdn-b (nginx, `stack up --edge`), configured like cdn-a.")
+    stack_redis_cluster_port: int = _env(
+        "STUMPCAST_STACK_REDIS_CLUSTER_PORT", "16381", _port,
+        "First port of the local Redis Cluster (`stack up --nodes 3`): 6 nodes on this port and "
+        "the next 5, their cluster bus ports 10 above each.")
     # -- services --
     gateway_host: str = _env(
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")

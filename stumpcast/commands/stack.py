@@ -15,11 +15,11 @@ from typing import Any
 from schemas.settings import Settings
 
 # same order as stumpcast.stack.control; `up --observe` starts Prometheus, Alertmanager and the
-# operations server, `up --edge` the two caching edges
+# operations server, `up --edge` the two caching edges, `up --nodes 3` the Redis Cluster nodes
 SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops", "cdn-a",
-                "cdn-b")
+                "cdn-b", *(f"redis-{i}" for i in range(1, 7)))
 CORE = SERVER_NAMES[:3]
-EDGES = SERVER_NAMES[6:]
+EDGES = SERVER_NAMES[6:8]
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -59,7 +59,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     console = _console()
     say = console.print
     started = time.monotonic()
-    results = control.up(settings, args.only, say=say, observe=args.observe, edge=args.edge)
+    results = control.up(settings, args.only, say=say, observe=args.observe, edge=args.edge,
+                         nodes=args.nodes)
     for r in results:
         if r.action != "started":
             say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
@@ -68,6 +69,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         _init(control.local_settings(settings), chosen, say)
     say(f"stack up: {', '.join(sorted(chosen))} healthy in {time.monotonic() - started:.1f} s "
         f"(run folder {settings.run_dir})")
+    if "redis-cluster" in chosen:
+        say(_cluster_env(settings))
     if "ops" in chosen:
         say(f"operations page: http://127.0.0.1:{settings.ops_port}/ops (Prometheus "
             f"http://127.0.0.1:{settings.stack_prometheus_port}, Alertmanager "
@@ -77,6 +80,16 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         say(f"edges: {', '.join(edges)} (origin 127.0.0.1:{settings.media_http_port}, "
             f"gateway {settings.gateway_host}:{settings.gateway_port})")
     return 0
+
+
+def _cluster_env(settings: Settings) -> str:
+    """What points the services at the multi-node stack, also written to the run folder."""
+    from stumpcast.stack.redis_cluster import seeds
+
+    text = f"export STUMPCAST_REDIS_CLUSTER={','.join(seeds(settings))}\n"
+    path = settings.run_dir / "nodes3.env"
+    path.write_text(text)
+    return f"multi-node settings (also in {path}): {text.strip()}"
 
 
 def _edge_port(settings: Settings, name: str) -> int:
@@ -223,6 +236,9 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--edge", action="store_true",
                    help="also the caching edges cdn-a and cdn-b (nginx) on "
                    "STUMPCAST_STACK_CDN_A_PORT and _B_PORT")
+    p.add_argument("--nodes", type=int, choices=(1, 3), default=1,
+                   help="1 (default): one node of each; 3: the multi-node stack (so far Redis "
+                   "Cluster, 3 masters + 3 replicas from STUMPCAST_STACK_REDIS_CLUSTER_PORT)")
     p.set_defaults(func=_guarded(cmd_up))
 
     p = cmds.add_parser("down", help="stop the servers this stack started",

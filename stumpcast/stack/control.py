@@ -32,16 +32,20 @@ from stumpcast.stack.layout import RunLayout
 from stumpcast.stack.ops_server import OpsServer
 from stumpcast.stack.procs import ProcRecord, is_ours, launch, stop, tail
 from stumpcast.stack.prometheus_server import PrometheusServer
+from stumpcast.stack.redis_cluster import NODE_TYPES as REDIS_CLUSTER_TYPES
+from stumpcast.stack.redis_cluster import RedisClusterNode, form
 from stumpcast.stack.redis_server import RedisServer
 from stumpcast.stack.server import Server, StartContext
 
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
     "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
-    "cdn-a": CdnA, "cdn-b": CdnB,
+    "cdn-a": CdnA, "cdn-b": CdnB, **REDIS_CLUSTER_TYPES,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
+# `stack up --nodes 3`: what replaces the single nodes (so far: Redis by a 3+3 Redis Cluster).
+MULTI_NODE_NAMES: tuple[str, ...] = ("kafka", "cassandra", *REDIS_CLUSTER_TYPES)
 # `stack up --observe`: Prometheus, Alertmanager and the operations server (/ops, exporter).
 OBSERVE_NAMES: tuple[str, ...] = ("prometheus", "alertmanager", "ops")
 # `stack up --edge`: the two caching edges (nginx) in front of the media origin and gateway.
@@ -50,21 +54,26 @@ LOG_TAIL = 20
 
 
 def servers(settings: Settings, only: Iterable[str] | None = None,
-            observe: bool = False, recorded: bool = True, edge: bool = False) -> list[Server]:
-    """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three, plus the
-    observers with ``observe`` and the edges with ``edge``, or (``recorded``) those this run
-    folder has a record of, so `down` and `status` include what `up --observe` or `up --edge`
-    started; `up` alone does not restart them."""
+            observe: bool = False, recorded: bool = True, edge: bool = False,
+            nodes: int = 1) -> list[Server]:
+    """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three (with
+    ``nodes=3``, the multi-node set), plus the observers with ``observe`` and the edges with
+    ``edge``, or (``recorded``) those this run folder has a record of, so `down` and `status`
+    include what `up --observe`, `up --edge` or `up --nodes 3` started; `up` alone does not
+    restart them."""
     layout = RunLayout.at(settings.run_dir)
-    chosen = list(only) if only else list(CORE_NAMES)
+    if nodes not in (1, 3):
+        raise StackError(f"--nodes {nodes}: the local stack runs 1 or 3 nodes per service")
+    chosen = list(only) if only else list(CORE_NAMES if nodes == 1 else MULTI_NODE_NAMES)
     unknown = [n for n in chosen if n not in SERVER_TYPES]
     if unknown:
         raise StackError(f"unknown server {', '.join(unknown)}; "
                          f"choose from {', '.join(SERVER_NAMES)}")
     if not only:
         extra = [*(OBSERVE_NAMES if observe else ()), *(EDGE_NAMES if edge else ())]
-        chosen += [n for n in (*OBSERVE_NAMES, *EDGE_NAMES) if n in extra or (
-            recorded and ProcRecord.load(layout.pid_record(n)) is not None)]
+        optional = (*OBSERVE_NAMES, *EDGE_NAMES, *CORE_NAMES, *MULTI_NODE_NAMES)
+        chosen += [n for n in optional if n not in chosen and (n in extra or (
+            recorded and ProcRecord.load(layout.pid_record(n)) is not None))]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
 
 
@@ -112,12 +121,18 @@ def exclusive(run_dir: Path, say: Callable[[str], None] = print) -> Iterator[Non
 def up(settings: Settings, only: Iterable[str] | None = None,
        say: Callable[[str], None] = print, maven_repo: Path | None = None,
        chosen: Sequence[Server] | None = None, observe: bool = False,
-       edge: bool = False) -> list[UpResult]:
-    """Bring every chosen server to healthy; raise StackError naming each one that failed."""
+       edge: bool = False, nodes: int = 1) -> list[UpResult]:
+    """Bring every chosen server to healthy; raise StackError naming each one that failed.
+    When all six Redis Cluster nodes are among them, form the cluster and wait for it."""
     with exclusive(settings.run_dir, say):
         todo = (list(chosen) if chosen is not None
-                else servers(settings, only, observe, recorded=False, edge=edge))
-        return _up(settings, todo, say, maven_repo)
+                else servers(settings, only, observe, recorded=False, edge=edge, nodes=nodes))
+        results = _up(settings, todo, say, maven_repo)
+        if len([s for s in todo if isinstance(s, RedisClusterNode)]) == len(REDIS_CLUSTER_TYPES):
+            started = time.monotonic()
+            action = form(settings, say)
+            results.append(UpResult("redis-cluster", action, None, time.monotonic() - started))
+        return results
 
 
 def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
