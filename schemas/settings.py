@@ -251,6 +251,10 @@ class Settings:
         "STUMPCAST_STACK_REDIS_CLUSTER_PORT", "16381", _port,
         "First port of the local Redis Cluster (`stack up --nodes 3`): 6 nodes on this port and "
         "the next 5, their cluster bus ports 10 above each.")
+    stack_kafka_cluster_port: int = _env(
+        "STUMPCAST_STACK_KAFKA_CLUSTER_PORT", "19192", _port,
+        "Broker port of the local 3-broker Kafka (`stack up --nodes 3`): broker i listens on "
+        "127.0.0.i at this port, its KRaft controller one above.")
     # -- services --
     gateway_host: str = _env(
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")

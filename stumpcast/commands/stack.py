@@ -17,7 +17,8 @@ from schemas.settings import Settings
 # same order as stumpcast.stack.control; `up --observe` starts Prometheus, Alertmanager and the
 # operations server, `up --edge` the two caching edges, `up --nodes 3` the Redis Cluster nodes
 SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops", "cdn-a",
-                "cdn-b", *(f"redis-{i}" for i in range(1, 7)))
+                "cdn-b", *(f"kafka-{i}" for i in range(1, 4)),
+                *(f"redis-{i}" for i in range(1, 7)))
 CORE = SERVER_NAMES[:3]
 EDGES = SERVER_NAMES[6:8]
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -65,8 +66,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if r.action != "started":
             say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
     chosen = {r.server for r in results}
-    if not args.no_init and chosen & {"kafka", "cassandra"}:
-        _init(control.local_settings(settings), chosen, say)
+    if not args.no_init and chosen & {"kafka", "kafka-1", "cassandra"}:
+        which = {*chosen, *(["kafka"] if "kafka-1" in chosen else [])}
+        _init(control.local_settings(settings, 3 if "kafka-1" in chosen else 1), which, say)
     say(f"stack up: {', '.join(sorted(chosen))} healthy in {time.monotonic() - started:.1f} s "
         f"(run folder {settings.run_dir})")
     if "redis-cluster" in chosen:
@@ -84,12 +86,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cluster_env(settings: Settings) -> str:
     """What points the services at the multi-node stack, also written to the run folder."""
+    from stumpcast.stack.kafka_cluster import bootstrap
     from stumpcast.stack.redis_cluster import seeds
 
-    text = f"export STUMPCAST_REDIS_CLUSTER={','.join(seeds(settings))}\n"
+    text = (f"export STUMPCAST_REDIS_CLUSTER={','.join(seeds(settings))}\n"
+            f"export STUMPCAST_KAFKA_BOOTSTRAP={','.join(bootstrap(settings))}\n"
+            "export STUMPCAST_KAFKA_REPLICATION_FACTOR=3\n")
     path = settings.run_dir / "nodes3.env"
     path.write_text(text)
-    return f"multi-node settings (also in {path}): {text.strip()}"
+    return f"multi-node settings (also in {path}):\n{text.strip()}"
 
 
 def _edge_port(settings: Settings, name: str) -> int:
@@ -237,8 +242,11 @@ def register(sub: Any, bench: Any) -> None:
                    help="also the caching edges cdn-a and cdn-b (nginx) on "
                    "STUMPCAST_STACK_CDN_A_PORT and _B_PORT")
     p.add_argument("--nodes", type=int, choices=(1, 3), default=1,
-                   help="1 (default): one node of each; 3: the multi-node stack (so far Redis "
-                   "Cluster, 3 masters + 3 replicas from STUMPCAST_STACK_REDIS_CLUSTER_PORT)")
+                   help="1 (default): one node of each; 3: the multi-node stack: 3 Kafka brokers "
+                   "(replication factor 3, min.insync.replicas 2) from "
+                   "STUMPCAST_STACK_KAFKA_CLUSTER_PORT and a Redis Cluster, 3 masters + 3 "
+                   "replicas, from STUMPCAST_STACK_REDIS_CLUSTER_PORT (Cassandra: one node "
+                   "so far)")
     p.set_defaults(func=_guarded(cmd_up))
 
     p = cmds.add_parser("down", help="stop the servers this stack started",

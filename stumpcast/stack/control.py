@@ -27,6 +27,8 @@ from stumpcast.stack.errors import (
     StackError,
     StartTimeout,
 )
+from stumpcast.stack.kafka_cluster import NODE_TYPES as KAFKA_CLUSTER_TYPES
+from stumpcast.stack.kafka_cluster import bootstrap as kafka_cluster_bootstrap
 from stumpcast.stack.kafka_server import KafkaServer
 from stumpcast.stack.layout import RunLayout
 from stumpcast.stack.ops_server import OpsServer
@@ -40,12 +42,13 @@ from stumpcast.stack.server import Server, StartContext
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
     "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
-    "cdn-a": CdnA, "cdn-b": CdnB, **REDIS_CLUSTER_TYPES,
+    "cdn-a": CdnA, "cdn-b": CdnB, **KAFKA_CLUSTER_TYPES, **REDIS_CLUSTER_TYPES,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
-# `stack up --nodes 3`: what replaces the single nodes (so far: Redis by a 3+3 Redis Cluster).
-MULTI_NODE_NAMES: tuple[str, ...] = ("kafka", "cassandra", *REDIS_CLUSTER_TYPES)
+# `stack up --nodes 3`: what replaces the single nodes: 3 Kafka brokers (KRaft voters all) and
+# a 3+3 Redis Cluster; Cassandra stays one node so far.
+MULTI_NODE_NAMES: tuple[str, ...] = (*KAFKA_CLUSTER_TYPES, "cassandra", *REDIS_CLUSTER_TYPES)
 # `stack up --observe`: Prometheus, Alertmanager and the operations server (/ops, exporter).
 OBSERVE_NAMES: tuple[str, ...] = ("prometheus", "alertmanager", "ops")
 # `stack up --edge`: the two caching edges (nginx) in front of the media origin and gateway.
@@ -139,6 +142,7 @@ def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
         maven_repo: Path | None) -> list[UpResult]:
     ctx = StartContext(settings, say, maven_repo)
     _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
+    _check_all_ports(todo)
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
         futures = [pool.submit(_bring_up, s, ctx) for s in todo]
     results: list[UpResult] = []
@@ -156,6 +160,24 @@ def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
     if errors:
         raise StackError("\n\n".join(str(e) for e in errors))
     return results
+
+
+def _check_all_ports(todo: list[Server]) -> None:
+    """Every port of every server about to be launched, before launching any: the nodes of a
+    quorum start together, and two brokers launched while the third's port is taken wait for
+    a quorum that never comes (seen: they exit after a minute)."""
+    errors: list[StackError] = []
+    for server in todo:
+        if our_record(server) is not None or server.probe(1.0):
+            continue
+        try:
+            check_ports(server)
+        except PortInUse as exc:
+            errors.append(logged(exc, [server]))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise StackError("\n\n".join(str(e) for e in errors))
 
 
 def _check_java(ctx: StartContext, needing_java: list[Server]) -> None:
@@ -213,9 +235,9 @@ def logged(exc: StackError, failed: Sequence[Server]) -> StackError:
 
 def check_ports(server: Server) -> None:
     for port in server.ports():
-        if not portcheck.is_free(port.number):
+        if not portcheck.is_free(port.number, port.host):
             raise PortInUse(server.name, port.number, port.setting,
-                            portcheck.holder(port.number))
+                            portcheck.holder(port.number), port.host)
 
 
 def wait_healthy(server: Server, record: ProcRecord, timeout: float,
@@ -292,7 +314,7 @@ def _inspect(server: Server) -> ServerStatus:
         health = "healthy" if record else "healthy (not ours)"
     elif record:
         health = "starting"
-    elif all(portcheck.is_free(n) for n in numbers):
+    elif all(portcheck.is_free(p.number, p.host) for p in server.ports()):
         health = "stopped"
     else:
         health = "port taken"
@@ -300,15 +322,18 @@ def _inspect(server: Server) -> ServerStatus:
                         server.log_path)
 
 
-def local_settings(settings: Settings) -> Settings:
-    """``settings`` pointed at the local stack's ports, with single-node replication.
+def local_settings(settings: Settings, nodes: int = 1) -> Settings:
+    """``settings`` pointed at the local stack's ports, with single-node replication (with
+    ``nodes=3``: the three brokers, replication factor 3, and the Redis Cluster).
 
     `stack up` initialises the stack it started, whatever STUMPCAST_KAFKA_BOOTSTRAP etc. say;
     `stack init` on its own uses the settings as given (real clusters included).
     """
     import dataclasses
 
-    return dataclasses.replace(
+    from stumpcast.stack.redis_cluster import seeds
+
+    single = dataclasses.replace(
         settings,
         kafka_bootstrap=(f"127.0.0.1:{settings.stack_kafka_port}",),
         kafka_security="sasl",
@@ -318,6 +343,10 @@ def local_settings(settings: Settings) -> Settings:
         cassandra_replication={"class": "SimpleStrategy", "replication_factor": 1},
         redis_url=f"redis://127.0.0.1:{settings.stack_redis_port}/0",
     )
+    if nodes == 1:
+        return single
+    return dataclasses.replace(single, kafka_bootstrap=kafka_cluster_bootstrap(settings),
+                               kafka_replication_factor=3, redis_cluster=seeds(settings))
 
 
 def edge_fault(settings: Settings, name: str, kind: str | None, value: str = "") -> str:

@@ -18,6 +18,7 @@ class Port:
     number: int
     setting: str    # the STUMPCAST_* variable that changes it
     role: str       # "broker", "controller", "cql", ...
+    host: str = "127.0.0.1"  # the loopback address it binds (multi-node: 127.0.0.1-3)
 
 
 class StartContext:
