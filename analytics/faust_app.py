@@ -142,14 +142,14 @@ class _Flusher:
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         if self.sink is None:
-            import redis
-
             from analytics.sink import RedisSink
+            from runtime.redisconn import sync_redis
+            from schemas.store_access import RedisUser
 
             parts = await loop.run_in_executor(None, topic_partitions, self.settings,
                                                self.config.topic)
-            r = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
-                                     socket_connect_timeout=2)
+            r = sync_redis(self.settings, RedisUser.ANALYTICS, socket_timeout=5,
+                           socket_connect_timeout=2)
             self.sink = RedisSink(r, self.spec.mode, parts, self.spec.step_ms)
         if self.pending is None:
             now = int(time.time() * 1000)

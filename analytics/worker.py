@@ -68,8 +68,10 @@ class AnalyticsWorker:
         self.undelivered: list[ConcurrencyRecord] = []
 
     def _clients(self) -> tuple[Any, Any, Any]:
-        import redis
         from confluent_kafka import Consumer, Producer
+
+        from runtime.redisconn import sync_redis
+        from schemas.store_access import RedisUser
 
         kafka = client_config(self.settings, Principal.ANALYTICS)
         consumer = Consumer({
@@ -83,8 +85,8 @@ class AnalyticsWorker:
         producer = Producer({**kafka, "linger.ms": 20,
                              "partitioner": "murmur2_random", "enable.idempotence": True})
         # Timeouts: a server that hangs must fail the flush (and be retried), not block it.
-        r = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
-                                 socket_connect_timeout=2)
+        r = sync_redis(self.settings, RedisUser.ANALYTICS, socket_timeout=5,
+                       socket_connect_timeout=2)
         return consumer, producer, r
 
     def run(self) -> None:

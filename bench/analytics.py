@@ -25,9 +25,11 @@ from analytics.config import WorkerConfig
 from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
 from runtime.kafka import client_config, granted
+from runtime.redisconn import sync_redis
 from schemas.access import Grant, Op, Principal, Resource
 from schemas.heartbeats import Heartbeat, decode, decode_watching
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import VIEWER_HEARTBEATS, RedisKeys
 
 REGIONS = ("mumbai", "delhi", "chennai", "kolkata", "bengaluru", "hyderabad")
@@ -188,10 +190,9 @@ def _run_faust(settings: Settings, topic: str, total: int) -> float:
 def _delay(settings: Settings, topic: str, probes: int) -> list[float]:
     """Seconds from producing a heartbeat to the "N watching" stream counting it. Each probe is
     the first viewer of a match of its own, so its count goes from 0 to 1 exactly then."""
-    import redis
     from confluent_kafka import Producer
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     tag = uuid.uuid4().hex[:6]
     cfg = WorkerConfig(topic=topic, out_topic=f"{topic}.out", group=f"bench-live-{tag}")
     worker = AnalyticsWorker(settings, WindowSpec(step_ms=STEP), cfg)
@@ -311,9 +312,8 @@ def _run_bench(settings: Settings, topic: str, viewers: int, beats: int, probes:
 
 
 def _cleanup(settings: Settings, match_id: str) -> None:
-    import redis
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     keys = [RedisKeys.views(match_id), RedisKeys.views(match_id, "hll"),
             RedisKeys.watching(match_id),
             RedisKeys.concurrency(match_id)]

@@ -44,7 +44,9 @@ from typing import Any
 
 from bench import log as benchlog
 from bench.edge_origin import object_class
+from runtime.redisconn import async_redis, sync_redis
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 
 CLASSES = ("master", "playlist", "segment", "api")
 EDGES = ("cdn-a", "cdn-b")
@@ -161,13 +163,11 @@ class Rig:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _scores(redis_url: str, match_id: str, stop: threading.Event) -> None:
+async def _scores(settings: Settings, match_id: str, stop: threading.Event) -> None:
     """A live scorecard: one update a second, as a match in play."""
-    import redis.asyncio as aioredis
-
     from bench.gateway.writer import ViewWriter
 
-    client = aioredis.from_url(redis_url)
+    client = async_redis(settings, RedisUser.ADMIN)
     writer = ViewWriter(client)
     runs = 0
     try:
@@ -271,7 +271,7 @@ def _check(settings: Settings) -> str | None:
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").is_file()):
         return "nginx is not installed (apt-get install nginx; `make setup` does)"
     try:
-        redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
+        sync_redis(settings, RedisUser.ADMIN, socket_timeout=2).ping()
     except (redis.RedisError, OSError):
         return (f"Redis does not answer at {settings.redis_url} (the gateway needs it): "
                 "`stumpcast stack up --only redis`")
@@ -289,7 +289,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     rig = Rig(settings, folder, args.td)
     stop = threading.Event()
     scores = threading.Thread(target=lambda: asyncio.run(
-        _scores(settings.redis_url, rig.match_id, stop)), name="scores", daemon=True)
+        _scores(settings, rig.match_id, stop)), name="scores", daemon=True)
     scores.start()
     steps = []
     try:

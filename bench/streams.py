@@ -31,9 +31,11 @@ from typing import Any
 from bench import log as benchlog
 from bench.workers import bench_matches, start_worker, stop_worker
 from runtime.kafka import client_config
+from runtime.redisconn import sync_redis
 from schemas import codec
 from schemas.access import Principal
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 
 
@@ -51,9 +53,8 @@ def _end_offsets(settings: Settings) -> dict[int, int]:
 
 def _wait_final(settings: Settings, finals: dict[str, int], prefix: str = "",
                 timeout: float = 600) -> float:
-    import redis
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pipe = r.pipeline(transaction=False)
@@ -75,7 +76,6 @@ class PlainLoop:
         self.committed = 0
 
     def run(self) -> None:
-        import redis
         from confluent_kafka import Consumer, TopicPartition
 
         from streams.engine import note_records, view_write
@@ -86,7 +86,7 @@ class PlainLoop:
                       "group.id": "stumpcast-bench-plain", "enable.auto.commit": False,
                       "fetch.wait.max.ms": 10})
         c.assign([TopicPartition(MATCH_EVENTS.name, p, o) for p, o in self.start.items()])
-        script = redis.Redis.from_url(self.settings.redis_url).register_script(lua_source())
+        script = sync_redis(self.settings, RedisUser.ADMIN).register_script(lua_source())
         folder, procs = ScorecardFolder(), {}  # type: ignore[var-annotated]
         while not self.stop.is_set():
             # poll() returns as soon as a message is there; consume(timeout=0) then takes what
@@ -148,9 +148,8 @@ class HistoryReader:
         self.stop = threading.Event()
 
     def run(self) -> None:
-        import redis
 
-        r: Any = redis.Redis.from_url(self.settings.redis_url)
+        r: Any = sync_redis(self.settings, RedisUser.ADMIN)
         last: dict[Any, Any] = {RedisKeys.history(m): "0-0" for m in self.match_ids}
         key_to_match = {RedisKeys.history(m): m for m in self.match_ids}
         while not self.stop.is_set():

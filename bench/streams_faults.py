@@ -32,8 +32,10 @@ from typing import Any
 
 from bench import log as benchlog
 from bench.workers import bench_matches, start_worker, stop_worker
+from runtime.redisconn import sync_redis
 from schemas.events import Event
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import GROUP_STREAMS, MATCH_EVENTS, RedisKeys
 
 Fault = tuple[str, float, set[str] | None]   # what, when, the matches held (None: every one)
@@ -87,9 +89,8 @@ class Live:
             self.partition[msg.key().decode()] = msg.partition()
 
     def read(self) -> None:
-        import redis
 
-        r: Any = redis.Redis.from_url(self.settings.redis_url)
+        r: Any = sync_redis(self.settings, RedisUser.ADMIN)
         last: dict[Any, Any] = {RedisKeys.history(m): "0-0" for m in self.matches}
         match_of = {RedisKeys.history(m): m for m in self.matches}
         while not self.stop.is_set():

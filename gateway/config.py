@@ -15,9 +15,11 @@ from typing import Any
 from gateway.auth import AuthConfig
 from gateway.hub import Hub
 from gateway.limits import Limits
+from runtime import redisconn
 from runtime.kafka import client_config
 from runtime.secrets import SecretMissing, gateway_session_key_path, read_secret
 from schemas.access import Principal
+from schemas.store_access import RedisUser
 
 log = logging.getLogger("stumpcast.gateway")
 
@@ -27,6 +29,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 18080
     redis_url: str = "redis://127.0.0.1:16379/0"
+    redis_auth: tuple[str, str] | None = None  # runtime.redisconn.credentials(s, "gateway")
     limits: Limits = field(default_factory=Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     panic_dir: Path = Path(".run/gateway/panic")
@@ -68,7 +71,8 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
                       audience=settings.gateway_jwt_audience, issuer=settings.gateway_jwt_issuer)
     values: dict[str, Any] = dict(
         host=settings.gateway_host, port=settings.gateway_port, redis_url=settings.redis_url,
-        limits=limits, auth=auth, panic_dir=settings.gateway_panic_dir,
+        redis_auth=redisconn.credentials(settings, RedisUser.GATEWAY), limits=limits,
+        auth=auth, panic_dir=settings.gateway_panic_dir,
         panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
         kafka=_heartbeat_kafka(settings), admin_port=settings.gateway_admin_port,
         admin_host=settings.gateway_admin_host, session_key=_session_key(settings))

@@ -39,6 +39,7 @@ from gateway.panic import PanicStore
 from gateway.session import Beat, Close, Join, Leave, Send, Session
 from gateway.watching import WatchingRelay
 from gateway.web import static as web_static
+from runtime import redisconn
 from schemas import protocol as p
 
 log = logging.getLogger("stumpcast.gateway")
@@ -112,16 +113,15 @@ class Gateway:
 
     async def start(self) -> None:
         global _OPEN
-        import redis.asyncio as aioredis
         from websockets.asyncio.server import serve
         from websockets.protocol import State
 
         _OPEN = State.OPEN
         cfg = self.config
-        redis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2,
-                                        socket_timeout=5)
-        reader = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=2,
-                                         single_connection_client=True)
+        redis = redisconn.connect(cfg.redis_url, cfg.redis_auth, asyncio=True,
+                                  socket_connect_timeout=2, socket_timeout=5)
+        reader = redisconn.connect(cfg.redis_url, cfg.redis_auth, asyncio=True,
+                                   socket_connect_timeout=2, single_connection_client=True)
         siblings = None
         if cfg.stats_path is not None:
             stats_dir = cfg.stats_path.parent

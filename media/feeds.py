@@ -16,6 +16,7 @@ import orjson
 
 from media.metrics import MediaMetrics
 from media.publisher import atomic_write
+from runtime import redisconn
 from schemas import topology
 from schemas.media import SegmentPublished
 from schemas.notifications import Notification, NotificationError, decode
@@ -38,12 +39,11 @@ def scorebug_text(card: Mapping[str, Any] | None) -> str:
     return f"{cur.get('batting_team', '?')} {score} ({cur.get('overs', '0')} ov)  {head}"
 
 
-async def scorebug_loop(redis_url: str, match_id: str, path: Path, stop: asyncio.Event,
-                        metrics: MediaMetrics, interval: float = 1.0) -> None:
+async def scorebug_loop(redis_url: str, redis_auth: tuple[str, str] | None, match_id: str,
+                        path: Path, stop: asyncio.Event, metrics: MediaMetrics,
+                        interval: float = 1.0) -> None:
     """Poll the card; rewrite the drawtext file atomically (``reload=1`` reads it per frame)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(redis_url, socket_timeout=2)
+    client = redisconn.connect(redis_url, redis_auth, asyncio=True, socket_timeout=2)
     last = None
     try:
         while not stop.is_set():

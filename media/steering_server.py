@@ -43,6 +43,7 @@ from media.steering import (
     manifest,
     valid_region,
 )
+from runtime import redisconn
 from runtime.endpoints import Health, Readiness, application, serve
 from schemas.heartbeats import decode_concurrency
 from schemas.topology import ANALYTICS_CONCURRENCY, RedisKeys
@@ -64,6 +65,7 @@ class SteeringConfig:
     kafka_bootstrap: str | Mapping[str, Any] | None
     redis_url: str | None
     host: str = "127.0.0.1"
+    redis_auth: tuple[str, str] | None = None  # runtime.redisconn.credentials(s, "media")
     tick_s: float = 1.0
 
 
@@ -202,9 +204,8 @@ class SteeringServer:
             await asyncio.to_thread(consumer.close)
 
     async def _overrides(self, stop: asyncio.Event, url: str) -> None:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(url, socket_timeout=2, decode_responses=True)
+        client = redisconn.connect(url, self.cfg.redis_auth, asyncio=True, socket_timeout=2,
+                                   decode_responses=True)
         try:
             while not stop.is_set():
                 try:

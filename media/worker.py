@@ -54,6 +54,7 @@ class WorkerConfig:
     window: int = 450
     kafka: Mapping[str, Any] | None = None  # media principal's client settings; None: off
     redis_url: str | None = None
+    redis_auth: tuple[str, str] | None = None  # runtime.redisconn.credentials(s, "media")
     stall_timeout: float = 6.0
     startup_timeout: float = 20.0
     guard: bool = True
@@ -289,7 +290,8 @@ class MediaWorker:
         tasks = []
         if self.cfg.redis_url and self.cfg.source.kind == "synthetic":
             tasks.append(asyncio.create_task(scorebug_loop(
-                self.cfg.redis_url, self.cfg.match_id, self.bug_file, stop, self.metrics)))
+                self.cfg.redis_url, self.cfg.redis_auth, self.cfg.match_id, self.bug_file, stop,
+                self.metrics)))
         if self.cfg.kafka:
             self.sink = SegmentSink(self.cfg.kafka, self.metrics)
             tasks.append(asyncio.create_task(self._markers(stop)))

@@ -92,11 +92,13 @@ class Notifier:
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self) -> None:
         import aiohttp
-        import redis.asyncio as aioredis
+
+        from runtime.redisconn import async_redis
+        from schemas.store_access import RedisUser
 
         # Timeouts: a server that hangs fails the call (retried), it does not block the loop.
-        self.redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
-                                             socket_connect_timeout=2)
+        self.redis = async_redis(self.settings, RedisUser.NOTIFIER, socket_timeout=5,
+                                 socket_connect_timeout=2)
         # Webhooks reach public addresses only, checked on the addresses resolved.
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),

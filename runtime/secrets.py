@@ -4,6 +4,8 @@
 
     <STUMPCAST_SECRETS_DIR>/          mode 0700 (default <STUMPCAST_RUN_DIR>/secrets)
       kafka/<principal>.password      0600  SASL password of one Kafka principal
+      redis/<user>.password           0600  password of one Redis ACL user
+      cassandra/<role>.password       0600  password of one Cassandra role
       scorers/<id>.key                0600  a scorer's Ed25519 private key (PKCS#8 PEM)
       scorers/<id>.token              0600  a scorer's bearer token for the ingest API
       gateway/session.key             0600  HMAC key of the session ids the gateway issues
@@ -28,6 +30,14 @@ class SecretMissing(RuntimeError):
 
 def password_path(secrets_dir: Path, principal: str) -> Path:
     return secrets_dir / "kafka" / f"{principal}.password"
+
+
+def redis_password_path(secrets_dir: Path, user: str) -> Path:
+    return secrets_dir / "redis" / f"{user}.password"
+
+
+def cassandra_password_path(secrets_dir: Path, role: str) -> Path:
+    return secrets_dir / "cassandra" / f"{role}.password"
 
 
 def scorer_key_path(secrets_dir: Path, scorer_id: str) -> Path:

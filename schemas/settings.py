@@ -189,6 +189,20 @@ class Settings:
         "STUMPCAST_SCORER_REGISTRY", None, _path,
         "The scorer registry (JSON: scorer id -> Ed25519 public key, allowed sources, ingest "
         "token hash). Default: <STUMPCAST_SECRETS_DIR>/scorers.json.")
+    scorer_registry_check: float = _env(
+        "STUMPCAST_SCORER_REGISTRY_CHECK", "2", _positive_float,
+        "Seconds between checks of the scorer registry file for changes: the streams worker "
+        "and the ingest API re-read it, so an added or revoked scorer takes effect without a "
+        "restart.")
+    redis_auth: str = _env(
+        "STUMPCAST_REDIS_AUTH", "acl", _choice("acl", "none"),
+        "Redis client authentication: acl (each service as its own ACL user, password from "
+        "STUMPCAST_SECRETS_DIR/redis/<user>.password) or none (a Redis without ACL users).")
+    cassandra_auth: str = _env(
+        "STUMPCAST_CASSANDRA_AUTH", "password", _choice("password", "none"),
+        "Cassandra client authentication: password (PasswordAuthenticator, each service as its "
+        "own role, password from STUMPCAST_SECRETS_DIR/cassandra/<role>.password) or none "
+        "(a cluster with AllowAllAuthenticator).")
     redis_cluster: tuple[str, ...] = _env(
         "STUMPCAST_REDIS_CLUSTER", "", _optional_host_ports,
         "Redis Cluster seed nodes, host:port, comma separated: when set, every service uses a "

@@ -287,7 +287,7 @@ def make_engine_factory(settings: Settings) -> Any:
     backlog, the metrics endpoints."""
     from runtime.endpoints import Health, application, serve
     from runtime.kafka import client_config
-    from schemas.signing import Registry
+    from runtime.scorers import RegistryFile
     from streams.engine import Engine, EngineConfig
     from streams.eventstore import LazyCassandraEventStore, StoreBacklog
     from streams.metrics import Metrics
@@ -296,17 +296,17 @@ def make_engine_factory(settings: Settings) -> Any:
     from streams.viewstore import RedisViewStore
 
     def factory(outputs: FaustOutputs, reread: Callable[[int], Any]) -> tuple[Any, Any]:
-        store = LazyCassandraEventStore(settings.cassandra_hosts, settings.cassandra_port,
-                                        settings.cassandra_keyspace)
+        store = LazyCassandraEventStore(settings)
         backlog = StoreBacklog(store, settings.streams_store_backlog)
         config = EngineConfig(settings.streams_allowed_sources, settings.streams_gap_timeout,
-                              Registry.load(settings.scorer_registry))
+                              RegistryFile(settings.scorer_registry,
+                                           settings.scorer_registry_check))
         metrics = Metrics()
         kafka = client_config(settings, Principal.STREAMS)
         relay = NoteRelay(lambda p: KafkaTxnLog(kafka, p),
                           on_published=metrics.published,
                           min_interval=settings.streams_relay_interval)
-        engine = Engine(ScorecardFolder(), RedisViewStore.from_url(settings.redis_url), store,
+        engine = Engine(ScorecardFolder(), RedisViewStore.connect(settings), store,
                         backlog, outputs, config, relay, metrics, partitions=(), reread=reread)
 
         async def on_start(app: Any) -> None:

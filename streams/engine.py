@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from runtime.scorers import RegistryFile
 from schemas.deadletter import Reason
 from schemas.events import Event
 from schemas.signing import Registry
@@ -84,7 +85,9 @@ class Outputs(Protocol):
 class EngineConfig:
     allowed_sources: Sequence[str]
     gap_timeout: float
-    scorers: Registry | None = None  # events must be signed by one of these (None: unchecked)
+    # events must be signed by one of these (None: unchecked); a RegistryFile is re-read
+    # when the file changes (runtime.scorers)
+    scorers: Registry | RegistryFile | None = None
     max_held: int = MAX_HELD  # events held per match behind a gap
 
 
@@ -145,7 +148,10 @@ class Engine:
 
     async def admit(self, raw: bytes, ack: Ack = None, partition: int = 0) -> Event | None:
         """Validate and authorise; a reject goes to the DLQ here and ``None`` is returned."""
-        first = classify(raw, ack, self.config.allowed_sources, self.config.scorers)
+        scorers = self.config.scorers
+        if isinstance(scorers, RegistryFile):
+            scorers = scorers.current()
+        first = classify(raw, ack, self.config.allowed_sources, scorers)
         if isinstance(first, Rejected):
             self.metrics.events_in.labels("?").inc()
             t = self._ticket(partition)

@@ -20,6 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from runtime import cassandra
+from runtime.secrets import SecretMissing
+from schemas.settings import Settings
+from schemas.store_access import CassandraRole
 from schemas.topology import EVENTS_TABLE
 from streams.errors import Unavailable
 
@@ -115,20 +119,20 @@ class CassandraEventStore:
             f"SELECT {cols} FROM {table} WHERE match_id = ? AND seq > ?")
 
     @classmethod
-    def connect(cls, hosts: Sequence[str], port: int, keyspace: str) -> CassandraEventStore:
-        """Blocking: connect and prepare. Raises EventStoreError when no host answers."""
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-
-        profile = ExecutionProfile(
-            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()), request_timeout=10)
-        cluster = Cluster(list(hosts), port=port, connect_timeout=3, protocol_version=5,
-                          execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    def connect(cls, settings: Settings,
+                role: str = CassandraRole.STREAMS) -> CassandraEventStore:
+        """Blocking: connect as ``role`` (``runtime.cassandra``) and prepare. Raises
+        EventStoreError when no host answers or the login is refused."""
         try:
-            return cls(cluster.connect(), keyspace)
+            cluster = cassandra.cluster(settings, role, protocol_version=5)
+        except SecretMissing as exc:
+            raise EventStoreError(str(exc)) from exc
+        try:
+            return cls(cluster.connect(), settings.cassandra_keyspace)
         except Exception as exc:  # NoHostAvailable, OperationTimedOut: translated here
             cluster.shutdown()
-            raise EventStoreError(f"cassandra {hosts}:{port}: {exc}") from exc
+            where = f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}"
+            raise EventStoreError(f"cassandra {where}: {exc}") from exc
 
     def close(self) -> None:
         self._s.cluster.shutdown()
@@ -277,8 +281,8 @@ class LazyCassandraEventStore:
     """Connects on first use and again after a failed connect, so a worker can start (and
     keep serving Redis) while Cassandra is down. Once connected the driver reconnects itself."""
 
-    def __init__(self, hosts: Sequence[str], port: int, keyspace: str) -> None:
-        self._args = (tuple(hosts), port, keyspace)
+    def __init__(self, settings: Settings, role: str = CassandraRole.STREAMS) -> None:
+        self._args = (settings, role)
         self._store: CassandraEventStore | None = None
         self._lock = asyncio.Lock()
 

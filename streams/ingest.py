@@ -34,10 +34,13 @@ from typing import Any
 
 import orjson
 
+from runtime.redisconn import async_redis
+from runtime.scorers import RegistryFile
 from schemas import codec
 from schemas.events import Event, EventValidationError
 from schemas.settings import Settings
 from schemas.signing import Registry, Scorer
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 
 log = logging.getLogger("stumpcast.ingest")
@@ -111,7 +114,7 @@ def verdict(kind: str, value: str, event: Event) -> Answer | None:
 class Ingest:
     """The shell: Redis claims, one signing producer per scorer, delivery awaited."""
 
-    def __init__(self, settings: Settings, registry: Registry, redis: Any,
+    def __init__(self, settings: Settings, registry: Registry | RegistryFile, redis: Any,
                  producer_for: Callable[[str], Any]) -> None:
         self.settings, self.registry, self.redis = settings, registry, redis
         self.producer_for = producer_for
@@ -130,7 +133,10 @@ class Ingest:
         return answer
 
     async def post(self, token: str | None, match_id: str, body: bytes) -> Answer:
-        admitted = admit(self.registry, token, match_id, body)
+        registry = self.registry
+        if isinstance(registry, RegistryFile):
+            registry = registry.current()  # a revoked token stops working without a restart
+        admitted = admit(registry, token, match_id, body)
         if isinstance(admitted, Answer):
             return admitted
         scorer, event = admitted
@@ -173,14 +179,13 @@ def bearer(header: str | None) -> str | None:
 
 async def run(settings: Settings) -> None:
     """Serve the ingest API (and /metrics /healthz /readyz) until cancelled."""
-    import redis.asyncio as aioredis
     from aiohttp import web
 
     from runtime.endpoints import Health, application, serve
     from streams.producer import scorer_producer
 
-    registry = Registry.load(settings.scorer_registry)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    registry = RegistryFile(settings.scorer_registry, settings.scorer_registry_check)
+    redis = async_redis(settings, RedisUser.INGEST)
     ingest = Ingest(settings, registry, redis, lambda s: scorer_producer(settings, s))
 
     async def events(request: web.Request) -> web.Response:

@@ -39,9 +39,8 @@ class RebuildReport:
 
 
 async def rebuild(settings: Settings, match_id: str) -> RebuildReport:
-    store = await asyncio.to_thread(CassandraEventStore.connect, settings.cassandra_hosts,
-                                    settings.cassandra_port, settings.cassandra_keyspace)
-    views = RedisViewStore.from_url(settings.redis_url)
+    store = await asyncio.to_thread(CassandraEventStore.connect, settings)
+    views = RedisViewStore.connect(settings)
     try:
         rows = await store.load(match_id)
         state = replay_state(match_id, (codec.decode(r.body) for r in rows), ScorecardFolder())

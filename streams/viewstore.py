@@ -26,7 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runtime.redisconn import async_redis
 from schemas.notifications import parse_note_id
+from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 from schemas.view import HISTORY_MAXLEN, UPDATE_FIELD, history_id
 from schemas.viewcommit import (
@@ -78,10 +81,11 @@ class RedisViewStore:
         self._views = AsyncViewCommitter(client, history_maxlen)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisViewStore:
-        import redis.asyncio as aioredis
-
-        return cls(aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2), **kwargs)
+    def connect(cls, settings: Settings, user: str = RedisUser.STREAMS,
+                **kwargs: Any) -> RedisViewStore:
+        """On ``settings.redis_url`` as ``user`` (``runtime.redisconn``)."""
+        client = async_redis(settings, user, socket_timeout=5, socket_connect_timeout=2)
+        return cls(client, **kwargs)
 
     async def aclose(self) -> None:
         await self._r.aclose()

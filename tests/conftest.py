@@ -5,7 +5,8 @@
                       the settings point: the local stack by default) answer a real request.
 * ``kafka_stack``, ``cassandra_stack``, ``redis_stack``: the same check for one server.
 
-Kafka clients of the tests connect as the admin principal (``tests.kafka_access``).
+Kafka clients of the tests connect as the admin principal (``tests.kafka_access``); Redis and
+Cassandra clients as the ``admin`` user and role (``runtime.redisconn``, ``runtime.cassandra``).
 
 When a server is not reachable the test is skipped with the reason and the command to run, except
 under CI (``CI=true``), where it fails: in CI the real run is never optional (STYLE.md, 11).
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from runtime import cassandra, redisconn
 from schemas.settings import Settings
 
 _checked: dict[str, str | None] = {}   # server -> None if reachable, else why not
@@ -32,14 +35,26 @@ def _probe(settings: Settings, server: str) -> str | None:
 
     checks: dict[str, Callable[[], bool]] = {
         "kafka": lambda: _kafka_ready(settings),
-        "cassandra": lambda: probes.cassandra_ready(settings.cassandra_hosts,
-                                                    settings.cassandra_port, 5.0),
-        "redis": lambda: probes.redis_ready(settings.redis_url, 2.0),
+        "cassandra": lambda: probes.cassandra_ready(settings, _admin(cassandra, settings), 5.0),
+        "redis": lambda: probes.redis_ready(settings.redis_url, 2.0,
+                                            _admin(redisconn, settings)),
     }
     where = {"kafka": settings.kafka_bootstrap_str,
              "cassandra": f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}",
              "redis": settings.redis_url}[server]
     return None if checks[server]() else f"{server} not reachable at {where}"
+
+
+def _admin(factory: Any, settings: Settings) -> tuple[str, str] | None:
+    """The admin credentials of ``factory`` (runtime.redisconn or runtime.cassandra); None
+    when the run folder has none yet (the probe then fails, or sees a refused login)."""
+    from runtime.secrets import SecretMissing
+
+    try:
+        auth: tuple[str, str] | None = factory.credentials(settings, "admin")
+        return auth
+    except SecretMissing:
+        return None
 
 
 def _kafka_ready(settings: Settings) -> bool:

@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 
 from bench.gateway.writer import ViewWriter
+from runtime import redisconn
+from schemas.store_access import RedisUser
 
 
 class Rig:
@@ -44,6 +46,8 @@ class Rig:
         self.live: dict[str, int] = {}  # matches the clients currently watch
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.redis_url = settings.redis_url
+        self.redis_auth = redisconn.credentials(settings, RedisUser.ADMIN)
+        self.redis_env = {"STUMPCAST_REDIS_URL": self.redis_url}
 
     # -- a private Redis: nobody else's commands in the counts, nobody else's load on it -------
 
@@ -54,6 +58,9 @@ class Rig:
              "--appendonly", "no", "--maxclients", "1000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.redis_url = f"redis://127.0.0.1:{port}/0"
+        # no ACL users on the private Redis: the gateway connects without credentials too
+        self.redis_auth = None
+        self.redis_env = {"STUMPCAST_REDIS_URL": self.redis_url, "STUMPCAST_REDIS_AUTH": "none"}
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
@@ -73,7 +80,7 @@ class Rig:
         for f in self.stats_dir.glob("*.json"):
             f.unlink()
         env = {**os.environ, "STUMPCAST_GATEWAY_STATS_DIR": str(self.stats_dir),
-               "STUMPCAST_REDIS_URL": self.redis_url,
+               **self.redis_env,
                "STUMPCAST_GATEWAY_ACCEPTS_PER_SECOND": "4000",
                # every load client connects from loopback: one address for the whole audience
                "STUMPCAST_GATEWAY_CONNECTIONS_PER_IP": "1000000",
@@ -211,9 +218,7 @@ class Rig:
         return time.monotonic() - start
 
     async def setup_redis(self) -> None:
-        import redis.asyncio as aioredis
-
-        self.redis = aioredis.Redis.from_url(self.redis_url)
+        self.redis = redisconn.connect(self.redis_url, self.redis_auth, asyncio=True)
         self.writer = ViewWriter(self.redis)
         for m in [*self.matches, self.hot]:
             await self.writer.delete(m)

@@ -77,8 +77,10 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
     from media.ladder import Ladder, parse_rungs
     from media.playlist import Steering
     from media.worker import WorkerConfig
+    from runtime import redisconn
     from runtime.kafka import client_config
     from schemas.access import Principal
+    from schemas.store_access import RedisUser
 
     ladder = Ladder(parse_rungs(settings.media_ladder), fps=settings.media_fps,
                     segment_seconds=settings.media_segment_seconds, preset=settings.media_preset)
@@ -94,6 +96,7 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
         http_port=settings.media_http_port, window=settings.media_window_segments,
         kafka=None if args.no_kafka else client_config(settings, Principal.MEDIA),
         redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
+        redis_auth=None if args.no_redis else redisconn.credentials(settings, RedisUser.MEDIA),
         steering=Steering(settings.steering_uri, settings.media_pathways)
         if settings.media_pathways else None)
 

@@ -29,9 +29,10 @@ def cmd_notifier_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _redis(settings: Settings) -> Any:
-    import redis
+    from runtime.redisconn import sync_redis
+    from schemas.store_access import RedisUser
 
-    return redis.Redis.from_url(settings.redis_url)
+    return sync_redis(settings, RedisUser.NOTIFIER)
 
 
 SECRET_ENV = "STUMPCAST_WEBHOOK_SECRET"

@@ -17,7 +17,9 @@ from typing import Any
 
 import orjson
 
+from runtime import cassandra
 from schemas.settings import Settings
+from schemas.store_access import CassandraRole
 
 SMOKE_MATCH = "smoke"
 
@@ -85,9 +87,11 @@ def kafka_round_trip(settings: Settings, payload: bytes, event_id: str,
 def redis_round_trip(settings: Settings, payload: bytes) -> None:
     import redis
 
+    from runtime.redisconn import sync_redis
+    from schemas.store_access import RedisUser
     from schemas.topology import RedisKeys
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    client = sync_redis(settings, RedisUser.ADMIN, socket_timeout=5)
     try:
         client.set(RedisKeys.smoke, payload, ex=3600)
         if client.get(RedisKeys.smoke) != payload:
@@ -104,13 +108,12 @@ def cassandra_round_trip(settings: Settings, event: dict[str, Any], payload: byt
     import datetime as dt
 
     from schemas.topology import EVENTS_TABLE
-    from stumpcast.stack.probes import cassandra_session
 
     table = f"{settings.cassandra_keyspace}.{EVENTS_TABLE}"
     seq = event["ts_ms"]
     ts = dt.datetime.fromtimestamp(seq / 1000, dt.UTC)
     try:
-        with cassandra_session(settings.cassandra_hosts, settings.cassandra_port, 10) as s:
+        with cassandra.session(settings, CassandraRole.ADMIN) as s:
             s.execute(f"INSERT INTO {table} (match_id, seq, event_id, type, ts, body) "
                       "VALUES (%s, %s, %s, %s, %s, %s)",
                       (SMOKE_MATCH, seq, event["event_id"], event["type"], ts, payload))

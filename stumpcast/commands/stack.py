@@ -120,6 +120,9 @@ def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack import secrets
 
     secrets.ensure(settings)
+    if settings.redis_auth == "acl":
+        # for a Redis this command does not start (compose/: redis-server --aclfile)
+        secrets.write_redis_acl(settings, settings.secrets_dir / "redis" / "users.acl")
     print(f"stack secrets: credentials in {settings.secrets_dir} (0600; never printed)")
     return 0
 

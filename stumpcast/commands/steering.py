@@ -28,15 +28,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from media.steering import Policy
     from media.steering_server import SteeringConfig, SteeringServer
+    from runtime import redisconn
     from runtime.kafka import client_config
     from schemas.access import Principal
+    from schemas.store_access import RedisUser
 
     policy = Policy(_pathways(settings),
                     hold_down_ms=int(settings.steering_hold_down * 1000),
                     ramp_step_ms=int(settings.steering_ramp_step * 1000))
     cfg = SteeringConfig(policy, settings.steering_port, settings.steering_ttl,
                          None if args.no_kafka else client_config(settings, Principal.ANALYST),
-                         None if args.no_redis else settings.redis_url)
+                         None if args.no_redis else settings.redis_url,
+                         redis_auth=None if args.no_redis
+                         else redisconn.credentials(settings, RedisUser.MEDIA))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -50,9 +54,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _redis(settings: Settings) -> Any:
-    import redis
+    from runtime.redisconn import sync_redis
+    from schemas.store_access import RedisUser
 
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return sync_redis(settings, RedisUser.OPS, decode_responses=True)
 
 
 def _cdn(settings: Settings, raw: str) -> str:

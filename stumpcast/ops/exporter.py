@@ -216,10 +216,11 @@ class Exporter:
 
     def _client(self) -> Any:
         if self._redis is None:
-            import redis
+            from runtime.redisconn import sync_redis
+            from schemas.store_access import RedisUser
 
-            self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2,
-                                               socket_connect_timeout=2)
+            self._redis = sync_redis(self.settings, RedisUser.OPS, socket_timeout=2,
+                                     socket_connect_timeout=2)
         return self._redis
 
     def _read_views(self, now: float) -> None:

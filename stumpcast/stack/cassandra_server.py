@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from runtime.cassandra import credentials
+from runtime.secrets import SecretMissing
+from schemas.store_access import CassandraRole
 from stumpcast.stack.configs import CASSANDRA_LOGBACK, cassandra_yaml
 from stumpcast.stack.errors import DownloadFailed
 from stumpcast.stack.jars import cassandra_jars, ensure_jars
@@ -69,14 +73,21 @@ class CassandraServer(Server):
         return True
 
     def probe(self, timeout: float = 5.0) -> bool:
-        return cassandra_ready(["127.0.0.1"], self.settings.stack_cassandra_port, timeout)
+        local = dataclasses.replace(self.settings, cassandra_hosts=("127.0.0.1",),
+                                    cassandra_port=self.settings.stack_cassandra_port)
+        try:
+            auth = credentials(self.settings, CassandraRole.ADMIN)
+        except SecretMissing:
+            auth = None  # a refused login is still an answer (probes.cassandra_ready)
+        return cassandra_ready(local, auth, timeout)
 
     def write_config(self) -> Path:
         conf = self.layout.conf(self.name)
         (conf / "cassandra.yaml").write_text(cassandra_yaml(
             native_port=self.settings.stack_cassandra_port,
             storage_port=self.settings.stack_cassandra_storage_port,
-            data_dir=self.layout.data(self.name)))
+            data_dir=self.layout.data(self.name),
+            auth=self.settings.cassandra_auth == "password"))
         (conf / "logback.xml").write_text(CASSANDRA_LOGBACK)
         return conf
 
@@ -108,5 +119,8 @@ class CassandraServer(Server):
             "-Dcassandra-foreground=yes",
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.unsafesystem=true",  # no fsync of system tables: a dev stack
+            # The built-in superuser at once, not 10 s after start: `stack up` replaces it
+            # with its own (stumpcast.stack.cassandra_auth) and waits for it meanwhile.
+            "-Dcassandra.superuser_setup_delay_ms=0",
             "-cp", f"{conf}:{lib}/*", "org.apache.cassandra.service.CassandraDaemon",
         ]

@@ -96,8 +96,12 @@ logger.req.level = WARN
 """
 
 
-def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path) -> str:
+def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path,
+                   auth: bool = True) -> str:
     """Minimal single-node cassandra.yaml with 5.0 key names (infra.md §2.5).
+
+    ``auth``: logins checked against the roles table (``PasswordAuthenticator``) and every
+    statement against the role's permissions (``CassandraAuthorizer``); otherwise AllowAll.
 
     The loader rejects unknown keys, so nothing optional is added. Caches are sized for a
     1 GiB heap instead of the heap/4 defaults.
@@ -125,8 +129,8 @@ storage_port: {storage_port}
 native_transport_port: {native_port}
 start_native_transport: true
 endpoint_snitch: SimpleSnitch
-authenticator: AllowAllAuthenticator
-authorizer: AllowAllAuthorizer
+authenticator: {"PasswordAuthenticator" if auth else "AllowAllAuthenticator"}
+authorizer: {"CassandraAuthorizer" if auth else "AllowAllAuthorizer"}
 role_manager: CassandraRoleManager
 network_authorizer: AllowAllNetworkAuthorizer
 memtable_heap_space: 128MiB
@@ -154,7 +158,7 @@ CASSANDRA_LOGBACK = """\
 """
 
 
-def redis_conf(*, port: int, data_dir: Path) -> str:
+def redis_conf(*, port: int, data_dir: Path, acl_file: Path | None = None) -> str:
     """Loopback only, in the foreground, logging to stdout, data in the run folder.
 
     ``set-proc-title no`` keeps the command line as we launched it (with the config path), so
@@ -172,4 +176,4 @@ dir {data_dir}
 dbfilename dump.rdb
 appendonly no
 save 3600 1 300 100 60 10000
-"""
+""" + (f"aclfile {acl_file}\n" if acl_file is not None else "")

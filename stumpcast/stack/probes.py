@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from schemas.settings import Settings
 from stumpcast.stack.ports import is_open
 
 
@@ -55,17 +56,13 @@ def kafka_ready(client: Mapping[str, Any], timeout: float = 5.0) -> bool:
 
 
 @contextlib.contextmanager
-def cassandra_session(hosts: Sequence[str], port: int, timeout: float) -> Iterator[Any]:
-    """A connected driver session; the cluster object is shut down on exit."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+def cassandra_session(settings: Settings, auth: tuple[str, str] | None,
+                      timeout: float) -> Iterator[Any]:
+    """A connected driver session logged in with ``auth`` (``runtime.cassandra``); the cluster
+    object is shut down on exit."""
+    from runtime.cassandra import cluster_with
 
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-        request_timeout=max(timeout, 10.0))
-    cluster = Cluster(contact_points=list(hosts), port=port, connect_timeout=timeout,
-                      control_connection_timeout=timeout,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    cluster = cluster_with(settings, auth, timeout)
     try:
         with _driver_quiet(logging.ERROR):  # "Downgrading core protocol version" on connect
             session = cluster.connect()
@@ -74,16 +71,28 @@ def cassandra_session(hosts: Sequence[str], port: int, timeout: float) -> Iterat
         cluster.shutdown()
 
 
-def cassandra_ready(hosts: Sequence[str], port: int, timeout: float = 5.0) -> bool:
-    """``SELECT release_version FROM system.local`` answered (infra.md §2.4, readiness)."""
+def cassandra_ready(settings: Settings, auth: tuple[str, str] | None,
+                    timeout: float = 5.0) -> bool:
+    """``SELECT release_version FROM system.local`` answered (infra.md §2.4, readiness), or
+    the login refused: with ``PasswordAuthenticator`` a server answers CQL before its
+    superuser exists (and before `stack up` has made ours), and that refusal is an answer."""
+    hosts, port = settings.cassandra_hosts, settings.cassandra_port
     if not any(is_open(port, host) for host in hosts):
         return False
     try:
-        with _driver_quiet(), cassandra_session(hosts, port, timeout) as session:
+        with _driver_quiet(), cassandra_session(settings, auth, timeout) as session:
             row = session.execute("SELECT release_version FROM system.local").one()
-    except Exception:  # noqa: BLE001 - whatever the driver raises, the server is not ready
-        return False
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the server is not ready
+        return login_refused(exc)
     return row is not None
+
+
+def login_refused(exc: BaseException) -> bool:
+    """The driver's NoHostAvailable carrying an AuthenticationFailed (or a host's answer
+    that it needs credentials)."""
+    errors = getattr(exc, "errors", None) or {}
+    return any("AuthenticationFailed" in type(e).__name__ or "Bad credentials" in str(e)
+               or "requires authentication" in str(e) for e in errors.values())
 
 
 @contextlib.contextmanager
@@ -99,11 +108,14 @@ def _driver_quiet(level: int = logging.CRITICAL) -> Iterator[None]:
         log.setLevel(before)
 
 
-def redis_ready(url: str, timeout: float = 2.0) -> bool:
-    """PING answered with PONG."""
+def redis_ready(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> bool:
+    """PING answered with PONG (as the ACL user ``auth``: the stack's Redis refuses a client
+    without credentials)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from runtime.redisconn import connect
+
+    client = connect(url, auth, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):

@@ -14,10 +14,11 @@ from typing import Any
 from runtime.kafka import acl_binding, client_config, wait_visible
 from schemas.access import Principal, scorer_grants, service_grants
 from schemas.settings import Settings
+from schemas.store_access import CassandraRole
 from schemas.topology import TOPICS, keyspace_cql, tables_cql
-from stumpcast.stack import secrets
+from stumpcast.stack import cassandra_auth, secrets
 from stumpcast.stack.errors import StackError
-from stumpcast.stack.probes import any_open, cassandra_session, kafka_admin
+from stumpcast.stack.probes import any_open, kafka_admin
 
 TIMEOUT = 30.0
 
@@ -107,11 +108,14 @@ def init_cassandra(settings: Settings, say: Callable[[str], None]) -> list[str]:
     statements = [keyspace_cql(settings.cassandra_keyspace, settings.cassandra_replication),
                   *tables_cql(settings.cassandra_keyspace)]
     hosts = ",".join(settings.cassandra_hosts)
+    auth = settings.cassandra_auth == "password"
+    if auth:
+        secrets.ensure(settings)
     try:
-        with cassandra_session(settings.cassandra_hosts, settings.cassandra_port,
-                               10.0) as session:
+        with cassandra_auth.admin_session(settings) as session:
             for cql in statements:
                 session.execute(cql, timeout=60)
+            grants = cassandra_auth.ensure_roles(session, settings) if auth else 0
     except StackError:
         raise
     except Exception as exc:  # noqa: BLE001 - the driver's errors, translated at the seam
@@ -119,5 +123,6 @@ def init_cassandra(settings: Settings, say: Callable[[str], None]) -> list[str]:
                          "Is it running? (`stumpcast stack status`, or check "
                          "STUMPCAST_CASSANDRA_HOSTS / STUMPCAST_CASSANDRA_PORT)") from None
     say(f"cassandra {hosts}:{settings.cassandra_port}: keyspace "
-        f"{settings.cassandra_keyspace} and {len(statements) - 1} table(s) ready")
+        f"{settings.cassandra_keyspace} and {len(statements) - 1} table(s) ready"
+        + (f", {len(CassandraRole) - 1} roles, {grants} grants" if auth else ""))
     return statements

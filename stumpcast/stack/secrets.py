@@ -4,14 +4,16 @@
 password per Kafka principal (and the controller's, which only the broker's own config knows),
 the default scorers' Ed25519 keys and ingest tokens, and the scorer registry. Files are created
 with mode 0600 in a 0700 folder, with ``O_EXCL`` so two commands at once cannot both write one;
-the values are never printed. ``add_scorer`` registers one more scorer (``stumpcast scorers
-add``). Passwords are URL-safe alphanumerics: SCRAM's bracket syntax and JAAS quoting need no
-escaping then (../shared/reference/cluster.md §2.2).
+the values are never printed. Each Redis ACL user and Cassandra role (``schemas.store_access``)
+gets a password the same way; ``write_redis_acl`` renders the Redis ACL file. ``add_scorer``
+registers one more scorer (``stumpcast scorers add``). Passwords are URL-safe alphanumerics:
+SCRAM's bracket syntax and JAAS quoting need no escaping then (../shared/reference/cluster.md §2.2).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Sequence
@@ -19,14 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.secrets import (
+    cassandra_password_path,
     gateway_session_key_path,
     password_path,
+    redis_password_path,
     scorer_key_path,
     scorer_token_path,
 )
 from schemas.access import Principal, scorer_principal
 from schemas.settings import Settings
 from schemas.signing import Registry, RegistryError, Scorer, generate_key, token_hash
+from schemas.store_access import (
+    REDIS_DEFAULT_OFF,
+    CassandraRole,
+    RedisUser,
+    redis_acl_rule,
+)
 
 CONTROLLER = "controller"  # the KRaft controller listener's PLAIN user (broker config only)
 # The scorers every local stack has: the Cricsheet importer (`stumpcast replay`, the demo) and
@@ -74,6 +84,11 @@ def ensure(settings: Settings) -> StackSecrets:
     os.chmod(root, 0o700)
     for principal in [*Principal, CONTROLLER]:
         write_private(password_path(root, principal), _password().encode())
+    # Redis and Cassandra users too: a run folder from before they existed gets them here.
+    for user in RedisUser:
+        write_private(redis_password_path(root, user), _password().encode())
+    for role in CassandraRole:
+        write_private(cassandra_password_path(root, role), _password().encode())
     write_private(gateway_session_key_path(root), secrets.token_hex(32).encode())
     for scorer_id, sources in DEFAULT_SCORERS.items():
         if not scorer_key_path(root, scorer_id).exists():
@@ -119,3 +134,15 @@ def kafka_users(settings: Settings) -> dict[str, str]:
     names += [scorer_principal(s) for s in sorted(load_registry(settings).scorers)]
     return {n: password_path(root, n).read_text().strip() for n in names
             if password_path(root, n).exists()}
+
+
+def write_redis_acl(settings: Settings, path: Path) -> int:
+    """The local Redis's ACL file (0600, rewritten at every start so a regenerated password or
+    a changed rule takes effect): ``default`` off, one user per ``RedisUser`` with its rules
+    (``schemas.store_access``). Passwords are stored as SHA-256 hashes. Returns the users."""
+    lines = [REDIS_DEFAULT_OFF]
+    for user in RedisUser:
+        password = redis_password_path(settings.secrets_dir, user).read_bytes().strip()
+        lines.append(redis_acl_rule(user, hashlib.sha256(password).hexdigest()))
+    replace_private(path, ("\n".join(lines) + "\n").encode())
+    return len(lines) - 1

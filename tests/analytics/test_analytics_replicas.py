@@ -20,8 +20,10 @@ from audience_sim import expected, simulate
 from faultproxy import FaultProxy
 from replicas import Replica
 
+from runtime.redisconn import sync_redis
 from schemas.access import Principal
 from schemas.heartbeats import decode_concurrency
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 from tests.kafka_access import admin_config, granted, service_access
 
@@ -160,9 +162,8 @@ def test_two_replicas_stay_exact_through_a_redis_outage_and_a_sigkill(
 
 
 def _drop_keys(settings, match_id: str) -> None:
-    import redis
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     partials = [k for final in (True, False) for k in r.scan_iter(
         RedisKeys.concurrency_partials(match_id, 0, final)[:-1] + "*")]
     r.delete(RedisKeys.views(match_id), RedisKeys.watching(match_id),

@@ -13,8 +13,10 @@ from analytics.config import WorkerConfig
 from analytics.sink import VIEWS_TTL_S
 from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
+from runtime.redisconn import sync_redis
 from schemas.access import Principal
 from schemas.heartbeats import decode_concurrency, decode_watching
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 from tests.kafka_access import admin_config, granted, service_access
 
@@ -69,7 +71,6 @@ def _read_all(settings, topic, idle: float = 3.0) -> list:
 
 def test_simulated_audience_gives_exact_concurrency_for_every_window(kafka_stack, redis_stack,
                                                                      topics):
-    import redis
 
     settings = kafka_stack
     match_id = f"test-analytics-{uuid.uuid4().hex[:8]}"
@@ -104,7 +105,7 @@ def test_simulated_audience_gives_exact_concurrency_for_every_window(kafka_stack
     assert {(r.window_start_ms, r.region, r.cdn): r.concurrent for r in published} == {
         (w, *g): v[0] for w, groups in want.items() for g, v in groups.items()}
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     try:
         assert r.scard(RedisKeys.views(match_id)) == 300          # views: distinct sessions ever
         assert 0 < r.ttl(RedisKeys.views(match_id)) <= VIEWS_TTL_S   # bounded in time
@@ -167,9 +168,8 @@ def test_faust_engine_gives_the_same_exact_windows(kafka_stack, redis_stack, top
 
 
 def _drop_keys(settings, match_id: str) -> None:
-    import redis
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     r.delete(RedisKeys.views(match_id), RedisKeys.watching(match_id),
              RedisKeys.concurrency(match_id))
     r.close()

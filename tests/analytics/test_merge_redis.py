@@ -9,6 +9,8 @@ import pytest
 from analytics.aggregate import FlushPlan, Partial
 from analytics.sink import RedisSink
 from analytics.window import TOTAL, Stats
+from runtime.redisconn import sync_redis
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 
 pytestmark = pytest.mark.stack
@@ -17,9 +19,8 @@ W = 1_790_000_000_000
 
 @pytest.fixture
 def sink(redis_stack):
-    import redis
 
-    r = redis.Redis.from_url(redis_stack.redis_url)
+    r = sync_redis(redis_stack, RedisUser.ADMIN)
     match_id = f"test-merge-{uuid.uuid4().hex[:8]}"
     yield RedisSink(r, "exact", partitions=2, step_ms=10_000), match_id
     r.delete(RedisKeys.concurrency_partials(match_id, W, True),

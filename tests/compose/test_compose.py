@@ -79,7 +79,14 @@ def test_servers_are_secured_and_not_published(compose):
     assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
     for name in ("kafka", "cassandra", "redis"):
         assert not services[name].get("ports"), f"{name} publishes a port"
+    # Redis with the ACL file of the secrets job; Cassandra checking logins and permissions
+    assert "--aclfile" in " ".join(services["redis"]["command"])
+    cassandra = " ".join(services["cassandra"]["command"])
+    assert "PasswordAuthenticator" in cassandra and "CassandraAuthorizer" in cassandra
     for name, env in _services_env(compose):
         if "STUMPCAST_KAFKA_BOOTSTRAP" in env:
             assert Settings.from_env(env).kafka_security == "sasl", name
+        if "STUMPCAST_REDIS_URL" in env:
+            assert Settings.from_env(env).redis_auth == "acl", name
+            assert Settings.from_env(env).cassandra_auth == "password", name
             assert any(v.startswith("secrets:") for v in services[name]["volumes"]), name

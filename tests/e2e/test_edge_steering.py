@@ -241,7 +241,7 @@ def test_panic_the_edge_shows_the_last_scorecard_marked_stale(edge_page: Any, ri
     card = fold_card(match_id)
     last = card["innings"][-1]
     score = f"{last['runs']}/{last['wickets']}"
-    _publish(redis_stack.redis_url, ViewWriter, match_id, card)
+    _publish(redis_stack, ViewWriter, match_id, card)
     try:
         page.goto(rig.page_url("panic", edge="cdn-b"))
         wait_for(page, "(s) => document.querySelector('#score')?.textContent === s", 30, score)
@@ -269,15 +269,16 @@ def test_panic_the_edge_shows_the_last_scorecard_marked_stale(edge_page: Any, ri
                 assert resp.status == 200 and resp.headers["X-Cache"] == "STALE", path
         assert not page.errors, page.errors
     finally:
-        _publish(redis_stack.redis_url, ViewWriter, match_id, None)
+        _publish(redis_stack, ViewWriter, match_id, None)
 
 
-def _publish(redis_url: str, writer_cls: Any, match_id: str, card: Any) -> None:
+def _publish(settings: Settings, writer_cls: Any, match_id: str, card: Any) -> None:
     """Write (or delete) the match's view, in a thread: sync Playwright holds this one's loop."""
-    import redis.asyncio as aioredis
+    from runtime.redisconn import async_redis
+    from schemas.store_access import RedisUser
 
     async def run() -> None:
-        client = aioredis.from_url(redis_url)
+        client = async_redis(settings, RedisUser.ADMIN)
         writer = writer_cls(client)
         if card is None:
             await writer.delete(match_id)

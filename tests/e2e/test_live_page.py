@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from e2e_helpers import ARTIFACTS, SEGMENT_S, fold_card, free_port, shot, wait_for
 
+from runtime.redisconn import sync_redis
+from schemas.store_access import RedisUser
 from tests.kafka_access import admin_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.media, pytest.mark.slow]
@@ -177,7 +179,6 @@ def test_sync_with_video_holds_updates_until_the_playhead(page, e2e, media_worke
 
 
 def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, settings) -> None:
-    import redis
 
     from schemas.notifications import decode, parse_note_id
     from schemas.topology import RedisKeys
@@ -217,7 +218,7 @@ def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, sett
             held = e["snapshot"]
     # Notifications are never conflated: every one after the first subscription, once.
     first_notes = next(e for e in journal if e.get("subscribed", "").startswith("notes:"))
-    client: Any = redis.Redis.from_url(settings.redis_url)
+    client: Any = sync_redis(settings, RedisUser.ADMIN)
     stored = []
     for entry_id, fields in client.xrange(RedisKeys.notifications(match_id)):
         seq = parse_note_id(entry_id)[0]

@@ -18,7 +18,9 @@ import pytest
 from bench.gateway.writer import ViewWriter
 from gateway.limits import Limits
 from gateway.server import Gateway, GatewayConfig
+from runtime.redisconn import async_redis, credentials
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 
 
 @pytest.fixture
@@ -28,9 +30,8 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Any]:
-    import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    client = async_redis(settings, RedisUser.ADMIN, socket_connect_timeout=2)
     try:
         await client.ping()
     except Exception as exc:  # noqa: BLE001
@@ -58,6 +59,7 @@ def match_id() -> str:
 def make_config(settings: Settings, tmp_path: Any, **kw: Any) -> GatewayConfig:
     limits = kw.pop("limits", Limits())
     return GatewayConfig(host="127.0.0.1", port=0, redis_url=settings.redis_url, limits=limits,
+                         redis_auth=credentials(settings, RedisUser.GATEWAY),
                          panic_dir=tmp_path / "panic", panic_flag=tmp_path / "PANIC",
                          ping_interval=None, **kw)
 

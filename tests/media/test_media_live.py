@@ -18,10 +18,12 @@ import pytest
 from media import ffmpeg_args as fa
 from media.lint import lint_set
 from media.playlist import format_pdt
+from runtime.redisconn import sync_redis
 from schemas import topology
 from schemas.media import SegmentPublished
 from schemas.media import decode as decode_segment
 from schemas.notifications import Kind, Notification, Priority
+from schemas.store_access import RedisUser
 from tests.media.conftest import PublishedWatch, WorkerProc, free_port
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
@@ -171,13 +173,12 @@ def _pdt_errors(origin: Path, playlists: dict[str, m3u8.M3U8]) -> list[int]:
 @pytest.mark.stack
 def test_sixty_second_live_run(ffmpeg: str, kafka: dict[str, Any], media_settings, tmp_path: Path,
                                worker_factory: list[WorkerProc]) -> None:
-    import redis
     from confluent_kafka import Producer
 
     match_id = f"media-{uuid.uuid4().hex[:8]}"
     card = {"teams": ["MI", "CSK"], "innings": [{"batting_team": "MI", "runs": 145,
                                                  "wickets": 3, "overs": "16.2"}]}
-    r = redis.Redis.from_url(media_settings.redis_url)
+    r = sync_redis(media_settings, RedisUser.ADMIN)
     r.set(topology.RedisKeys.card(match_id), json.dumps(card), ex=600)
     w = WorkerProc(tmp_path, ["--match-id", match_id])  # the default ladder
     worker_factory.append(w)

@@ -24,9 +24,11 @@ import pytest
 from media.steering import Policy
 from media.steering_server import SteeringConfig, SteeringServer
 from runtime.kafka import client_config
+from runtime.redisconn import credentials, sync_redis
 from schemas.access import Principal
 from schemas.heartbeats import ConcurrencyRecord
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import ANALYTICS_CONCURRENCY, RedisKeys
 from tests.kafka_access import admin_config
 
@@ -73,7 +75,8 @@ async def running(kafka_stack: Settings, redis_stack: Settings) -> AsyncIterator
         port = sock.getsockname()[1]
     cfg = SteeringConfig(Policy((A, B), hold_down_ms=60_000), port=port, ttl=1,
                          kafka_bootstrap=client_config(kafka_stack, Principal.ANALYST),
-                         redis_url=redis_stack.redis_url, tick_s=0.2)
+                         redis_url=redis_stack.redis_url, tick_s=0.2,
+                         redis_auth=credentials(redis_stack, RedisUser.MEDIA))
     steering = SteeringServer(cfg)
     stop = asyncio.Event()
     task = asyncio.create_task(steering.run(stop))
@@ -156,7 +159,6 @@ async def test_windows_from_kafka_move_a_region_and_operators_override(
     assert bad.returncode == 1 and "unknown CDN 'cdn-z'" in bad.stderr
     bad = cli(settings, "pin", A, "--region", "Not A Region")
     assert bad.returncode == 1 and "region 'Not A Region'" in bad.stderr
-    import redis
 
-    left = redis.Redis.from_url(settings.redis_url).hgetall(RedisKeys.steering_overrides)
+    left = sync_redis(settings, RedisUser.ADMIN).hgetall(RedisKeys.steering_overrides)
     assert not any(region.encode() in k for k in left)

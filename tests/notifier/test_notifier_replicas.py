@@ -23,8 +23,10 @@ from replicas import Replica
 
 from notifier import subscriptions
 from notifier.signing import HEADER_ID, HEADER_SIGNATURE, verify
+from runtime.redisconn import sync_redis
 from schemas.access import Principal
 from schemas.notifications import Kind, Notification, Priority
+from schemas.store_access import RedisUser
 from tests.kafka_access import admin_config, granted, service_access
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -116,7 +118,6 @@ def _wait(cond, timeout: float, what: str) -> None:
 
 def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_sigkill(
         kafka_stack, redis_stack, topic, tmp_path):
-    import redis
     from confluent_kafka import Producer
 
     settings = kafka_stack
@@ -124,7 +125,7 @@ def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_
     matches = [f"test-nrep-{tag}-{i}" for i in range(N_MATCHES)]
     receiver = Receiver(latency_s=0.02)
     base = f"http://127.0.0.1:{receiver.port}"
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     subs = [subscriptions.make(f"{base}/all", SECRET),
             subscriptions.make(f"{base}/m0", SECRET, match_id=matches[0]),
             subscriptions.make(f"{base}/m1", SECRET, match_id=matches[1])]

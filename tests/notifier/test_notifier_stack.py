@@ -14,8 +14,10 @@ from notifier import subscriptions
 from notifier.retry import RetryPolicy
 from notifier.signing import HEADER_ID, HEADER_SIGNATURE, verify
 from notifier.worker import Notifier, NotifierConfig
+from runtime.redisconn import sync_redis
 from schemas.access import Principal
 from schemas.notifications import Kind, Notification, Priority, retraction
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 from tests.kafka_access import admin_config, granted, service_access
 
@@ -75,9 +77,8 @@ def topic(kafka_stack):
 
 @pytest.fixture
 def redis_sync(redis_stack):
-    import redis
 
-    r = redis.Redis.from_url(redis_stack.redis_url)
+    r = sync_redis(redis_stack, RedisUser.ADMIN)
     yield r
     r.close()
 

@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from runtime.redisconn import sync_redis
+from schemas.store_access import RedisUser
 from stumpcast.cli import main
 
 
@@ -41,8 +43,6 @@ def test_webhooks_add_refuses_argv_secrets_and_internal_targets(argv, env, said,
 def test_webhooks_add_reads_the_secret_from_stdin(redis_stack, capsys, monkeypatch):
     import io
 
-    import redis
-
     from notifier.subscriptions import load_all
     from schemas.topology import RedisKeys
 
@@ -51,6 +51,6 @@ def test_webhooks_add_reads_the_secret_from_stdin(redis_stack, capsys, monkeypat
     url = f"http://127.0.0.1:9/{uuid.uuid4().hex}"
     assert main(["webhooks", "add", url, "--secret-stdin"]) == 0
     hook_id = capsys.readouterr().out.strip()
-    r = redis.Redis.from_url(redis_stack.redis_url)
+    r = sync_redis(redis_stack, RedisUser.ADMIN)
     assert load_all(r.hgetall(RedisKeys.webhooks))[hook_id].secret == "from-stdin"
     assert main(["webhooks", "remove", hook_id]) == 0

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from runtime import redisconn
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 from schemas.view import COMMIT_FIELD, UPDATE_FIELD
 from schemas.viewcommit import (
@@ -108,9 +110,8 @@ def test_the_script_is_package_data_of_schemas() -> None:
 
 @pytest.fixture
 def sync_redis(redis_stack: Settings) -> Iterator[Any]:
-    import redis
 
-    client = redis.Redis.from_url(redis_stack.redis_url)
+    client = redisconn.sync_redis(redis_stack, RedisUser.ADMIN)
     yield client
     client.close()
 

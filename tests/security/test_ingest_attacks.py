@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from runtime.redisconn import async_redis, sync_redis
 from runtime.secrets import scorer_token_path
 from schemas import codec
 from schemas.settings import Settings
 from schemas.signing import Registry, verify
+from schemas.store_access import RedisUser
 from schemas.topology import MATCH_EVENTS, RedisKeys
 from streams import cricsheet
 from streams.ingest import Ingest
@@ -25,9 +27,8 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 async def ingest(kafka_stack: Settings, redis_stack: Settings) -> AsyncIterator[Ingest]:
-    import redis.asyncio as aioredis
 
-    r = aioredis.Redis.from_url(redis_stack.redis_url)
+    r = async_redis(redis_stack, RedisUser.ADMIN)
     yield Ingest(kafka_stack, Registry.load(kafka_stack.scorer_registry), r,
                  lambda s: scorer_producer(kafka_stack, s))
     await r.aclose()
@@ -86,7 +87,6 @@ async def test_ingest_signs_as_the_token_s_scorer_and_is_idempotent(ingest: Inge
 async def test_ingest_refuses_strangers_and_other_scorers_sources(ingest: Ingest,
                                                                   kafka_stack: Settings,
                                                                   attacks: Any) -> None:
-    import redis
 
     m = f"ing{uuid.uuid4().hex[:6]}"
     event = cricsheet.import_match(cricsheet.load(FILES[0]), m)[0]  # source "cricsheet"
@@ -103,7 +103,7 @@ async def test_ingest_refuses_strangers_and_other_scorers_sources(ingest: Ingest
     for name, (token, match_id, raw, status) in cases.items():
         answer = await ingest.post(token, match_id, raw)
         attacks.check(name, answer.status == status, answer)
-    r = redis.Redis.from_url(kafka_stack.redis_url)
+    r = sync_redis(kafka_stack, RedisUser.ADMIN)
     assert not r.exists(RedisKeys.ingest_seqs(m)), "a refused request claimed a seq"
     assert _read_back(kafka_stack, m) == []
 

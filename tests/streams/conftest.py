@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from runtime.redisconn import async_redis
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 
 
 @pytest.fixture
@@ -18,8 +20,7 @@ def match_id() -> str:
 
 @pytest.fixture
 async def aioredis(redis_stack: Settings) -> AsyncIterator[object]:
-    import redis.asyncio as aioredis
 
-    client = aioredis.from_url(redis_stack.redis_url)
+    client = async_redis(redis_stack, RedisUser.ADMIN)
     yield client
     await client.aclose()

@@ -420,3 +420,66 @@ async def test_events_let_go_behind_a_full_gap_are_read_again() -> None:
     await w.feed(ev[4:], partition=6)  # what the re-read brings
     await assert_final(w, ev)
     w.task.cancel()
+
+
+async def test_a_scorer_revoked_while_the_worker_runs_is_refused(tmp_path: Any) -> None:
+    """The worker re-reads the registry file (runtime.scorers): before, it loaded it once at
+    start, so a revoked scorer's events were accepted until a restart."""
+    from runtime.scorers import RegistryFile
+    from schemas.signing import Registry, Scorer, Signer, generate_key
+
+    pem, public = generate_key()
+    path = tmp_path / "scorers.json"
+    path.write_bytes(Registry({"feed": Scorer("feed", public, ("cricsheet",))}).encode())
+    registry = RegistryFile(path, interval=0.0)
+    w = worker(scorers=registry)
+    ev, signer = match_events(), Signer("feed", pem)
+    for e in ev[:3]:
+        await w.engine.handle(signer.sign(codec.encode(e)), ack=w.ack(e.seq), partition=0)
+    await w.settle()
+    assert w.acked == [e.seq for e in ev[:3]] and not w.sink.dlq
+    tmp = tmp_path / "next.json"
+    tmp.write_bytes(Registry().encode())  # feed revoked (a new file, as `scorers` writes it)
+    tmp.replace(path)
+    await w.engine.handle(signer.sign(codec.encode(ev[3])), ack=w.ack(ev[3].seq), partition=0)
+    await w.settle()
+    assert [d["reason"] for d in w.sink.dlq] == ["bad_signature"]
+    assert ev[3].seq not in {row.seq for row in await w.store.load(ev[3].match_id)}
+    w.task.cancel()
+
+
+async def test_a_gap_fill_trusts_the_store_which_holds_verified_events_only() -> None:
+    """Gap fills do not re-check signatures, and need not: the store keeps the signed body
+    without its signature (so there is nothing to re-check), and only the streams worker
+    writes it (its Cassandra role; tests/security/test_store_access.py) after verifying.
+    Here: what the worker stores of signed events carries no "sig"; a gap is filled from
+    rows a previous owner stored; and an event with a bad signature never reaches the store."""
+    from schemas.signing import Registry, Scorer, Signer, generate_key
+    from streams.recovery import as_stored
+
+    pem, public = generate_key()
+    signer = Signer("feed", pem)
+    w = worker(scorers=Registry({"feed": Scorer("feed", public, ("cricsheet",))}))
+    ev = match_events()
+
+    async def feed_signed(events: list[Event]) -> None:
+        for e in events:
+            await w.engine.handle(signer.sign(codec.encode(e)), ack=w.ack(e.seq), partition=0)
+        await w.settle()
+
+    await feed_signed(ev[:10])
+    stored = w.store.rows[ev[0].match_id]
+    assert sorted(stored) == list(range(1, 11))
+    assert all(b'"sig"' not in row.body for row in stored.values())
+    await w.store.append([as_stored(e) for e in ev[10:20]])  # a previous owner's rows
+    forged = Signer("feed", generate_key()[0]).sign(codec.encode(ev[20]))
+    await w.engine.handle(forged, ack=w.ack(-1), partition=0)
+    await feed_signed([ev[20]])
+    assert w.engine.matches[ev[0].match_id].held and 21 not in w.acked
+    await asyncio.sleep(0.06)
+    await w.engine.tick()
+    await w.settle()
+    assert (await w.views.read(ev[0].match_id)).position.seq == 21  # type: ignore[union-attr]
+    assert [d["reason"] for d in w.sink.dlq] == ["bad_signature"]
+    assert stored[21].body == codec.encode(ev[20])  # the real one, not the forged bytes
+    w.task.cancel()

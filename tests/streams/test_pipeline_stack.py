@@ -25,9 +25,12 @@ from typing import Any
 import orjson
 import pytest
 
+from runtime import cassandra
+from runtime.redisconn import sync_redis
 from schemas import codec, deadletter
 from schemas.events import Event
 from schemas.settings import Settings
+from schemas.store_access import CassandraRole, RedisUser
 from schemas.topology import (
     MATCH_EVENTS,
     MATCH_EVENTS_DLQ,
@@ -174,9 +177,8 @@ def truth(path: Path, match_id: str) -> tuple[list[Event], dict[str, Any], list[
 
 
 def wait_views(settings: Settings, finals: dict[str, int], timeout: float = 180) -> None:
-    import redis
 
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings, RedisUser.ADMIN)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seqs = {m: int(r.hget(RedisKeys.position(m), "seq") or 0) for m in finals}
@@ -187,9 +189,8 @@ def wait_views(settings: Settings, finals: dict[str, int], timeout: float = 180)
 
 
 def load_store(settings: Settings, match_id: str) -> list[Any]:
-    from stumpcast.stack.probes import cassandra_session
 
-    with cassandra_session(settings.cassandra_hosts, settings.cassandra_port, 10) as s:
+    with cassandra.session(settings, CassandraRole.ADMIN) as s:
         return list(s.execute(f"SELECT seq, event_id FROM {settings.cassandra_keyspace}."
                               "match_events WHERE match_id = %s", (match_id,)))
 
@@ -205,9 +206,8 @@ def wait_store(settings: Settings, match_id: str, n: int, timeout: float = 60) -
 
 def check_results(settings: Settings, runs: dict[str, Path],
                   since: dict[str, dict[int, int]]) -> None:
-    import redis
 
-    r: Any = redis.Redis.from_url(settings.redis_url)
+    r: Any = sync_redis(settings, RedisUser.ADMIN)
     expected = {m: truth(p, m) for m, p in runs.items()}
     wait_views(settings, {m: len(ev) for m, (ev, _, _) in expected.items()})
     for m, (events, doc, note_ids) in expected.items():
@@ -251,9 +251,8 @@ def test_pipeline_five_matches_at_once(stack: Settings, worker: Worker) -> None:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
     check_results(stack, runs, since)
-    import redis
 
-    r: Any = redis.Redis.from_url(stack.redis_url)
+    r: Any = sync_redis(stack, RedisUser.ADMIN)
     first = next(iter(runs))
     epoch = int(r.hget(RedisKeys.position(first), "epoch") or 0)
     rebuilt = subprocess.run([str(STUMPCAST), "rebuild", first], capture_output=True, text=True,
@@ -313,7 +312,6 @@ def wait_for_a_note(settings: Settings, keys: set[str], timeout: float = 30) -> 
 
 
 def test_pipeline_survives_kills_and_a_redis_flush(stack: Settings, tmp_path: Path) -> None:
-    import redis
 
     since = offsets_now(stack)
     tag = uuid.uuid4().hex[:6]
@@ -327,7 +325,7 @@ def test_pipeline_survives_kills_and_a_redis_flush(stack: Settings, tmp_path: Pa
         for round_ in range(5):
             time.sleep(rng.uniform(1.5, 3.0))
             if round_ == 2:  # Redis loses the views mid-match (our keys only: shared server)
-                r = redis.Redis.from_url(stack.redis_url)
+                r = sync_redis(stack, RedisUser.ADMIN)
                 for m in runs:
                     r.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
                              RedisKeys.notifications(m))

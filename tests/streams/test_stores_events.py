@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 
@@ -70,8 +71,7 @@ class TestCassandraEventStore(EventStoreContract):
     @pytest.fixture
     async def store(self, cassandra_stack: Settings) -> AsyncIterator[EventStore]:
         s = cassandra_stack
-        store = await asyncio.to_thread(CassandraEventStore.connect, s.cassandra_hosts,
-                                        s.cassandra_port, s.cassandra_keyspace)
+        store = await asyncio.to_thread(CassandraEventStore.connect, s)
         yield store
         store.close()
 
@@ -95,6 +95,8 @@ async def test_backlog_holds_events_while_the_store_is_down(match_id: str) -> No
 
 @pytest.mark.stack
 async def test_lazy_store_reports_an_unreachable_cassandra(match_id: str) -> None:
-    store = LazyCassandraEventStore(["127.0.0.1"], 1, "stumpcast")  # nothing listens on port 1
+    settings = dataclasses.replace(Settings.from_env(), cassandra_hosts=("127.0.0.1",),
+                                   cassandra_port=1, cassandra_auth="none")  # nothing on 1
+    store = LazyCassandraEventStore(settings)
     with pytest.raises(EventStoreError):
         await store.load(match_id)

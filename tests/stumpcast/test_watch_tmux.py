@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 
 from gateway import terminal_render as view
+from runtime.redisconn import sync_redis
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import REDIS_PREFIX, RedisKeys
 from streams import cricsheet
 from streams.fold import Card, apply
@@ -107,11 +109,10 @@ def pipeline(stack: Settings) -> Iterator[tuple[dict[str, str], int]]:
 
 @pytest.fixture
 def match_id(stack: Settings) -> Iterator[str]:
-    import redis
 
     match_id = f"test-watch-{uuid.uuid4().hex[:12]}"
     yield match_id
-    r = redis.Redis.from_url(stack.redis_url)
+    r = sync_redis(stack, RedisUser.ADMIN)
     keys = list(r.scan_iter(f"{REDIS_PREFIX}*{match_id}*", count=1000))
     if keys:
         r.delete(*keys)

@@ -9,9 +9,12 @@ import uuid
 
 import pytest
 
+from runtime import cassandra
 from runtime.kafka import aiokafka_config
+from runtime.redisconn import sync_redis
 from schemas.access import Principal
 from schemas.settings import Settings
+from schemas.store_access import CassandraRole, RedisUser
 from schemas.topology import EVENTS_TABLE, SMOKE, RedisKeys
 from tests.kafka_access import admin_config
 
@@ -68,13 +71,12 @@ async def test_kafka_aiokafka_produce_consume(kafka_stack: Settings) -> None:
 
 
 def test_cassandra_write_read(cassandra_stack: Settings) -> None:
-    from stumpcast.stack.probes import cassandra_session
 
     s = cassandra_stack
     table = f"{s.cassandra_keyspace}.{EVENTS_TABLE}"
     match_id = f"test-{uuid.uuid4().hex}"
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    with cassandra_session(s.cassandra_hosts, s.cassandra_port, 10) as session:
+    with cassandra.session(s, CassandraRole.ADMIN) as session:
         session.execute(f"INSERT INTO {table} (match_id, seq, event_id, type, ts, body) "
                         "VALUES (%s, %s, %s, %s, %s, %s)",
                         (match_id, 7, "e7", "test", now, b"\x00body"))
@@ -86,9 +88,8 @@ def test_cassandra_write_read(cassandra_stack: Settings) -> None:
 
 
 def test_redis_round_trip(redis_stack: Settings) -> None:
-    import redis
 
-    client = redis.Redis.from_url(redis_stack.redis_url)
+    client = sync_redis(redis_stack, RedisUser.ADMIN)
     key = RedisKeys.health("stack-test")
     try:
         client.set(key, b"alive", ex=30)

@@ -137,3 +137,41 @@ def test_up_initialises_the_local_stack_whatever_the_endpoints_say(
     assert local.kafka_bootstrap == (f"127.0.0.1:{env['STUMPCAST_STACK_KAFKA_PORT']}",)
     assert local.cassandra_port == int(env["STUMPCAST_STACK_CASSANDRA_PORT"])
     assert local.cassandra_replication == {"class": "SimpleStrategy", "replication_factor": 1}
+
+
+class RedisBeforeUsers(RedisServer):
+    """The Redis of a stack started before Redis had ACL users: no aclfile, `default` open."""
+
+    def render_config(self) -> str:
+        return super().render_config().replace(f"aclfile {self.acl_path}\n", "")
+
+    def probe(self, timeout: float = 5.0) -> bool:
+        from stumpcast.stack.probes import redis_ready
+
+        return redis_ready(self.url, 2.0, None)
+
+
+def test_a_redis_started_before_acl_users_is_given_them_by_stack_up(
+        private_stack: PrivateStack, redis_binary: str) -> None:
+    import redis
+
+    from runtime import redisconn
+    from schemas.store_access import RedisUser
+
+    settings = private_stack.settings
+    old = RedisBeforeUsers(settings, RunLayout.at(settings.run_dir))
+    control.up(settings, say=lambda _: None, chosen=[old])
+    anonymous = redisconn.connect(old.url, None, socket_timeout=2)
+    try:
+        assert anonymous.ping()  # the old, open Redis
+        out = private_stack.cli("stack", "up", "--only", "redis")
+        assert out.returncode == 0, out.stderr
+        assert "already healthy" in out.stdout, out.stdout  # not restarted: given its users
+        with pytest.raises(redis.RedisError):
+            redisconn.connect(old.url, None, socket_timeout=2).ping()
+        gateway = redisconn.sync_redis(settings, RedisUser.GATEWAY, socket_timeout=2)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            gateway.execute_command("FLUSHALL")
+    finally:
+        anonymous.close()
+        private_stack.cli("stack", "down")
