@@ -17,6 +17,7 @@ from pathlib import Path
 
 from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
+from stumpcast.stack import secrets
 from stumpcast.stack.alertmanager_server import AlertmanagerServer
 from stumpcast.stack.cassandra_server import CassandraServer
 from stumpcast.stack.edge_server import CdnA, CdnB, EdgeServer
@@ -143,6 +144,11 @@ def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
     ctx = StartContext(settings, say, maven_repo)
     _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
     _check_all_ports(todo)
+    if any(isinstance(s, (KafkaServer, RedisServer, RedisClusterNode)) for s in todo):
+        # Once, before the servers are prepared in parallel threads: each would otherwise
+        # generate the missing credentials at the same time (scorers.json replaced by two
+        # threads at once failed with FileNotFoundError).
+        secrets.ensure(settings)
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
         futures = [pool.submit(_bring_up, s, ctx) for s in todo]
     results: list[UpResult] = []

@@ -1,5 +1,6 @@
-"""Redis Cluster (`stack up --nodes 3`'s Redis): the launcher forms 3 masters + 3 replicas, and
-the view commit, the ingest claim and the analytics merge run on it through the cluster client.
+"""Redis Cluster (`stack up --nodes 3`'s Redis): the launcher forms 3 masters + 3 replicas with
+the single node's ACL users, and the view commit and the ingest claim run on it through the
+client factory (``runtime.redisconn``) as the services' own users.
 
 The six nodes run in a run folder of this module (ports from STUMPCAST_STACK_REDIS_CLUSTER_PORT)
 and are stopped at the end; forming the cluster takes ~5 s.
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from runtime.rediscluster import ClusterSettingsError, credentials, sync_cluster
+from runtime.redisconn import connect, credentials, sync_redis
 from schemas.settings import Settings
+from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
 from schemas.viewcommit import Position, Status, ViewCommitter, ViewWrite
 from stumpcast.stack import control
@@ -34,7 +36,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_binary_module: str
             ) -> Iterator[Settings]:
     run_dir = tmp_path_factory.mktemp("cluster") / "run"
     base = Settings.from_env()
-    settings = dataclasses.replace(base, run_dir=run_dir)
+    settings = dataclasses.replace(base, run_dir=run_dir, secrets_dir=run_dir / "secrets",
+                                   scorer_registry=run_dir / "secrets" / "scorers.json")
     settings = dataclasses.replace(settings, redis_cluster=seeds(settings))
     try:
         control.up(settings, NODES, say=lambda _: None)
@@ -56,20 +59,28 @@ def redis_binary_module() -> str:
 
 @pytest.fixture
 def client(cluster: Settings) -> Iterator[Any]:
-    r = sync_cluster(cluster, socket_timeout=5)
+    """The streams worker's own user: what it may do on one node it may do on the cluster."""
+    r = sync_redis(cluster, RedisUser.STREAMS, socket_timeout=5)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def admin(cluster: Settings) -> Iterator[Any]:
+    r = sync_redis(cluster, RedisUser.ADMIN, socket_timeout=5)
     yield r
     r.close()
 
 
 def roles(settings: Settings) -> dict[str, str]:
     """node name -> "master" | "slave", from each node's own INFO replication."""
-    import redis
-
     found = {}
     for i, name in enumerate(NODES):
         port = settings.stack_redis_cluster_port + i
-        with redis.Redis(port=port, socket_timeout=2) as r:
-            found[name] = r.info("replication")["role"]
+        r = connect(f"redis://127.0.0.1:{port}/0", credentials(settings, RedisUser.ADMIN),
+                    socket_timeout=2)
+        found[name] = r.info("replication")["role"]
+        r.close()
     return found
 
 
@@ -87,7 +98,18 @@ def write(match_id: str, seq: int, prev: int, epoch: int = 1) -> ViewWrite:
                      now_ms=1000 + seq)
 
 
-def test_the_view_commit_runs_on_the_cluster(client: Any) -> None:
+def test_every_node_refuses_a_client_without_credentials(cluster: Settings) -> None:
+    import redis
+
+    for i in range(len(NODES)):
+        r = connect(f"redis://127.0.0.1:{cluster.stack_redis_cluster_port + i}/0", None,
+                    socket_timeout=2)
+        with pytest.raises(redis.AuthenticationError):
+            r.get("stumpcast:card:{m}")
+        r.close()
+
+
+def test_the_view_commit_runs_on_the_cluster(client: Any, admin: Any) -> None:
     views = ViewCommitter(client)
     assert views.cluster
     matches = [f"t-{uuid.uuid4().hex[:8]}-{i}" for i in range(12)]  # spread over the masters
@@ -107,9 +129,9 @@ def test_the_view_commit_runs_on_the_cluster(client: Any) -> None:
         assert len(slots) == len(matches) and len(owners) > 1  # really across masters
     finally:
         for m in matches:
-            client.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
-                          RedisKeys.notifications(m))
-            client.zrem(RedisKeys.live_matches, m)
+            admin.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
+                         RedisKeys.notifications(m))
+            admin.zrem(RedisKeys.live_matches, m)
 
 
 def test_keys_of_one_match_without_a_shared_tag_are_refused(client: Any) -> None:
@@ -125,9 +147,10 @@ def test_keys_of_one_match_without_a_shared_tag_are_refused(client: Any) -> None
         client.eval(source(), len(untagged), *untagged, *argv)
 
 
-def test_the_ingest_claim_runs_on_the_cluster(client: Any) -> None:
+def test_the_ingest_claim_runs_on_the_cluster(cluster: Settings) -> None:
     from streams.ingest import CLAIM
 
+    client = sync_redis(cluster, RedisUser.INGEST, socket_timeout=5)
     m = f"t-{uuid.uuid4().hex[:8]}"
     claim = client.register_script(CLAIM)
     keys = [RedisKeys.ingest_seqs(m), RedisKeys.ingest_ids(m)]
@@ -136,14 +159,7 @@ def test_the_ingest_claim_runs_on_the_cluster(client: Any) -> None:
         assert claim(keys=keys, args=[1, "e2", 60]) == [b"held", b"~e1"]
     finally:
         client.delete(*keys)
-
-
-def test_a_url_with_another_database_is_refused(cluster: Settings) -> None:
-    bad = dataclasses.replace(cluster, redis_url="redis://u:p%40ss@127.0.0.1:1/3")
-    with pytest.raises(ClusterSettingsError, match="database 3"):
-        credentials(bad)
-    good = dataclasses.replace(cluster, redis_url="redis://u:p%40ss@127.0.0.1:1/0")
-    assert credentials(good) == {"username": "u", "password": "p@ss"}
+        client.close()
 
 
 def commit_through_failover(views: ViewCommitter, w: ViewWrite, deadline: float
@@ -165,7 +181,7 @@ def commit_through_failover(views: ViewCommitter, w: ViewWrite, deadline: float
 
 @pytest.mark.slow
 def test_a_killed_master_is_replaced_by_its_replica_and_commits_go_on(
-        cluster: Settings, client: Any) -> None:
+        cluster: Settings, client: Any, admin: Any) -> None:
     """SIGKILL the master of a match's slot: within the retry budget the commit lands on the
     promoted replica (NOSCRIPT there is reloaded by the script object); the launcher restarts
     the dead node, which rejoins as a replica."""
@@ -188,9 +204,9 @@ def test_a_killed_master_is_replaced_by_its_replica_and_commits_go_on(
               f"{len(errors)} {sorted(set(errors))}")
     finally:
         control.up(cluster, NODES, say=lambda _: None)  # the dead node back, as a replica
-        client.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
-                      RedisKeys.notifications(m))
-        client.zrem(RedisKeys.live_matches, m)
-    assert info(port).get("cluster_state") == "ok"
+        admin.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
+                     RedisKeys.notifications(m))
+        admin.zrem(RedisKeys.live_matches, m)
+    assert info(cluster, port).get("cluster_state") == "ok"
     assert sorted(roles(cluster).values()) == ["master"] * 3 + ["slave"] * 3
 
