@@ -203,6 +203,12 @@ class Settings:
         "Cassandra client authentication: password (PasswordAuthenticator, each service as its "
         "own role, password from STUMPCAST_SECRETS_DIR/cassandra/<role>.password) or none "
         "(a cluster with AllowAllAuthenticator).")
+    cassandra_consistency: str = _env(
+        "STUMPCAST_CASSANDRA_CONSISTENCY", "LOCAL_ONE",
+        _choice("LOCAL_ONE", "LOCAL_QUORUM", "QUORUM", "ONE", "ALL"),
+        "Consistency level of every Cassandra read and write. LOCAL_ONE (the driver's default) "
+        "for one node; LOCAL_QUORUM with replication factor 3, so a read sees every write "
+        "acknowledged before it while one replica is down (2 + 2 > 3).")
     redis_cluster: tuple[str, ...] = _env(
         "STUMPCAST_REDIS_CLUSTER", "", _optional_host_ports,
         "Redis Cluster seed nodes, host:port, comma separated: when set, every service uses a "

@@ -24,7 +24,7 @@ def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: 
 
     Multi-node (`stack up --nodes 3`, ``replication`` 3): ``voters`` names the three
     controllers; topics and the internal topics get 3 replicas and ``min.insync.replicas`` 2,
-    so an ``acks=all`` write (librdkafka's default, ``request.required.acks=-1``) is on two
+    so an ``acks=all`` write (the event producer's, the relay's, the streams app's) is on two
     brokers before it is acknowledged and one broker may die without losing or refusing one
     (cluster.md §2.1). Brokers replicate over the client listener as admin (PLAIN, defined in
     every node's JAAS line), so no SCRAM user has to exist before the quorum does.
@@ -97,7 +97,8 @@ logger.req.level = WARN
 
 
 def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path,
-                   auth: bool = True) -> str:
+                   auth: bool = True, host: str = "127.0.0.1", seed: str = "127.0.0.1",
+                   initial_token: int | None = None) -> str:
     """Minimal single-node cassandra.yaml with 5.0 key names (infra.md §2.5).
 
     ``auth``: logins checked against the roles table (``PasswordAuthenticator``) and every
@@ -105,11 +106,16 @@ def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path,
 
     The loader rejects unknown keys, so nothing optional is added. Caches are sized for a
     1 GiB heap instead of the heap/4 defaults.
+
+    Multi-node (`stack up --nodes 3`): node i listens on ``host`` 127.0.0.i with the same
+    ports, node 1 is the seed, and each has its own evenly spaced ``initial_token``
+    (cluster.md §4.2).
     """
+    token = "" if initial_token is None else f"initial_token: {initial_token}\n"
     return f"""\
 cluster_name: 'stumpcast local'
 num_tokens: 1
-partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+{token}partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 data_file_directories: [{data_dir}/data]
 commitlog_directory: {data_dir}/commitlog
 saved_caches_directory: {data_dir}/saved_caches
@@ -122,9 +128,9 @@ commitlog_total_space: 512MiB
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:{storage_port}"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+      - seeds: "{seed}:{storage_port}"
+listen_address: {host}
+rpc_address: {host}
 storage_port: {storage_port}
 native_transport_port: {native_port}
 start_native_transport: true

@@ -19,6 +19,10 @@ from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
 from stumpcast.stack import secrets
 from stumpcast.stack.alertmanager_server import AlertmanagerServer
+from stumpcast.stack.cassandra_cluster import CONSISTENCY as CASSANDRA_CLUSTER_CONSISTENCY
+from stumpcast.stack.cassandra_cluster import HOSTS as CASSANDRA_CLUSTER_HOSTS
+from stumpcast.stack.cassandra_cluster import NODE_TYPES as CASSANDRA_CLUSTER_TYPES
+from stumpcast.stack.cassandra_cluster import REPLICATION as CASSANDRA_CLUSTER_REPLICATION
 from stumpcast.stack.cassandra_server import CassandraServer
 from stumpcast.stack.edge_server import CdnA, CdnB, EdgeServer
 from stumpcast.stack.errors import (
@@ -43,13 +47,15 @@ from stumpcast.stack.server import Server, StartContext
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
     "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
-    "cdn-a": CdnA, "cdn-b": CdnB, **KAFKA_CLUSTER_TYPES, **REDIS_CLUSTER_TYPES,
+    "cdn-a": CdnA, "cdn-b": CdnB, **KAFKA_CLUSTER_TYPES, **CASSANDRA_CLUSTER_TYPES,
+    **REDIS_CLUSTER_TYPES,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
-# `stack up --nodes 3`: what replaces the single nodes: 3 Kafka brokers (KRaft voters all) and
-# a 3+3 Redis Cluster; Cassandra stays one node so far.
-MULTI_NODE_NAMES: tuple[str, ...] = (*KAFKA_CLUSTER_TYPES, "cassandra", *REDIS_CLUSTER_TYPES)
+# `stack up --nodes 3`: what replaces the single nodes: 3 Kafka brokers (KRaft voters all),
+# 3 Cassandra nodes on 127.0.0.1-3 and a 3+3 Redis Cluster.
+MULTI_NODE_NAMES: tuple[str, ...] = (*KAFKA_CLUSTER_TYPES, *CASSANDRA_CLUSTER_TYPES,
+                                     *REDIS_CLUSTER_TYPES)
 # `stack up --observe`: Prometheus, Alertmanager and the operations server (/ops, exporter).
 OBSERVE_NAMES: tuple[str, ...] = ("prometheus", "alertmanager", "ops")
 # `stack up --edge`: the two caching edges (nginx) in front of the media origin and gateway.
@@ -149,18 +155,22 @@ def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
         # generate the missing credentials at the same time (scorers.json replaced by two
         # threads at once failed with FileNotFoundError).
         secrets.ensure(settings)
-    with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
-        futures = [pool.submit(_bring_up, s, ctx) for s in todo]
     results: list[UpResult] = []
     errors: list[StackError] = []
-    for future in futures:
-        failure = future.exception()
-        if failure is None:
-            results.append(future.result())
-        elif isinstance(failure, StackError):
-            errors.append(failure)
-        else:
-            raise failure
+    for wave in sorted({s.wave for s in todo}):
+        if errors:  # a later wave needs the earlier ones (a Cassandra node its seed)
+            break
+        batch = [s for s in todo if s.wave == wave]
+        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+            futures = [pool.submit(_bring_up, s, ctx) for s in batch]
+        for future in futures:
+            failure = future.exception()
+            if failure is None:
+                results.append(future.result())
+            elif isinstance(failure, StackError):
+                errors.append(failure)
+            else:
+                raise failure
     if len(errors) == 1:
         raise errors[0]
     if errors:
@@ -352,7 +362,10 @@ def local_settings(settings: Settings, nodes: int = 1) -> Settings:
     if nodes == 1:
         return single
     return dataclasses.replace(single, kafka_bootstrap=kafka_cluster_bootstrap(settings),
-                               kafka_replication_factor=3, redis_cluster=seeds(settings))
+                               kafka_replication_factor=3, redis_cluster=seeds(settings),
+                               cassandra_hosts=CASSANDRA_CLUSTER_HOSTS,
+                               cassandra_replication=dict(CASSANDRA_CLUSTER_REPLICATION),
+                               cassandra_consistency=CASSANDRA_CLUSTER_CONSISTENCY)
 
 
 def edge_fault(settings: Settings, name: str, kind: str | None, value: str = "") -> str:

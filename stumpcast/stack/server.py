@@ -62,6 +62,12 @@ class Server(ABC):
         return False
 
     @property
+    def wave(self) -> int:
+        """Launch wave: `up` starts wave n + 1 once every server of wave n is healthy (the
+        Cassandra nodes of `--nodes 3` must join one at a time). Most servers: 0."""
+        return 0
+
+    @property
     def marker(self) -> str:
         """A string only our process of this server has in its command line."""
         return str(self.layout.conf(self.name))

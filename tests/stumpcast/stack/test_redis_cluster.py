@@ -210,3 +210,35 @@ def test_a_killed_master_is_replaced_by_its_replica_and_commits_go_on(
     assert info(cluster, port).get("cluster_state") == "ok"
     assert sorted(roles(cluster).values()) == ["master"] * 3 + ["slave"] * 3
 
+
+
+def test_the_streams_view_store_runs_on_the_cluster(cluster: Settings, admin: Any) -> None:
+    """The streams worker's store as it builds it (``RedisViewStore.connect``: the factory
+    gives an asyncio cluster client): commits, a transactional read of card and position (one
+    slot), history and notifications."""
+    import asyncio
+
+    from streams.viewstore import RedisViewStore
+
+    m = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> Any:
+        store = RedisViewStore.connect(cluster)
+        try:
+            assert (await store.commit(write(m, 1, 0))).status is Status.APPLIED
+            assert (await store.commit(write(m, 2, 1))).status is Status.APPLIED
+            assert (await store.commit(write(m, 2, 1))).status is Status.DUPLICATE
+            return (await store.read(m), await store.history(m), await store.notes(m))
+        finally:
+            await store.aclose()
+
+    try:
+        view, history, notes = asyncio.run(scenario())
+        assert view.card == b'{"seq":2}' and view.position == Position(1, 2)
+        assert [eid for eid, _ in history] == ["1-0", "2-0"]
+        assert [eid for eid, _ in notes] == ["1-0", "2-0"]
+        assert admin.zscore(RedisKeys.live_matches, m) == 1002
+    finally:
+        admin.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
+                     RedisKeys.notifications(m))
+        admin.zrem(RedisKeys.live_matches, m)
