@@ -242,3 +242,29 @@ def test_the_streams_view_store_runs_on_the_cluster(cluster: Settings, admin: An
         admin.delete(RedisKeys.card(m), RedisKeys.position(m), RedisKeys.history(m),
                      RedisKeys.notifications(m))
         admin.zrem(RedisKeys.live_matches, m)
+
+
+def test_the_analytics_merge_runs_on_the_cluster(cluster: Settings, admin: Any) -> None:
+    """The analytics sink merges through a pipeline; a cluster pipeline does not load scripts
+    (NOSCRIPT on a node's first use), which the sink answers by loading and merging again."""
+    from analytics.aggregate import FlushPlan, Partial
+    from analytics.sink import RedisSink
+    from analytics.window import TOTAL, Stats
+
+    w = 1_790_000_000_000
+    admin.script_flush()  # every master: no script cached, as on a fresh or failed-over node
+    r = sync_redis(cluster, RedisUser.ANALYTICS, socket_timeout=5)
+    matches = [f"t-{uuid.uuid4().hex[:8]}-{i}" for i in range(6)]
+    sink = RedisSink(r, "exact", partitions=1, step_ms=10_000)
+    try:
+        plan = FlushPlan(finals=[Partial(m, w, w + 20_000, True, {0: {TOTAL: Stats(3, 3, 0, 0)}})
+                                 for m in matches])
+        records = sink.write(plan, 0)
+        assert sink.skipped == []
+        assert sorted(r.match_id for r in records if (r.region, r.cdn) == ("*", "*")) == \
+            sorted(matches)
+    finally:
+        for m in matches:
+            admin.delete(RedisKeys.concurrency_partials(m, w, True), RedisKeys.concurrency(m),
+                         RedisKeys.watching(m), RedisKeys.views(m))
+        r.close()
