@@ -275,6 +275,15 @@ class Settings:
         "STUMPCAST_STACK_KAFKA_CLUSTER_PORT", "19192", _port,
         "Broker port of the local 3-broker Kafka (`stack up --nodes 3`): broker i listens on "
         "127.0.0.i at this port, its KRaft controller one above.")
+    stack_lb_port: int = _env(
+        "STUMPCAST_STACK_LB_PORT", "18000", _port,
+        "The load balancer in front of the gateway nodes (HAProxy, `stack up --only lb`): "
+        "WebSocket and HTTP on this port, its own health at /lb/healthz.")
+    stack_lb_gateways: tuple[str, ...] = _env(
+        "STUMPCAST_STACK_LB_GATEWAYS", "", _optional_host_ports,
+        "Gateway nodes behind the load balancer, host:port, comma separated; each is "
+        "health-checked through its /readyz. Empty: the one gateway of STUMPCAST_GATEWAY_HOST "
+        "and STUMPCAST_GATEWAY_PORT.")
     # -- services --
     gateway_host: str = _env(
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")
