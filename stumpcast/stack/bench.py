@@ -88,7 +88,8 @@ def idle_rss(settings: Settings, idle: float, say: Say) -> dict[str, float]:
 
 
 def _rows(label: str, times: dict[str, float]) -> list[tuple[str, str]]:
-    order = ["total", "kafka", "kafka-1", "kafka-2", "kafka-3", "cassandra", "redis",
+    order = ["total", "kafka", "kafka-1", "kafka-2", "kafka-3", "cassandra", "cassandra-1",
+             "cassandra-2", "cassandra-3", "redis",
              *(f"redis-{i}" for i in range(1, 7)), "redis-cluster", "init"]
     return [(f"{label}: {'up → all healthy' if k == 'total' else k}", f"{times[k]:.1f} s")
             for k in order if k in times]
@@ -132,8 +133,9 @@ def run_bench(settings: Settings, skip_cold: bool, idle: float, record: bool,
         title = ("stack: `stack up` to healthy, and idle RSS" if nodes == 1 else
                  "stack --nodes 3: `stack up --nodes 3` to healthy, and idle RSS")
         if nodes == 3:
-            notes += (" Multi-node: 3 Kafka brokers (each its own JVM with that heap), one "
-                      "Cassandra, a Redis Cluster of 3 masters + 3 replicas.")
+            notes += (" Multi-node: 3 Kafka brokers (each its own JVM with that heap), 3 "
+                      "Cassandra nodes joining one after the other, a Redis Cluster of 3 "
+                      "masters + 3 replicas.")
         record_bench(title, rows, notes)
         say("recorded in BENCHMARKS.md")
     return 0
