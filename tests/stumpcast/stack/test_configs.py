@@ -181,12 +181,11 @@ def test_cassandra_nodes_get_their_address_the_seed_and_spread_tokens() -> None:
 
 def test_the_load_balancer_config_is_valid_for_haproxy(tmp_path: Path) -> None:
     """`haproxy -c` checks the rendered config offline (no port is bound)."""
+    import os
     import shutil
     import subprocess
 
     from stumpcast.stack.lb_server import haproxy_cfg
-
-    import os
 
     binary = shutil.which("haproxy")
     if binary is None:
