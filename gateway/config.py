@@ -49,6 +49,7 @@ class GatewayConfig:
     admin_host: str = "127.0.0.1"
     session_key: bytes | None = None  # HMAC key of issued session ids (shared by the workers);
                                       # None: a random one for this process
+    redis_cluster: tuple[str, ...] = ()  # Redis Cluster seed nodes; (): the one of redis_url
 
 
 
@@ -75,7 +76,8 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
         auth=auth, panic_dir=settings.gateway_panic_dir,
         panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
         kafka=_heartbeat_kafka(settings), admin_port=settings.gateway_admin_port,
-        admin_host=settings.gateway_admin_host, session_key=_session_key(settings))
+        admin_host=settings.gateway_admin_host, session_key=_session_key(settings),
+        redis_cluster=settings.redis_cluster)
     values.update(overrides)
     return GatewayConfig(**values)
 

@@ -63,6 +63,9 @@ def cluster_client(cluster: tuple[str, ...], auth: tuple[str, str] | None, *,
         factory = RedisCluster
         nodes = [ClusterNode(h, p) for h, p in seed_nodes(cluster)]
     kwargs.pop("db", None)
+    # One connection per node is the cluster client's own business (the gateway's reader asks
+    # a single client for one; a cluster client has one pool per node).
+    kwargs.pop("single_connection_client", None)
     if auth is not None:
         kwargs.update(username=auth[0], password=auth[1])
     return factory(startup_nodes=nodes, retry=_retry(asyncio), **kwargs)

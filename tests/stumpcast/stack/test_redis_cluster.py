@@ -8,7 +8,6 @@ and are stopped at the end; forming the cluster takes ~5 s.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
@@ -25,36 +24,20 @@ from schemas.topology import RedisKeys
 from schemas.viewcommit import Position, Status, ViewCommitter, ViewWrite
 from stumpcast.stack import control
 from stumpcast.stack.procs import ProcRecord
-from stumpcast.stack.redis_cluster import NODE_TYPES, cluster_ok, form, info, seeds
+from stumpcast.stack.redis_cluster import NODE_TYPES, cluster_ok, form, info
+from tests import redis_cluster
 
 pytestmark = [pytest.mark.stack]
 NODES = list(NODE_TYPES)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, redis_binary_module: str
-            ) -> Iterator[Settings]:
-    run_dir = tmp_path_factory.mktemp("cluster") / "run"
-    base = Settings.from_env()
-    settings = dataclasses.replace(base, run_dir=run_dir, secrets_dir=run_dir / "secrets",
-                                   scorer_registry=run_dir / "secrets" / "scorers.json")
-    settings = dataclasses.replace(settings, redis_cluster=seeds(settings))
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = redis_cluster.start(tmp_path_factory.mktemp("cluster") / "run")
     try:
-        control.up(settings, NODES, say=lambda _: None)
         yield settings
     finally:
-        control.down(settings, NODES)
-
-
-@pytest.fixture(scope="module")
-def redis_binary_module() -> str:
-    import shutil
-
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return "redis-server"
+        redis_cluster.stop(settings)
 
 
 @pytest.fixture
