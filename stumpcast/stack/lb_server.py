@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 
+from schemas.settings import Settings
 from stumpcast.stack.errors import ToolMissing
 from stumpcast.stack.probes import http_ready
 from stumpcast.stack.server import Port, Server, StartContext
@@ -28,10 +29,10 @@ from stumpcast.stack.server import Port, Server, StartContext
 HEALTH_URI = "/lb/healthz"
 
 
-def gateways(settings: object) -> tuple[str, ...]:
-    nodes: tuple[str, ...] = getattr(settings, "stack_lb_gateways", ())
-    if nodes:
-        return nodes
+def gateways(settings: Settings) -> tuple[str, ...]:
+    """The gateway nodes behind the load balancer (default: the one of the settings)."""
+    if settings.stack_lb_gateways:
+        return settings.stack_lb_gateways
     return (f"{settings.gateway_host}:{settings.gateway_port}",)
 
 
