@@ -110,3 +110,48 @@ def test_acks_all_writes_survive_a_killed_active_controller(brokers: Settings) -
     admin.delete_topics([topic])
     assert sorted(seen, key=int) == [str(i) for i in range(sent)]  # each exactly once
     assert max(gaps) < 30
+
+
+def test_a_broker_stopped_past_its_session_timeout_then_resumed(brokers: Settings) -> None:
+    """SIGSTOP a broker for 10 s (its session timeout is 6 s: it is fenced and its partitions
+    move), then SIGCONT: it rejoins, and an acks=all producer delivered everything once."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"test.kafka3.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(admin_config(brokers))  # kept: a collected handle fails its futures
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(30)
+    producer = Producer(admin_config(brokers, **{"enable.idempotence": True, "acks": "all",
+                                                 "linger.ms": 5}))
+    delivered: list[float] = []
+    errors: list[object] = []
+
+    def done(err: object, _msg: object) -> None:
+        (errors if err is not None else delivered).append(err or time.monotonic())
+
+    record = ProcRecord.load(control.RunLayout.at(brokers.run_dir).pid_record("kafka-2"))
+    assert record is not None
+    sent = 0
+    for i in range(700):  # ~14 s at 20 ms
+        producer.produce(topic, value=str(i), on_delivery=done)
+        sent += 1
+        if i == 50:
+            producer.flush(30)
+            os.kill(record.pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+        if i == 550:
+            os.kill(record.pid, signal.SIGCONT)
+        producer.poll(0.02)
+    assert producer.flush(60) == 0
+    after = sorted(t for t in delivered if isinstance(t, float) and t > stopped)
+    gaps = [b - a for a, b in zip([stopped, *after], after, strict=False)]
+    print(f"kafka-2 SIGSTOPped for ~10 s: longest pause in deliveries {max(gaps):.1f} s; "
+          f"{len(delivered)} of {sent} delivered")
+    assert errors == [] and len(delivered) == sent
+    deadline = time.monotonic() + 60
+    while True:  # kafka-2 back in every partition's in-sync replicas
+        meta = admin.list_topics(topic, timeout=10)
+        if all(len(p.isrs) == 3 for p in meta.topics[topic].partitions.values()):
+            break
+        assert time.monotonic() < deadline, "kafka-2 did not rejoin the ISR"
+        time.sleep(1)
