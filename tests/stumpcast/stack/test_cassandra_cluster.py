@@ -28,12 +28,26 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 NODES = list(NODE_TYPES)
 
 
+def free_on_every_host() -> int:
+    from stumpcast.stack.ports import is_free
+    from tests.replicas import free_port
+
+    while True:
+        port = free_port()
+        if all(is_free(port, host) for host in HOSTS):
+            return port
+
+
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     run_dir = tmp_path_factory.mktemp("cassandra3") / "run"
+    # Ports of their own: the single-node stack (`make test` runs one) holds the stack's
+    # Cassandra ports on 127.0.0.1.
     base = dataclasses.replace(Settings.from_env(), run_dir=run_dir,
                                secrets_dir=run_dir / "secrets",
-                               scorer_registry=run_dir / "secrets" / "scorers.json")
+                               scorer_registry=run_dir / "secrets" / "scorers.json",
+                               stack_cassandra_port=free_on_every_host(),
+                               stack_cassandra_storage_port=free_on_every_host())
     settings = control.local_settings(base, nodes=3)
     try:
         control.up(settings, NODES, say=lambda _: None)

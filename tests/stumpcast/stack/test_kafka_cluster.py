@@ -27,12 +27,26 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 NODES = list(NODE_TYPES)
 
 
+def free_pair() -> int:
+    """A port free with the next one on 127.0.0.1-3 (broker, controller): not the settings'
+    own, which a developer's `stack up --nodes 3` may hold."""
+    from stumpcast.stack.ports import is_free
+    from tests.replicas import free_port
+
+    while True:
+        port = free_port()
+        if port < 65535 and all(is_free(port + i, f"127.0.0.{h}") for i in (0, 1)
+                                for h in (1, 2, 3)):
+            return port
+
+
 @pytest.fixture(scope="module")
 def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     run_dir = tmp_path_factory.mktemp("kafka3") / "run"
     base = dataclasses.replace(Settings.from_env(), run_dir=run_dir)
     base = dataclasses.replace(base, secrets_dir=run_dir / "secrets",
-                               scorer_registry=run_dir / "secrets" / "scorers.json")
+                               scorer_registry=run_dir / "secrets" / "scorers.json",
+                               stack_kafka_cluster_port=free_pair())
     settings = control.local_settings(base, nodes=3)
     try:
         control.up(settings, NODES, say=lambda _: None)
