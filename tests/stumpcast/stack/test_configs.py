@@ -199,3 +199,25 @@ def test_the_load_balancer_config_is_valid_for_haproxy(tmp_path: Path) -> None:
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "http-check send meth GET uri /readyz" in cfg.read_text()
+
+
+def test_nodes_3_chooses_every_node_and_other_counts_are_refused(tmp_path: Path) -> None:
+    import dataclasses
+
+    from stumpcast.stack import control
+    from stumpcast.stack.errors import StackError
+
+    settings = dataclasses.replace(Settings.from_env(), run_dir=tmp_path / "run")
+    names = [s.name for s in control.servers(settings, nodes=3)]
+    assert names == [*(f"kafka-{i}" for i in (1, 2, 3)), *(f"cassandra-{i}" for i in (1, 2, 3)),
+                     *(f"redis-{i}" for i in range(1, 7))]
+    assert [s.wave for s in control.servers(settings, nodes=3) if "cassandra" in s.name] == \
+        [0, 1, 2]  # the Cassandra nodes join one at a time
+    assert [s.name for s in control.servers(settings)] == ["kafka", "cassandra", "redis"]
+    with pytest.raises(StackError, match="1 or 3 nodes"):
+        control.servers(settings, nodes=2)
+    three = control.local_settings(settings, nodes=3)
+    assert three.kafka_replication_factor == 3 and len(three.kafka_bootstrap) == 3
+    assert three.cassandra_consistency == "LOCAL_QUORUM"
+    assert three.cassandra_replication == {"class": "NetworkTopologyStrategy", "datacenter1": 3}
+    assert len(three.redis_cluster) == 6
