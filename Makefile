@@ -28,7 +28,7 @@ setup: system-deps venv web
 # (`stack up --edge`). Installed only when missing.
 APT_NEEDS := redis-server:redis-server ffmpeg:ffmpeg java:openjdk-17-jre-headless mvn:maven \
 	chromium:chromium npm:npm tmux:tmux prometheus:prometheus \
-	prometheus-alertmanager:prometheus-alertmanager nginx:nginx
+	prometheus-alertmanager:prometheus-alertmanager nginx:nginx haproxy:haproxy
 MISSING_APT = missing=""; for pair in $(APT_NEEDS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair\#*:}"; done
 system-deps:

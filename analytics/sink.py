@@ -65,6 +65,7 @@ class RedisSink:
         # A server that is down raises here, before any reply; an error in the reply of one
         # command (a script error, a key of the wrong type) is that command's alone.
         results = pipe.execute(raise_on_error=False)
+        results[n_views:] = self._after_noscript(partials, results[n_views:], now_ms)
         self.skipped = [(None, r) for r in results[:n_views] if isinstance(r, Exception)]
         records: list[ConcurrencyRecord] = []
         for partial, result in zip(partials, results[n_views:], strict=True):
@@ -75,6 +76,28 @@ class RedisSink:
             if partial.final and int(complete):
                 records += self._records(partial, orjson.loads(totals))
         return records
+
+    def _after_noscript(self, partials: list[Partial], results: list[Any],
+                        now_ms: int) -> list[Any]:
+        """The merges a node answered NOSCRIPT, run again once the script is loaded.
+
+        A plain pipeline loads its scripts before it runs; a Redis Cluster pipeline does not
+        (redis-py leaves NOSCRIPT to the caller), and a node has no script on its first use or
+        after a replica took over its slots. NOSCRIPT means the script did not run, so running
+        it again is safe. ``SCRIPT LOAD`` on a cluster client goes to every master."""
+        from redis.exceptions import NoScriptError
+
+        again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if not again:
+            return results
+        self.redis.script_load(_script_text())
+        pipe = self.redis.pipeline(transaction=False)
+        for i in again:
+            self._merge(pipe, partials[i], now_ms)
+        out = list(results)
+        for i, result in zip(again, pipe.execute(raise_on_error=False), strict=True):
+            out[i] = result
+        return out
 
     def _merge(self, pipe: Any, partial: Partial, now_ms: int) -> None:
         m = partial.match_id

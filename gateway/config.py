@@ -51,6 +51,7 @@ class GatewayConfig:
                                       # None: a random one for this process
     conflate_seconds: float = 5.0     # degradation level 2: one score snapshot per match per N s
     heartbeat_sample: int = 4         # degradation level >= 1: 1 in N sessions' beats forwarded
+    redis_cluster: tuple[str, ...] = ()  # Redis Cluster seed nodes; (): the one of redis_url
 
 
 
@@ -79,7 +80,8 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
         kafka=_heartbeat_kafka(settings), admin_port=settings.gateway_admin_port,
         admin_host=settings.gateway_admin_host, session_key=_session_key(settings),
         conflate_seconds=settings.degrade_conflate_seconds,
-        heartbeat_sample=settings.degrade_heartbeat_sample)
+        heartbeat_sample=settings.degrade_heartbeat_sample,
+        redis_cluster=settings.redis_cluster)
     values.update(overrides)
     return GatewayConfig(**values)
 

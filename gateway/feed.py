@@ -80,6 +80,9 @@ class Feed:
         self._held: set[str] = set()          # matches with updates held by conflation
         self._sent: dict[str, float] = {}     # match -> when its last conflated snapshot went
         self.shed_notes = 0
+        # Redis Cluster (a client with ``get_nodes``): per-match reads, see ``_cluster_read``.
+        self.cluster = callable(getattr(reader, "get_nodes", None))
+        self.cluster_poll_ms = 50
 
     # -- loading, once per process -------------------------------------------------------------
 
@@ -210,11 +213,14 @@ class Feed:
                     await asyncio.wait_for(self._keys_added.wait(), self.block_ms / 1000)
                 continue
             try:
-                if self._reader_id is None:
-                    self._reader_id = int(await self._call(self.reader.client_id()))
-                self._reading_gen = gen
-                reply = await self._call(self.reader.xread(streams, count=500,
-                                                           block=self.block_ms))
+                if self.cluster:
+                    reply = await self._cluster_read(streams)
+                else:
+                    if self._reader_id is None:
+                        self._reader_id = int(await self._call(self.reader.client_id()))
+                    self._reading_gen = gen
+                    reply = await self._call(self.reader.xread(streams, count=500,
+                                                               block=self.block_ms))
                 backoff = 0.1
             except FeedUnavailable as exc:
                 self._reader_id = None  # a new connection has a new client id
@@ -228,6 +234,24 @@ class Feed:
                 await self._dispatch(key, rows)
             self._evict_idle()
 
+    async def _cluster_read(self, streams: dict[str, str]) -> list[Any]:
+        """On Redis Cluster: one XREAD per match (its history and notifications streams share
+        the match's hash tag, so one slot), all at once, each to its slot's master; a cluster
+        refuses one XREAD over keys of several slots (CROSSSLOT). The reads do not block
+        (a blocked connection per match would not scale): when none has news, wait up to
+        ``cluster_poll_ms`` or until a stream joins. Costs up to that much extra latency."""
+        by_match: dict[str, dict[str, str]] = {}
+        for key, offset in streams.items():
+            by_match.setdefault(RedisKeys.match_of(key)[1], {})[key] = offset
+        replies = await self._call(asyncio.gather(
+            *(self.reader.xread(group, count=500) for group in by_match.values())))
+        out = [pair for reply in replies for pair in _normalise(reply)]
+        if not any(rows for _, rows in out):
+            self._keys_added.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._keys_added.wait(), self.cluster_poll_ms / 1000)
+        return out
+
     async def _wake(self) -> None:
         """A stream joined: end the blocking read now so the next one includes it.
 
@@ -238,6 +262,8 @@ class Feed:
         """
         self._keys_gen += 1
         self._keys_added.set()
+        if self.cluster:  # nothing blocks on a cluster (``_cluster_read``)
+            return
         for _ in range(50):
             reading, rid = self._reading_gen, self._reader_id
             if reading is None or reading == self._keys_gen or rid is None:
@@ -361,7 +387,9 @@ class Feed:
         asked = {m: (c, c.epoch, c.seq) for m, c in self.matches.items()}
         ids = list(asked)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.ping()
+            # Answered even with no match cached (readiness). Not PING: a Redis Cluster
+            # pipeline refuses commands without a key; this one goes to one master.
+            pipe.exists(RedisKeys.live_matches)
             for m in ids:
                 pipe.hgetall(RedisKeys.position(m))
             replies = await self._call(pipe.execute())

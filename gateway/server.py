@@ -123,9 +123,11 @@ class Gateway:
         _OPEN = State.OPEN
         cfg = self.config
         redis = redisconn.connect(cfg.redis_url, cfg.redis_auth, asyncio=True,
-                                  socket_connect_timeout=2, socket_timeout=5)
+                                  cluster=cfg.redis_cluster, socket_connect_timeout=2,
+                                  socket_timeout=5)
         reader = redisconn.connect(cfg.redis_url, cfg.redis_auth, asyncio=True,
-                                   socket_connect_timeout=2, single_connection_client=True)
+                                   cluster=cfg.redis_cluster, socket_connect_timeout=2,
+                                   single_connection_client=True)
         siblings = None
         if cfg.stats_path is not None:
             stats_dir = cfg.stats_path.parent

@@ -33,13 +33,15 @@ def credentials(settings: Settings, role: str) -> Auth:
 def cluster_with(settings: Settings, auth: Auth, timeout: float = 3.0, **kwargs: Any) -> Any:
     """A ``Cluster`` of the settings' contact points logging in with ``auth`` (provisioning
     uses it with the built-in superuser's credentials, once)."""
+    from cassandra import ConsistencyLevel
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-        request_timeout=max(timeout, 10.0))
+        request_timeout=max(timeout, 10.0),
+        consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_consistency])
     if auth is not None:
         kwargs["auth_provider"] = PlainTextAuthProvider(username=auth[0], password=auth[1])
     kwargs.setdefault("control_connection_timeout", timeout)

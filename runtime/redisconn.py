@@ -10,8 +10,12 @@ local stack; it is never taken from the command line or printed. With
 
 A component configured with its own URL (the gateway's and media worker's configs, a
 benchmark's private Redis) resolves ``credentials(settings, user)`` once and connects with
-``connect(url, auth)``; nothing else in the code base constructs a Redis client. (A Redis
-Cluster client belongs here too, behind the same two functions.)
+``connect(url, auth)``; nothing else in the code base constructs a Redis client.
+
+Redis Cluster: when ``STUMPCAST_REDIS_CLUSTER`` names seed nodes, ``sync_redis`` and
+``async_redis`` give a ``redis.cluster.RedisCluster`` / ``redis.asyncio.cluster.RedisCluster``
+on them instead, as the same ACL user (``runtime.rediscluster``: every key of one match shares
+a hash tag, so a match's scripts run on one node; the retry budget outlasts a failover).
 """
 
 from __future__ import annotations
@@ -33,9 +37,15 @@ def credentials(settings: Settings, user: str) -> Auth:
     return str(user), password.decode()
 
 
-def connect(url: str, auth: Auth, *, asyncio: bool = False, **kwargs: Any) -> Any:
+def connect(url: str, auth: Auth, *, asyncio: bool = False,
+            cluster: tuple[str, ...] = (), **kwargs: Any) -> Any:
     """A client of ``url`` that authenticates with ``auth`` (AUTH user password on every new
-    connection, so a reconnect after a Redis restart authenticates again)."""
+    connection, so a reconnect after a Redis restart authenticates again); with ``cluster``
+    (seed nodes, host:port), a cluster client of those nodes instead."""
+    if cluster:
+        from runtime.rediscluster import cluster_client
+
+        return cluster_client(cluster, auth, asyncio=asyncio, **kwargs)
     if asyncio:
         import redis.asyncio as aioredis
 
@@ -51,9 +61,11 @@ def connect(url: str, auth: Auth, *, asyncio: bool = False, **kwargs: Any) -> An
 
 def sync_redis(settings: Settings, user: str, **kwargs: Any) -> Any:
     """``redis.Redis`` of ``settings.redis_url`` as ``user``."""
-    return connect(settings.redis_url, credentials(settings, user), **kwargs)
+    return connect(settings.redis_url, credentials(settings, user),
+                   cluster=settings.redis_cluster, **kwargs)
 
 
 def async_redis(settings: Settings, user: str, **kwargs: Any) -> Any:
     """``redis.asyncio.Redis`` of ``settings.redis_url`` as ``user``."""
-    return connect(settings.redis_url, credentials(settings, user), asyncio=True, **kwargs)
+    return connect(settings.redis_url, credentials(settings, user), asyncio=True,
+                   cluster=settings.redis_cluster, **kwargs)

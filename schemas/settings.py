@@ -62,6 +62,11 @@ def _host_ports(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _optional_host_ports(raw: str) -> tuple[str, ...]:
+    """Empty: none; otherwise as ``_host_ports``."""
+    return _host_ports(raw) if raw.strip() else ()
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -205,6 +210,17 @@ class Settings:
         "Cassandra client authentication: password (PasswordAuthenticator, each service as its "
         "own role, password from STUMPCAST_SECRETS_DIR/cassandra/<role>.password) or none "
         "(a cluster with AllowAllAuthenticator).")
+    cassandra_consistency: str = _env(
+        "STUMPCAST_CASSANDRA_CONSISTENCY", "LOCAL_ONE",
+        _choice("LOCAL_ONE", "LOCAL_QUORUM", "QUORUM", "ONE", "ALL"),
+        "Consistency level of every Cassandra read and write. LOCAL_ONE (the driver's default) "
+        "for one node; LOCAL_QUORUM with replication factor 3, so a read sees every write "
+        "acknowledged before it while one replica is down (2 + 2 > 3).")
+    redis_cluster: tuple[str, ...] = _env(
+        "STUMPCAST_REDIS_CLUSTER", "", _optional_host_ports,
+        "Redis Cluster seed nodes, host:port, comma separated: when set, every service uses a "
+        "cluster client (STUMPCAST_REDIS_URL then gives only the credentials and options). "
+        "Empty: the single Redis of STUMPCAST_REDIS_URL.")
     # -- the local stack started by `stumpcast stack` --
     run_dir: Path = _env(
         "STUMPCAST_RUN_DIR", ".run", _path,
@@ -258,6 +274,23 @@ class Settings:
     stack_cdn_b_port: int = _env(
         "STUMPCAST_STACK_CDN_B_PORT", "18102", _port,
         "Caching edge cdn-b (nginx, `stack up --edge`), configured like cdn-a.")
+    stack_redis_cluster_port: int = _env(
+        "STUMPCAST_STACK_REDIS_CLUSTER_PORT", "16381", _port,
+        "First port of the local Redis Cluster (`stack up --nodes 3`): 6 nodes on this port and "
+        "the next 5, their cluster bus ports 10 above each.")
+    stack_kafka_cluster_port: int = _env(
+        "STUMPCAST_STACK_KAFKA_CLUSTER_PORT", "19192", _port,
+        "Broker port of the local 3-broker Kafka (`stack up --nodes 3`): broker i listens on "
+        "127.0.0.i at this port, its KRaft controller one above.")
+    stack_lb_port: int = _env(
+        "STUMPCAST_STACK_LB_PORT", "18000", _port,
+        "The load balancer in front of the gateway nodes (HAProxy, `stack up --only lb`): "
+        "WebSocket and HTTP on this port, its own health at /lb/healthz.")
+    stack_lb_gateways: tuple[str, ...] = _env(
+        "STUMPCAST_STACK_LB_GATEWAYS", "", _optional_host_ports,
+        "Gateway nodes behind the load balancer, host:port, comma separated; each is "
+        "health-checked through its /readyz. Empty: the one gateway of STUMPCAST_GATEWAY_HOST "
+        "and STUMPCAST_GATEWAY_PORT.")
     # -- services --
     gateway_host: str = _env(
         "STUMPCAST_GATEWAY_HOST", "127.0.0.1", str, "Gateway listen address.")

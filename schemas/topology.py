@@ -128,30 +128,47 @@ def tables_cql(keyspace: str) -> list[str]:
 REDIS_PREFIX = "stumpcast:"
 
 
+def match_tag(match_id: str) -> str:
+    """``{match_id}``: the Redis Cluster hash tag every per-match key ends with.
+
+    Redis Cluster hashes only the part between the first ``{`` and the next ``}`` of a key
+    (cluster spec, "Hash tags"), so every key of one match lands in one slot and the view commit
+    (one Lua script over the card, position, history and notifications) runs on one node instead
+    of failing with CROSSSLOT. The prefix before the tag has no brace, so the tag is always the
+    match id's, whatever the id holds after a ``}``; single-node Redis ignores tags.
+    """
+    return f"{{{match_id}}}"
+
+
 class RedisKeys:
-    """Every Redis key stumpcast uses. Methods, not f-strings at call sites."""
+    """Every Redis key stumpcast uses. Methods, not f-strings at call sites.
+
+    Per-match keys end with the match's hash tag (``match_tag``): one match, one cluster slot.
+    Keys of no match (``live_matches``, the webhook keys, ...) have no tag and may live on any
+    node; no script touches them together with a match's keys.
+    """
 
     prefix = REDIS_PREFIX
 
     @staticmethod
     def card(match_id: str) -> str:
         """The scorecard document (JSON bytes)."""
-        return f"{REDIS_PREFIX}card:{match_id}"
+        return f"{REDIS_PREFIX}card:{match_tag(match_id)}"
 
     @staticmethod
     def position(match_id: str) -> str:
         """Hash {epoch, seq}: the position of the view. Moves with the card, atomically."""
-        return f"{REDIS_PREFIX}pos:{match_id}"
+        return f"{REDIS_PREFIX}pos:{match_tag(match_id)}"
 
     @staticmethod
     def history(match_id: str) -> str:
         """Stream of updates (what changed) for clients that resume by position."""
-        return f"{REDIS_PREFIX}hist:{match_id}"
+        return f"{REDIS_PREFIX}hist:{match_tag(match_id)}"
 
     @staticmethod
     def notifications(match_id: str) -> str:
         """Stream of notification messages for the match's notifications channel."""
-        return f"{REDIS_PREFIX}notes:{match_id}"
+        return f"{REDIS_PREFIX}notes:{match_tag(match_id)}"
 
     @staticmethod
     def watching(match_id: str) -> str:
@@ -163,26 +180,27 @@ class RedisKeys:
         (``MAXLEN ~ 100``), appended at most once a second per worker and only on a change; read
         the newest with ``XREVRANGE key + - COUNT 1``, follow with ``XREAD``.
         """
-        return f"{REDIS_PREFIX}watching:{match_id}"
+        return f"{REDIS_PREFIX}watching:{match_tag(match_id)}"
 
     @staticmethod
     def concurrency(match_id: str) -> str:
         """Hash of the newest complete final window: field "{region}|{cdn}" ("*|*" = match
         total) -> JSON ``[sessions, beats, bitrate_sum_kbps, buffering_ms]``; field
         ``_window_start_ms`` says which window."""
-        return f"{REDIS_PREFIX}conc:{match_id}"
+        return f"{REDIS_PREFIX}conc:{match_tag(match_id)}"
 
     @staticmethod
     def concurrency_partials(match_id: str, window_start_ms: int, final: bool) -> str:
         """Hash partition -> that partition's partial of one window (analytics merge, 1 h TTL);
         final windows and the live (provisional) newest window are kept apart."""
-        return f"{REDIS_PREFIX}conc:part:{'f' if final else 'p'}:{match_id}:{window_start_ms}"
+        return (f"{REDIS_PREFIX}conc:part:{'f' if final else 'p'}:{match_tag(match_id)}:"
+                f"{window_start_ms}")
 
     @staticmethod
     def views(match_id: str, mode: str = "exact") -> str:
         """Distinct sessions ever: a set (mode "exact") or a HyperLogLog (mode "hll")."""
-        return f"{REDIS_PREFIX}views:{match_id}" if mode == "exact" else \
-            f"{REDIS_PREFIX}views:{mode}:{match_id}"
+        return f"{REDIS_PREFIX}views:{match_tag(match_id)}" if mode == "exact" else \
+            f"{REDIS_PREFIX}views:{mode}:{match_tag(match_id)}"
 
     # Webhook delivery (notifier): subscriptions, delivered ids, dead letters, playheads.
     webhooks = f"{REDIS_PREFIX}webhooks"             # hash id -> subscription JSON
@@ -206,12 +224,12 @@ class RedisKeys:
     @staticmethod
     def ingest_seqs(match_id: str) -> str:
         """Hash seq -> event_id written through the ingest API ("~" prefix: being written)."""
-        return f"{REDIS_PREFIX}ingest:seq:{match_id}"
+        return f"{REDIS_PREFIX}ingest:seq:{match_tag(match_id)}"
 
     @staticmethod
     def ingest_ids(match_id: str) -> str:
         """Hash event_id -> seq written through the ingest API (idempotency by event_id)."""
-        return f"{REDIS_PREFIX}ingest:id:{match_id}"
+        return f"{REDIS_PREFIX}ingest:id:{match_tag(match_id)}"
 
     # Feature flags (schemas/flags.py): the current change per flag (hash flag -> change JSON
     # with its version), and the stream of changes every gateway follows (field "u").
@@ -223,8 +241,8 @@ class RedisKeys:
 
     # The inverse of the per-match keys a reader gets back from Redis (XREAD names its streams):
     # the key's middle segment -> the method that builds it. Only keys that are exactly
-    # "{prefix}{segment}:{match_id}" with no other family under the segment, so a match id may
-    # itself contain ":" ("conc:" and "views:" have sub-families and are not listed).
+    # "{prefix}{segment}:{{match_id}}" with no other family under the segment, so a match id
+    # may itself contain ":" or "}" ("conc:" and "views:" have sub-families and are not listed).
     _MATCH_KINDS = {"card": "card", "pos": "position", "hist": "history",
                     "notes": "notifications", "watching": "watching"}
 
@@ -233,8 +251,10 @@ class RedisKeys:
         """``(kind, match_id)`` of a per-match key, ``kind`` the name of the method that builds
         it: ``match_of(RedisKeys.history(m)) == ("history", m)``. ValueError on any other key."""
         text = key.decode() if isinstance(key, bytes) else key
-        segment, sep, match_id = text.removeprefix(REDIS_PREFIX).partition(":")
+        segment, sep, tagged = text.removeprefix(REDIS_PREFIX).partition(":")
         kind = RedisKeys._MATCH_KINDS.get(segment)
-        if kind is None or not sep or not match_id or not text.startswith(REDIS_PREFIX):
+        match_id = tagged[1:-1]
+        if kind is None or not sep or not text.startswith(REDIS_PREFIX) or not match_id \
+                or tagged != match_tag(match_id):
             raise ValueError(f"not a per-match stumpcast key: {text!r}")
         return kind, match_id

@@ -4,6 +4,10 @@
 -- benchmarks all run this script through schemas/viewcommit.py.
 --
 -- KEYS: 1 card, 2 position hash, 3 history stream, 4 notifications stream, 5 live zset
+--       (optional). Keys 1-4 share the match's hash tag, so on Redis Cluster they are in one
+--       slot. The live zset lists every match and has no tag: on a cluster the caller leaves it
+--       out and ZADDs it after the script (schemas/viewcommit.py), since one script cannot
+--       touch two slots (CROSSSLOT).
 -- ARGV: 1 mode ("commit" | "reset"), 2 epoch, 3 seq, 4 prev_seq, 5 card bytes,
 --       6 update bytes, 7 history maxlen, 8 now_ms (live-set score), 9 match_id, then pairs
 --       (entry id, bytes) of notifications.
@@ -47,5 +51,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], seq .. '-0', 'u', ARGV[6], 't', c
 for i = 10, #ARGV - 1, 2 do
   redis.pcall('XADD', KEYS[4], ARGV[i], 'u', ARGV[i + 1])
 end
-redis.call('ZADD', KEYS[5], tonumber(ARGV[8]), ARGV[9])
+if KEYS[5] then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[8]), ARGV[9])
+end
 return {1, epoch, seq}

@@ -36,13 +36,20 @@ def _probe(settings: Settings, server: str) -> str | None:
     checks: dict[str, Callable[[], bool]] = {
         "kafka": lambda: _kafka_ready(settings),
         "cassandra": lambda: probes.cassandra_ready(settings, _admin(cassandra, settings), 5.0),
-        "redis": lambda: probes.redis_ready(settings.redis_url, 2.0,
+        # the first node of a Redis Cluster when the settings name one (`stack up --nodes 3`)
+        "redis": lambda: probes.redis_ready(_redis_url(settings), 2.0,
                                             _admin(redisconn, settings)),
     }
     where = {"kafka": settings.kafka_bootstrap_str,
              "cassandra": f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}",
-             "redis": settings.redis_url}[server]
+             "redis": _redis_url(settings)}[server]
     return None if checks[server]() else f"{server} not reachable at {where}"
+
+
+def _redis_url(settings: Settings) -> str:
+    if settings.redis_cluster:
+        return f"redis://{settings.redis_cluster[0]}/0"
+    return settings.redis_url
 
 
 def _admin(factory: Any, settings: Settings) -> tuple[str, str] | None:

@@ -97,7 +97,7 @@ def redis_round_trip(settings: Settings, payload: bytes) -> None:
         if client.get(RedisKeys.smoke) != payload:
             raise SmokeFailed(f"Redis {RedisKeys.smoke} read back something else")
     except redis.RedisError as exc:
-        raise SmokeFailed(f"Redis at {settings.redis_url} failed: {exc}. Is the stack up?") \
+        raise SmokeFailed(f"Redis at {_redis_where(settings)} failed: {exc}. Is the stack up?") \
             from None
     finally:
         client.close()
@@ -138,7 +138,7 @@ def run_smoke(settings: Settings, say: Callable[[str], None]) -> list[tuple[str,
         f"round trip via partition {partition} offset {offset}")
     with _timed("redis set + get", timings):
         redis_round_trip(settings, payload)
-    say(f"redis     {settings.redis_url}: stored and read back")
+    say(f"redis     {_redis_where(settings)}: stored and read back")
     with _timed("cassandra insert + select", timings):
         seq = cassandra_round_trip(settings, event, payload)
     say(f"cassandra {','.join(settings.cassandra_hosts)}:{settings.cassandra_port}: "
@@ -165,3 +165,10 @@ def register(sub: Any, bench: Any) -> None:
                        "Cassandra event table (match_id 'smoke'), read each back, print "
                        "timings. Uses the configured endpoints (STUMPCAST_*).")
     p.set_defaults(func=cmd_smoke)
+
+
+def _redis_where(settings: Settings) -> str:
+    """The Redis the factory connects to: the cluster's seed nodes when the settings name one."""
+    if settings.redis_cluster:
+        return f"cluster {','.join(settings.redis_cluster)}"
+    return settings.redis_url

@@ -15,11 +15,13 @@ from typing import Any
 from schemas.settings import Settings
 
 # same order as stumpcast.stack.control; `up --observe` starts Prometheus, Alertmanager and the
-# operations server, `up --edge` the two caching edges
+# operations server, `up --edge` the two caching edges, `up --nodes 3` the Redis Cluster nodes
 SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops", "cdn-a",
-                "cdn-b")
+                "cdn-b", *(f"kafka-{i}" for i in range(1, 4)),
+                *(f"cassandra-{i}" for i in range(1, 4)),
+                *(f"redis-{i}" for i in range(1, 7)), "lb")
 CORE = SERVER_NAMES[:3]
-EDGES = SERVER_NAMES[6:]
+EDGES = SERVER_NAMES[6:8]
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -59,15 +61,20 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     console = _console()
     say = console.print
     started = time.monotonic()
-    results = control.up(settings, args.only, say=say, observe=args.observe, edge=args.edge)
+    results = control.up(settings, args.only, say=say, observe=args.observe, edge=args.edge,
+                         nodes=args.nodes)
     for r in results:
         if r.action != "started":
             say(f"{r.server}: {r.action}" + (f" (pid {r.pid})" if r.pid else ""))
     chosen = {r.server for r in results}
-    if not args.no_init and chosen & {"kafka", "cassandra"}:
-        _init(control.local_settings(settings), chosen, say)
+    if not args.no_init and chosen & {"kafka", "kafka-1", "cassandra", "cassandra-1"}:
+        # the node names of --nodes 3 stand for their service
+        which = {*chosen, *(n.split("-")[0] for n in chosen if n.endswith("-1"))}
+        _init(control.local_settings(settings, args.nodes), which, say)
     say(f"stack up: {', '.join(sorted(chosen))} healthy in {time.monotonic() - started:.1f} s "
         f"(run folder {settings.run_dir})")
+    if "redis-cluster" in chosen:
+        say(_cluster_env(settings))
     if "ops" in chosen:
         say(f"operations page: http://127.0.0.1:{settings.ops_port}/ops (Prometheus "
             f"http://127.0.0.1:{settings.stack_prometheus_port}, Alertmanager "
@@ -77,6 +84,22 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         say(f"edges: {', '.join(edges)} (origin 127.0.0.1:{settings.media_http_port}, "
             f"gateway {settings.gateway_host}:{settings.gateway_port})")
     return 0
+
+
+def _cluster_env(settings: Settings) -> str:
+    """What points the services at the multi-node stack, also written to the run folder."""
+    from stumpcast.stack.kafka_cluster import bootstrap
+    from stumpcast.stack.redis_cluster import seeds
+
+    text = (f"export STUMPCAST_REDIS_CLUSTER={','.join(seeds(settings))}\n"
+            f"export STUMPCAST_KAFKA_BOOTSTRAP={','.join(bootstrap(settings))}\n"
+            "export STUMPCAST_KAFKA_REPLICATION_FACTOR=3\n"
+            "export STUMPCAST_CASSANDRA_HOSTS=127.0.0.1,127.0.0.2,127.0.0.3\n"
+            "export STUMPCAST_CASSANDRA_REPLICATION=NetworkTopologyStrategy:datacenter1=3\n"
+            "export STUMPCAST_CASSANDRA_CONSISTENCY=LOCAL_QUORUM\n")
+    path = settings.run_dir / "nodes3.env"
+    path.write_text(text)
+    return f"multi-node settings (also in {path}):\n{text.strip()}"
 
 
 def _edge_port(settings: Settings, name: str) -> int:
@@ -197,7 +220,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from stumpcast.stack.bench import run_bench
 
     return run_bench(settings, skip_cold=args.skip_cold, idle=args.idle,
-                     record=not args.no_record, say=_console().print)
+                     record=not args.no_record, say=_console().print, nodes=args.nodes)
 
 
 def register(sub: Any, bench: Any) -> None:
@@ -226,6 +249,12 @@ def register(sub: Any, bench: Any) -> None:
     p.add_argument("--edge", action="store_true",
                    help="also the caching edges cdn-a and cdn-b (nginx) on "
                    "STUMPCAST_STACK_CDN_A_PORT and _B_PORT")
+    p.add_argument("--nodes", type=int, choices=(1, 3), default=1,
+                   help="1 (default): one node of each; 3: the multi-node stack: 3 Kafka brokers "
+                   "(replication factor 3, min.insync.replicas 2) from "
+                   "STUMPCAST_STACK_KAFKA_CLUSTER_PORT, 3 Cassandra nodes on 127.0.0.1-3 "
+                   "(replication factor 3, LOCAL_QUORUM), joining one at a time, and a Redis "
+                   "Cluster, 3 masters + 3 replicas, from STUMPCAST_STACK_REDIS_CLUSTER_PORT")
     p.set_defaults(func=_guarded(cmd_up))
 
     p = cmds.add_parser("down", help="stop the servers this stack started",
@@ -289,6 +318,9 @@ def register(sub: Any, bench: Any) -> None:
                          "folder: cold (empty jar cache and Maven repository: downloads) and "
                          "warm, and measure each server's resident memory once idle.")
     b.add_argument("--skip-cold", action="store_true", help="only the warm start")
+    b.add_argument("--nodes", type=int, choices=(1, 3), default=1,
+                   help="the topology to measure (3: `stack up --nodes 3`, warm and restart "
+                   "only)")
     b.add_argument("--idle", type=float, default=15.0,
                    help="seconds to wait after healthy before reading RSS (default 15)")
     b.set_defaults(func=_guarded(cmd_bench))

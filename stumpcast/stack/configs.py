@@ -6,7 +6,9 @@ from pathlib import Path
 
 
 def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: Path,
-                            admin_password: str, controller_password: str) -> str:
+                            admin_password: str, controller_password: str, node_id: int = 1,
+                            voters: str = "", replication: int = 1,
+                            host: str = "127.0.0.1") -> str:
     """Single-node KRaft, broker and controller in one process (infra.md §1.5), secured.
 
     Static voters, so storage is formatted without --standalone (infra.md §1.3). The small
@@ -19,7 +21,23 @@ def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: 
     controller listener takes PLAIN (SCRAM credentials live in the metadata log the controller
     serves, KAFKA-15513). ``StandardAuthorizer`` denies what no ACL allows; admin and the
     controller are super users. Passwords are in this file: it is written with mode 0600.
+
+    Multi-node (`stack up --nodes 3`, ``replication`` 3): ``voters`` names the three
+    controllers; topics and the internal topics get 3 replicas and ``min.insync.replicas`` 2,
+    so an ``acks=all`` write (the event producer's, the relay's, the streams app's) is on two
+    brokers before it is acknowledged and one broker may die without losing or refusing one
+    (cluster.md §2.1). Brokers replicate over the client listener as admin (PLAIN, defined in
+    every node's JAAS line), so no SCRAM user has to exist before the quorum does.
     """
+    voters = voters or f"1@{host}:{controller_port}"
+    isr = 2 if replication >= 3 else 1
+    multi = "" if replication == 1 else f"""\
+default.replication.factor={replication}
+min.insync.replicas={isr}
+# a dead broker is fenced and its partitions move after this (default 9000, cluster.md §2.6)
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1000
+"""
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
     admin = f'{plain} username="admin" password="{admin_password}" user_admin="{admin_password}";'
@@ -27,10 +45,10 @@ def kafka_server_properties(*, broker_port: int, controller_port: int, log_dir: 
            f'user_controller="{controller_password}";')
     return f"""\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=CLIENT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=CLIENT://127.0.0.1:{broker_port}
+node.id={node_id}
+controller.quorum.voters={voters}
+listeners=CLIENT://{host}:{broker_port},CONTROLLER://{host}:{controller_port}
+advertised.listeners=CLIENT://{host}:{broker_port}
 inter.broker.listener.name=CLIENT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT
@@ -47,15 +65,15 @@ allow.everyone.if.no.acl.found=false
 log.dirs={log_dir}
 num.partitions=1
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replication}
 # default 50 partitions: fewer make the first consumer-group join faster
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replication}
+transaction.state.log.min.isr={isr}
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-# default 3000 ms: a single-node test broker has nobody to wait for
+share.coordinator.state.topic.replication.factor={replication}
+share.coordinator.state.topic.min.isr={isr}
+{multi}# default 3000 ms: a single-node test broker has nobody to wait for
 group.initial.rebalance.delay.ms=0
 # default 128 MiB, allocated on heap at startup (infra.md §1.5)
 log.cleaner.dedupe.buffer.size=16777216
@@ -79,7 +97,8 @@ logger.req.level = WARN
 
 
 def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path,
-                   auth: bool = True) -> str:
+                   auth: bool = True, host: str = "127.0.0.1", seed: str = "127.0.0.1",
+                   initial_token: int | None = None) -> str:
     """Minimal single-node cassandra.yaml with 5.0 key names (infra.md §2.5).
 
     ``auth``: logins checked against the roles table (``PasswordAuthenticator``) and every
@@ -87,11 +106,16 @@ def cassandra_yaml(*, native_port: int, storage_port: int, data_dir: Path,
 
     The loader rejects unknown keys, so nothing optional is added. Caches are sized for a
     1 GiB heap instead of the heap/4 defaults.
+
+    Multi-node (`stack up --nodes 3`): node i listens on ``host`` 127.0.0.i with the same
+    ports, node 1 is the seed, and each has its own evenly spaced ``initial_token``
+    (cluster.md §4.2).
     """
+    token = "" if initial_token is None else f"initial_token: {initial_token}\n"
     return f"""\
 cluster_name: 'stumpcast local'
 num_tokens: 1
-partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+{token}partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 data_file_directories: [{data_dir}/data]
 commitlog_directory: {data_dir}/commitlog
 saved_caches_directory: {data_dir}/saved_caches
@@ -104,9 +128,9 @@ commitlog_total_space: 512MiB
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:{storage_port}"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+      - seeds: "{seed}:{storage_port}"
+listen_address: {host}
+rpc_address: {host}
 storage_port: {storage_port}
 native_transport_port: {native_port}
 start_native_transport: true

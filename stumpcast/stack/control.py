@@ -17,7 +17,12 @@ from pathlib import Path
 
 from schemas.settings import Settings
 from stumpcast.stack import ports as portcheck
+from stumpcast.stack import secrets
 from stumpcast.stack.alertmanager_server import AlertmanagerServer
+from stumpcast.stack.cassandra_cluster import CONSISTENCY as CASSANDRA_CLUSTER_CONSISTENCY
+from stumpcast.stack.cassandra_cluster import HOSTS as CASSANDRA_CLUSTER_HOSTS
+from stumpcast.stack.cassandra_cluster import NODE_TYPES as CASSANDRA_CLUSTER_TYPES
+from stumpcast.stack.cassandra_cluster import REPLICATION as CASSANDRA_CLUSTER_REPLICATION
 from stumpcast.stack.cassandra_server import CassandraServer
 from stumpcast.stack.edge_server import CdnA, CdnB, EdgeServer
 from stumpcast.stack.errors import (
@@ -27,21 +32,31 @@ from stumpcast.stack.errors import (
     StackError,
     StartTimeout,
 )
+from stumpcast.stack.kafka_cluster import NODE_TYPES as KAFKA_CLUSTER_TYPES
+from stumpcast.stack.kafka_cluster import bootstrap as kafka_cluster_bootstrap
 from stumpcast.stack.kafka_server import KafkaServer
 from stumpcast.stack.layout import RunLayout
+from stumpcast.stack.lb_server import LoadBalancer
 from stumpcast.stack.ops_server import OpsServer
 from stumpcast.stack.procs import ProcRecord, is_ours, launch, stop, tail
 from stumpcast.stack.prometheus_server import PrometheusServer
+from stumpcast.stack.redis_cluster import NODE_TYPES as REDIS_CLUSTER_TYPES
+from stumpcast.stack.redis_cluster import RedisClusterNode, form
 from stumpcast.stack.redis_server import RedisServer
 from stumpcast.stack.server import Server, StartContext
 
 SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
     "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
-    "cdn-a": CdnA, "cdn-b": CdnB,
+    "cdn-a": CdnA, "cdn-b": CdnB, **KAFKA_CLUSTER_TYPES, **CASSANDRA_CLUSTER_TYPES,
+    **REDIS_CLUSTER_TYPES, "lb": LoadBalancer,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
+# `stack up --nodes 3`: what replaces the single nodes: 3 Kafka brokers (KRaft voters all),
+# 3 Cassandra nodes on 127.0.0.1-3 and a 3+3 Redis Cluster.
+MULTI_NODE_NAMES: tuple[str, ...] = (*KAFKA_CLUSTER_TYPES, *CASSANDRA_CLUSTER_TYPES,
+                                     *REDIS_CLUSTER_TYPES)
 # `stack up --observe`: Prometheus, Alertmanager and the operations server (/ops, exporter).
 OBSERVE_NAMES: tuple[str, ...] = ("prometheus", "alertmanager", "ops")
 # `stack up --edge`: the two caching edges (nginx) in front of the media origin and gateway.
@@ -50,21 +65,26 @@ LOG_TAIL = 20
 
 
 def servers(settings: Settings, only: Iterable[str] | None = None,
-            observe: bool = False, recorded: bool = True, edge: bool = False) -> list[Server]:
-    """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three, plus the
-    observers with ``observe`` and the edges with ``edge``, or (``recorded``) those this run
-    folder has a record of, so `down` and `status` include what `up --observe` or `up --edge`
-    started; `up` alone does not restart them."""
+            observe: bool = False, recorded: bool = True, edge: bool = False,
+            nodes: int = 1) -> list[Server]:
+    """The chosen servers, in SERVER_NAMES order. Without ``only``: the core three (with
+    ``nodes=3``, the multi-node set), plus the observers with ``observe`` and the edges with
+    ``edge``, or (``recorded``) those this run folder has a record of, so `down` and `status`
+    include what `up --observe`, `up --edge` or `up --nodes 3` started; `up` alone does not
+    restart them."""
     layout = RunLayout.at(settings.run_dir)
-    chosen = list(only) if only else list(CORE_NAMES)
+    if nodes not in (1, 3):
+        raise StackError(f"--nodes {nodes}: the local stack runs 1 or 3 nodes per service")
+    chosen = list(only) if only else list(CORE_NAMES if nodes == 1 else MULTI_NODE_NAMES)
     unknown = [n for n in chosen if n not in SERVER_TYPES]
     if unknown:
         raise StackError(f"unknown server {', '.join(unknown)}; "
                          f"choose from {', '.join(SERVER_NAMES)}")
     if not only:
         extra = [*(OBSERVE_NAMES if observe else ()), *(EDGE_NAMES if edge else ())]
-        chosen += [n for n in (*OBSERVE_NAMES, *EDGE_NAMES) if n in extra or (
-            recorded and ProcRecord.load(layout.pid_record(n)) is not None)]
+        optional = (*OBSERVE_NAMES, *EDGE_NAMES, *CORE_NAMES, *MULTI_NODE_NAMES, "lb")
+        chosen += [n for n in optional if n not in chosen and (n in extra or (
+            recorded and ProcRecord.load(layout.pid_record(n)) is not None))]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
 
 
@@ -112,35 +132,69 @@ def exclusive(run_dir: Path, say: Callable[[str], None] = print) -> Iterator[Non
 def up(settings: Settings, only: Iterable[str] | None = None,
        say: Callable[[str], None] = print, maven_repo: Path | None = None,
        chosen: Sequence[Server] | None = None, observe: bool = False,
-       edge: bool = False) -> list[UpResult]:
-    """Bring every chosen server to healthy; raise StackError naming each one that failed."""
+       edge: bool = False, nodes: int = 1) -> list[UpResult]:
+    """Bring every chosen server to healthy; raise StackError naming each one that failed.
+    When all six Redis Cluster nodes are among them, form the cluster and wait for it."""
     with exclusive(settings.run_dir, say):
         todo = (list(chosen) if chosen is not None
-                else servers(settings, only, observe, recorded=False, edge=edge))
-        return _up(settings, todo, say, maven_repo)
+                else servers(settings, only, observe, recorded=False, edge=edge, nodes=nodes))
+        results = _up(settings, todo, say, maven_repo)
+        if len([s for s in todo if isinstance(s, RedisClusterNode)]) == len(REDIS_CLUSTER_TYPES):
+            started = time.monotonic()
+            action = form(settings, say)
+            results.append(UpResult("redis-cluster", action, None, time.monotonic() - started))
+        return results
 
 
 def _up(settings: Settings, todo: list[Server], say: Callable[[str], None],
         maven_repo: Path | None) -> list[UpResult]:
     ctx = StartContext(settings, say, maven_repo)
     _check_java(ctx, [s for s in todo if s.needs_java() and not s.probe(1.0)])
-    with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:
-        futures = [pool.submit(_bring_up, s, ctx) for s in todo]
+    _check_all_ports(todo)
+    if any(isinstance(s, (KafkaServer, RedisServer, RedisClusterNode)) for s in todo):
+        # Once, before the servers are prepared in parallel threads: each would otherwise
+        # generate the missing credentials at the same time (scorers.json replaced by two
+        # threads at once failed with FileNotFoundError).
+        secrets.ensure(settings)
     results: list[UpResult] = []
     errors: list[StackError] = []
-    for future in futures:
-        failure = future.exception()
-        if failure is None:
-            results.append(future.result())
-        elif isinstance(failure, StackError):
-            errors.append(failure)
-        else:
-            raise failure
+    for wave in sorted({s.wave for s in todo}):
+        if errors:  # a later wave needs the earlier ones (a Cassandra node its seed)
+            break
+        batch = [s for s in todo if s.wave == wave]
+        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+            futures = [pool.submit(_bring_up, s, ctx) for s in batch]
+        for future in futures:
+            failure = future.exception()
+            if failure is None:
+                results.append(future.result())
+            elif isinstance(failure, StackError):
+                errors.append(failure)
+            else:
+                raise failure
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise StackError("\n\n".join(str(e) for e in errors))
     return results
+
+
+def _check_all_ports(todo: list[Server]) -> None:
+    """Every port of every server about to be launched, before launching any: the nodes of a
+    quorum start together, and two brokers launched while the third's port is taken wait for
+    a quorum that never comes (seen: they exit after a minute)."""
+    errors: list[StackError] = []
+    for server in todo:
+        if our_record(server) is not None or server.probe(1.0):
+            continue
+        try:
+            check_ports(server)
+        except PortInUse as exc:
+            errors.append(logged(exc, [server]))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise StackError("\n\n".join(str(e) for e in errors))
 
 
 def _check_java(ctx: StartContext, needing_java: list[Server]) -> None:
@@ -198,9 +252,9 @@ def logged(exc: StackError, failed: Sequence[Server]) -> StackError:
 
 def check_ports(server: Server) -> None:
     for port in server.ports():
-        if not portcheck.is_free(port.number):
+        if not portcheck.is_free(port.number, port.host):
             raise PortInUse(server.name, port.number, port.setting,
-                            portcheck.holder(port.number))
+                            portcheck.holder(port.number), port.host)
 
 
 def wait_healthy(server: Server, record: ProcRecord, timeout: float,
@@ -277,7 +331,7 @@ def _inspect(server: Server) -> ServerStatus:
         health = "healthy" if record else "healthy (not ours)"
     elif record:
         health = "starting"
-    elif all(portcheck.is_free(n) for n in numbers):
+    elif all(portcheck.is_free(p.number, p.host) for p in server.ports()):
         health = "stopped"
     else:
         health = "port taken"
@@ -285,15 +339,18 @@ def _inspect(server: Server) -> ServerStatus:
                         server.log_path)
 
 
-def local_settings(settings: Settings) -> Settings:
-    """``settings`` pointed at the local stack's ports, with single-node replication.
+def local_settings(settings: Settings, nodes: int = 1) -> Settings:
+    """``settings`` pointed at the local stack's ports, with single-node replication (with
+    ``nodes=3``: the three brokers, replication factor 3, and the Redis Cluster).
 
     `stack up` initialises the stack it started, whatever STUMPCAST_KAFKA_BOOTSTRAP etc. say;
     `stack init` on its own uses the settings as given (real clusters included).
     """
     import dataclasses
 
-    return dataclasses.replace(
+    from stumpcast.stack.redis_cluster import seeds
+
+    single = dataclasses.replace(
         settings,
         kafka_bootstrap=(f"127.0.0.1:{settings.stack_kafka_port}",),
         kafka_security="sasl",
@@ -303,6 +360,13 @@ def local_settings(settings: Settings) -> Settings:
         cassandra_replication={"class": "SimpleStrategy", "replication_factor": 1},
         redis_url=f"redis://127.0.0.1:{settings.stack_redis_port}/0",
     )
+    if nodes == 1:
+        return single
+    return dataclasses.replace(single, kafka_bootstrap=kafka_cluster_bootstrap(settings),
+                               kafka_replication_factor=3, redis_cluster=seeds(settings),
+                               cassandra_hosts=CASSANDRA_CLUSTER_HOSTS,
+                               cassandra_replication=dict(CASSANDRA_CLUSTER_REPLICATION),
+                               cassandra_consistency=CASSANDRA_CLUSTER_CONSISTENCY)
 
 
 def edge_fault(settings: Settings, name: str, kind: str | None, value: str = "") -> str:

@@ -34,10 +34,11 @@ class DownloadFailed(StackError):
 class PortInUse(StackError):
     """A port the stack needs is already taken by someone else."""
 
-    def __init__(self, server: str, port: int, setting: str, holder: str | None) -> None:
+    def __init__(self, server: str, port: int, setting: str, holder: str | None,
+                 host: str = "127.0.0.1") -> None:
         who = f" by {holder}" if holder else " by another process"
         super().__init__(
-            f"{server}: port 127.0.0.1:{port} is already in use{who}. Stop that process, or "
+            f"{server}: port {host}:{port} is already in use{who}. Stop that process, or "
             f"choose another port with {setting}=<port>.")
         self.server = server
         self.port = port

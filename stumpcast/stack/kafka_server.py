@@ -96,9 +96,13 @@ class KafkaServer(Server):
         return [*self.java_args(java, lib, log4j, self.settings.stack_kafka_heap),
                 "kafka.Kafka", str(props)]
 
+    def format_id(self) -> str:
+        """The cluster id to format with: a new one for the single node."""
+        return cluster_id()
+
     def _format(self, tool_args: list[str], props: Path) -> None:
         """Format the storage once; --ignore-formatted makes a repeat harmless (§1.3, §1.7)."""
-        cmd = [*tool_args, "kafka.tools.StorageTool", "format", "-t", cluster_id(),
+        cmd = [*tool_args, "kafka.tools.StorageTool", "format", "-t", self.format_id(),
                "-c", str(props), "--ignore-formatted"]
         with self.log_path.open("ab") as log:
             log.write(b"\n--- stumpcast: formatting Kafka storage\n")

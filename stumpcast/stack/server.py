@@ -18,6 +18,7 @@ class Port:
     number: int
     setting: str    # the STUMPCAST_* variable that changes it
     role: str       # "broker", "controller", "cql", ...
+    host: str = "127.0.0.1"  # the loopback address it binds (multi-node: 127.0.0.1-3)
 
 
 class StartContext:
@@ -59,6 +60,12 @@ class Server(ABC):
 
     def needs_java(self) -> bool:
         return False
+
+    @property
+    def wave(self) -> int:
+        """Launch wave: `up` starts wave n + 1 once every server of wave n is healthy (the
+        Cassandra nodes of `--nodes 3` must join one at a time). Most servers: 0."""
+        return 0
 
     @property
     def marker(self) -> str:

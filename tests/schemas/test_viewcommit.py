@@ -47,6 +47,36 @@ def test_match_of_refuses_a_foreign_key(key: str) -> None:
         RedisKeys.match_of(key)
 
 
+@pytest.mark.parametrize("match_id", ["m1", "ipl-2023.final", "odd:id:with:colons", "a}b{c"])
+def test_every_key_of_one_match_is_in_one_cluster_slot(match_id: str) -> None:
+    """Redis Cluster runs a script only when all its keys hash to one slot (CROSSSLOT
+    otherwise): the match's hash tag puts every per-match key in the same one."""
+    from redis.crc import key_slot
+
+    keys = [RedisKeys.card(match_id), RedisKeys.position(match_id),
+            RedisKeys.history(match_id), RedisKeys.notifications(match_id),
+            RedisKeys.watching(match_id), RedisKeys.concurrency(match_id),
+            RedisKeys.concurrency_partials(match_id, 60_000, True),
+            RedisKeys.concurrency_partials(match_id, 60_000, False),
+            RedisKeys.views(match_id), RedisKeys.views(match_id, "hll"),
+            RedisKeys.ingest_seqs(match_id), RedisKeys.ingest_ids(match_id)]
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+
+
+
+def test_matches_spread_over_the_slots() -> None:
+    """The tag is the match's, not a constant: matches are spread over the cluster's masters."""
+    from redis.crc import key_slot
+
+    assert len({key_slot(RedisKeys.card(f"m-{i}").encode()) for i in range(20)}) > 10
+
+
+def test_the_cluster_call_leaves_out_the_live_index() -> None:
+    keys, _ = script_call("commit", write("m", 1, 0), live=False)
+    assert keys == [RedisKeys.card("m"), RedisKeys.position("m"), RedisKeys.history("m"),
+                    RedisKeys.notifications("m")]
+
+
 # -- call layout -----------------------------------------------------------------------------
 
 

@@ -146,3 +146,78 @@ def test_error_messages_say_what_to_do(tmp_path: Path) -> None:
     died = str(ServerDied("kafka", "exited with code 1 while starting", tmp_path / "k.log",
                           ["boom"]))
     assert str(tmp_path / "k.log") in died and "| boom" in died
+
+
+def test_multi_node_kafka_properties_replicate_three_ways() -> None:
+    from stumpcast.stack.configs import kafka_server_properties
+
+    text = kafka_server_properties(broker_port=9192, controller_port=9193,
+                                   log_dir=Path("/d"), admin_password="a",
+                                   controller_password="c", node_id=2,
+                                   voters="1@127.0.0.1:9193,2@127.0.0.2:9193,3@127.0.0.3:9193",
+                                   replication=3, host="127.0.0.2")
+    lines = set(text.splitlines())
+    assert {"node.id=2", "controller.quorum.voters=1@127.0.0.1:9193,2@127.0.0.2:9193,"
+            "3@127.0.0.3:9193", "listeners=CLIENT://127.0.0.2:9192,CONTROLLER://127.0.0.2:9193",
+            "default.replication.factor=3", "min.insync.replicas=2",
+            "offsets.topic.replication.factor=3", "transaction.state.log.min.isr=2"} <= lines
+    single = kafka_server_properties(broker_port=9192, controller_port=9193,
+                                     log_dir=Path("/d"), admin_password="a",
+                                     controller_password="c")
+    assert "min.insync.replicas=2" not in single and "offsets.topic.replication.factor=1" in single
+
+
+def test_cassandra_nodes_get_their_address_the_seed_and_spread_tokens() -> None:
+    from stumpcast.stack.cassandra_cluster import token
+    from stumpcast.stack.configs import cassandra_yaml
+
+    text = cassandra_yaml(native_port=9042, storage_port=7000, data_dir=Path("/d"),
+                          host="127.0.0.3", seed="127.0.0.1", initial_token=token(3))
+    assert "listen_address: 127.0.0.3" in text and "rpc_address: 127.0.0.3" in text
+    assert 'seeds: "127.0.0.1:7000"' in text
+    assert f"initial_token: {token(3)}" in text
+    assert [token(i) for i in (1, 2, 3)] == [-2**63, -3074457345618258603, 3074457345618258602]
+
+
+def test_the_load_balancer_config_is_valid_for_haproxy(tmp_path: Path) -> None:
+    """`haproxy -c` checks the rendered config offline (no port is bound)."""
+    import os
+    import shutil
+    import subprocess
+
+    from stumpcast.stack.lb_server import haproxy_cfg
+
+    binary = shutil.which("haproxy")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("haproxy is not installed (make system-deps)")
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(haproxy_cfg(port=18000, backends=("127.0.0.1:8101", "127.0.0.1:8102"),
+                               socket_path=str(tmp_path / "s.sock")))
+    done = subprocess.run([binary, "-c", "-f", str(cfg)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "http-check send meth GET uri /readyz" in cfg.read_text()
+
+
+def test_nodes_3_chooses_every_node_and_other_counts_are_refused(tmp_path: Path) -> None:
+    import dataclasses
+
+    from stumpcast.stack import control
+    from stumpcast.stack.errors import StackError
+
+    settings = dataclasses.replace(Settings.from_env(), run_dir=tmp_path / "run")
+    names = [s.name for s in control.servers(settings, nodes=3)]
+    assert names == [*(f"kafka-{i}" for i in (1, 2, 3)), *(f"cassandra-{i}" for i in (1, 2, 3)),
+                     *(f"redis-{i}" for i in range(1, 7))]
+    assert [s.wave for s in control.servers(settings, nodes=3) if "cassandra" in s.name] == \
+        [0, 1, 2]  # the Cassandra nodes join one at a time
+    assert [s.name for s in control.servers(settings)] == ["kafka", "cassandra", "redis"]
+    with pytest.raises(StackError, match="1 or 3 nodes"):
+        control.servers(settings, nodes=2)
+    three = control.local_settings(settings, nodes=3)
+    assert three.kafka_replication_factor == 3 and len(three.kafka_bootstrap) == 3
+    assert three.cassandra_consistency == "LOCAL_QUORUM"
+    assert three.cassandra_replication == {"class": "NetworkTopologyStrategy", "datacenter1": 3}
+    assert len(three.redis_cluster) == 6

@@ -1,0 +1,106 @@
+"""Two gateway nodes (real `stumpcast gateway serve` processes) behind the stack's HAProxy
+(`stack up --only lb`, health-checked through /readyz): a client of the node that is SIGKILLed
+reconnects through the load balancer to the other node and resumes by position, with every
+update once and no second snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.client import GatewayClient
+from schemas.settings import Settings
+from stumpcast.stack import control
+from stumpcast.stack.lb_server import LoadBalancer, backend_sessions
+from tests.replicas import Replica, free_port
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+def _haproxy() -> None:
+    if shutil.which("haproxy") is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("haproxy is not installed (apt-get install haproxy)")
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+
+
+def _lb_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def lb(settings: Settings, redis: object, tmp_path: Path
+       ) -> Iterator[tuple[Settings, list[Replica]]]:
+    _haproxy()
+    gws = [Replica(f"gw{i}", ["gateway", "serve"], "STUMPCAST_GATEWAY_PORT", tmp_path,
+                   env={"STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port())}) for i in (1, 2)]
+    lb_settings = dataclasses.replace(
+        settings, run_dir=tmp_path / "run", stack_lb_port=free_port(),
+        stack_lb_gateways=tuple(f"127.0.0.1:{g.port}" for g in gws))
+    try:
+        for g in gws:
+            g.wait_ready(60)
+        control.up(lb_settings, ["lb"], say=lambda _: None)
+        sock = LoadBalancer(lb_settings, control.RunLayout.at(lb_settings.run_dir)).socket_path
+        deadline = time.monotonic() + 20
+        while not (_lb_ready(lb_settings.stack_lb_port) and len(backend_sessions(sock)) == 2):
+            assert time.monotonic() < deadline, "the load balancer saw no ready gateway"
+            time.sleep(0.2)
+        yield lb_settings, gws
+    finally:
+        control.down(lb_settings, ["lb"])
+        for g in gws:
+            g.stop()
+
+
+async def test_a_client_of_a_killed_gateway_resumes_through_the_lb(lb, writer, match_id):
+    settings, gws = lb
+    sock = LoadBalancer(settings, control.RunLayout.at(settings.run_dir)).socket_path
+    await writer.publish(match_id, {"runs": 0})
+    client = GatewayClient(f"ws://127.0.0.1:{settings.stack_lb_port}/ws",
+                           [f"match:{match_id}"], base=0.05, cap=0.5)
+    seen: list[int] = []
+    kinds: list[str] = []
+
+    async def consume() -> None:
+        async for event in client.events():
+            if event.kind in {"snapshot", "update"}:
+                kinds.append(event.kind)
+                seen.append(event.message["seq"])
+                if event.message["seq"] == 21:
+                    return
+
+    task = asyncio.create_task(consume())
+    for runs in range(1, 6):
+        await asyncio.sleep(0.1)
+        await writer.publish(match_id, {"runs": runs})
+    deadline = time.monotonic() + 10
+    while not any(backend_sessions(sock).values()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    sessions = backend_sessions(sock)
+    victim = gws[int(max(sessions, key=lambda k: sessions[k]).removeprefix("gw")) - 1]
+    victim.kill()
+    killed = time.monotonic()
+    for runs in range(6, 21):
+        await writer.publish(match_id, {"runs": runs})
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(task, 30)
+    print(f"{victim.name} killed; the client had seq 21 {time.monotonic() - killed:.1f} s "
+          f"later after {client.reconnects} reconnect(s)")
+    assert client.reconnects >= 1
+    assert seen == list(range(1, 22))           # every update, once, in order
+    assert kinds.count("snapshot") == 1          # resumed by position, not a fresh snapshot
+    assert client.state.channels[f"match:{match_id}"].card == {"runs": 20}

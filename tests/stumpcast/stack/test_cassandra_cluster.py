@@ -1,0 +1,124 @@
+"""Three Cassandra nodes (`stack up --nodes 3`'s Cassandra) on 127.0.0.1-3: they join one at a
+time, the keyspace has 3 replicas, and with one node SIGKILLed, LOCAL_QUORUM writes and reads
+and a service role's login go on.
+
+The nodes run in a run folder of this module (STUMPCAST_STACK_CASSANDRA_PORT on each address)
+and are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from runtime.cassandra import session
+from schemas.settings import Settings
+from schemas.store_access import CassandraRole
+from stumpcast.stack import control, provision
+from stumpcast.stack.cassandra_cluster import HOSTS, NODE_TYPES
+from stumpcast.stack.procs import ProcRecord
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+NODES = list(NODE_TYPES)
+
+
+def free_on_every_host() -> int:
+    from stumpcast.stack.ports import is_free
+    from tests.replicas import free_port
+
+    while True:
+        port = free_port()
+        if all(is_free(port, host) for host in HOSTS):
+            return port
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    run_dir = tmp_path_factory.mktemp("cassandra3") / "run"
+    # Ports of their own: the single-node stack (`make test` runs one) holds the stack's
+    # Cassandra ports on 127.0.0.1.
+    base = dataclasses.replace(Settings.from_env(), run_dir=run_dir,
+                               secrets_dir=run_dir / "secrets",
+                               scorer_registry=run_dir / "secrets" / "scorers.json",
+                               stack_cassandra_port=free_on_every_host(),
+                               stack_cassandra_storage_port=free_on_every_host())
+    settings = control.local_settings(base, nodes=3)
+    try:
+        control.up(settings, NODES, say=lambda _: None)
+        provision.init_cassandra(settings, lambda _: None)
+        yield settings
+    finally:
+        control.down(settings, NODES)
+
+
+def known_nodes(s: object, deadline: float) -> set[str]:
+    """The nodes the driver found up in the ring (from the control connection's system.local
+    and system.peers): node 3 reaches the peers tables by gossip a moment after it serves
+    CQL."""
+    while True:
+        meta = s.cluster.metadata  # type: ignore[attr-defined]
+        found = {h.address for h in meta.all_hosts() if h.is_up}
+        if found == set(HOSTS) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def test_three_nodes_one_keyspace_with_three_replicas(nodes: Settings) -> None:
+    with session(nodes, CassandraRole.ADMIN) as s:
+        assert known_nodes(s, time.monotonic() + 30) == set(HOSTS)
+        row = s.execute("SELECT replication FROM system_schema.keyspaces "
+                        "WHERE keyspace_name = %s", [nodes.cassandra_keyspace]).one()
+        assert row.replication["datacenter1"] == "3"
+        auth = s.execute("SELECT replication FROM system_schema.keyspaces "
+                         "WHERE keyspace_name = 'system_auth'").one()
+        assert auth.replication.get("replication_factor", auth.replication.get("datacenter1")) \
+            == "3"
+
+
+def read_until_answered(s: object, cql: str, deadline: float) -> tuple[list[object], int]:
+    """Until gossip convicts a killed node (phi, several seconds), a coordinator may still pick
+    it as one of a read's two replicas and time out: the reader retries, as the streams
+    worker's store does with any failed read."""
+    from cassandra import OperationTimedOut, ReadTimeout, Unavailable
+
+    timeouts = 0
+    while True:
+        try:
+            return list(s.execute(cql, timeout=15)), timeouts  # type: ignore[attr-defined]
+        except (OperationTimedOut, ReadTimeout, Unavailable):
+            timeouts += 1
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_local_quorum_goes_on_with_a_node_killed(nodes: Settings) -> None:
+    """SIGKILL node 3: writes and reads at LOCAL_QUORUM (2 of 3) keep working, and the streams
+    worker's role still logs in (its role is on every node)."""
+    assert nodes.cassandra_consistency == "LOCAL_QUORUM"
+    table = f"{nodes.cassandra_keyspace}.t_{uuid.uuid4().hex[:8]}"
+    record = ProcRecord.load(control.RunLayout.at(nodes.run_dir).pid_record("cassandra-3"))
+    assert record is not None
+    with session(nodes, CassandraRole.ADMIN) as s:
+        s.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, v text)")
+        s.execute(f"INSERT INTO {table} (k, v) VALUES (0, 'before')")
+        os.kill(record.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        for k in range(1, 51):
+            s.execute(f"INSERT INTO {table} (k, v) VALUES (%s, 'during')", [k])
+        wrote = time.monotonic() - killed
+        rows, timeouts = read_until_answered(s, f"SELECT k FROM {table}", killed + 90)
+        print(f"50 LOCAL_QUORUM writes done {wrote:.1f} s after node 3's SIGKILL; the first "
+              f"full read answered after {time.monotonic() - killed:.1f} s ({timeouts} timed "
+              "out while the other nodes still counted node 3 as up)")
+        assert len(rows) == 51
+    with session(nodes, CassandraRole.STREAMS) as s:  # a login during the outage
+        assert s.execute("SELECT release_version FROM system.local").one() is not None
+    control.up(nodes, NODES, say=lambda _: None)  # node 3 back (hints replay to it)
+    with session(nodes, CassandraRole.ADMIN) as s:
+        s.execute(f"DROP TABLE {table}")
