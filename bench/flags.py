@@ -111,11 +111,10 @@ async def _main(rig: Rig, settings: Any, args: Any) -> list[tuple[str, str]]:
 
 
 def _store(settings: Any, rig: Rig) -> Any:
-    import redis
-
+    from runtime import redisconn
     from runtime.flags import FlagStore
 
-    store = FlagStore(settings, redis.Redis.from_url(rig.redis_url))
+    store = FlagStore(settings, redisconn.connect(rig.redis_url, None))  # the rig's own Redis
     store.connect()
     for flag in (FLAG, LEVEL_FLAG, "sync_video"):  # the private Redis starts from defaults
         store.redis.hdel(RedisKeys.flags, flag)

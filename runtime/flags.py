@@ -49,11 +49,12 @@ def operator() -> str:
 
 class FlagStore:
     def __init__(self, settings: Settings, redis: Any = None) -> None:
-        import redis as redis_lib
+        from runtime.redisconn import sync_redis
+        from schemas.store_access import RedisUser
 
         self.settings = settings
-        self.redis = redis if redis is not None else redis_lib.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+        self.redis = redis if redis is not None else sync_redis(
+            settings, RedisUser.FLAGS, socket_timeout=5, socket_connect_timeout=3)
         self._apply = self.redis.register_script(APPLY_LUA)
         self._producer: Any = None
 

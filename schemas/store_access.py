@@ -31,6 +31,7 @@ class RedisUser(StrEnum):
     NOTIFIER = "notifier"    # the notifier and `stumpcast webhooks`
     MEDIA = "media"          # the media worker and the steering server
     OPS = "ops"              # the metrics exporter and `stumpcast steering`
+    FLAGS = "flags"          # `stumpcast flags` and the degradation controller
 
 
 # Commands a service never needs, beyond the @dangerous and @admin categories: flushing or
@@ -53,13 +54,16 @@ REDIS_KEYS: dict[RedisUser, list[str]] = {
     # the view commit script writes card, position, history, notifications and live
     RedisUser.STREAMS: _rw("card:*", "pos:*", "hist:*", "notes:*", "live"),
     RedisUser.INGEST: _rw("ingest:*"),
-    RedisUser.GATEWAY: _ro("card:*", "pos:*", "hist:*", "notes:*", "watching:*", "live"),
+    RedisUser.GATEWAY: _ro("card:*", "pos:*", "hist:*", "notes:*", "watching:*", "live",
+                           "flags", "flags:log"),
     RedisUser.ANALYTICS: [*_rw("conc:*", "views:*", "watching:*", "playheads"),
                           *_ro("nospoil")],
     RedisUser.NOTIFIER: [*_rw("webhooks", "wh:*", "nospoil", "playheads"), *_ro("notes:*")],
     RedisUser.MEDIA: _ro("card:*", "steer:*"),
     RedisUser.OPS: [*_ro("conc:*", "live", "pos:*", "watching:*", "webhooks", "wh:*"),
                     *_rw("steer:*")],
+    # the current flags (a hash) and their change stream, written by one apply script
+    RedisUser.FLAGS: _rw("flags", "flags:log"),
 }
 
 

@@ -33,6 +33,8 @@ LABEL_BOUNDS: dict[str, str] = {
     "topic": "the watched topics (4: match.events, its DLQ, notifications, heartbeats)",
     "cdn": "at most 8 CDNs by viewers, the rest summed as `other`",
     "part": "the exporter's parts: events, views, kafka, cdn",
+    "status": "HTTP status codes the service answers with (a fixed set: the ingest API's "
+              "200/400/401/403/409/413/503..., the LL-HLS origin's 400 and 503)",
     "error": "the retriable error classes of streams.errors.Unavailable (3: ViewStoreError, "
              "EventStoreError, OutputError)",
 }
