@@ -252,8 +252,10 @@ def register(sub: Any, bench: Any) -> None:
     p.set_defaults(func=cmd_page_defaults)
     b = bench.add_parser("flags", help="flag change to 20,000 clients; the controller under "
                          "a synthetic overload")
-    b.add_argument("--clients", type=int, default=20_000)
-    b.add_argument("--changes", type=int, default=10)
+    b.add_argument("--clients", type=int, default=20_000,
+                   help="WebSocket clients subscribed to flags (default 20,000)")
+    b.add_argument("--changes", type=int, default=10,
+                   help="flag changes timed to every client (default 10)")
     b.add_argument("--procs", type=int, default=2, help="load client processes")
     b.add_argument("--workers", type=int, default=2, help="gateway worker processes")
     b.add_argument("--matches", type=int, default=20, help="matches the clients spread over")
