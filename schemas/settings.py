@@ -363,7 +363,7 @@ class Settings:
         "Streams worker /metrics, /healthz and /readyz port.")
     streams_metrics_host: str = _env(
         "STUMPCAST_STREAMS_METRICS_HOST", "127.0.0.1", str,
-        "Streams worker listen address (0.0.0.0 in a container, so its published port answers).")
+        "Streams worker listen address (0.0.0.0 in a container).")
     streams_allowed_sources: tuple[str, ...] = _env(
         "STUMPCAST_STREAMS_ALLOWED_SOURCES", "cricsheet,scorer:*", _hosts,
         "Event sources the streams worker accepts, comma separated; '*' is a wildcard "
@@ -398,7 +398,7 @@ class Settings:
         "Media worker origin: HLS, /metrics, /healthz and /readyz.")
     media_http_host: str = _env(
         "STUMPCAST_MEDIA_HTTP_HOST", "127.0.0.1", str,
-        "Media worker origin listen address (0.0.0.0 in a container, so its published port answers).")
+        "Media worker origin listen address (0.0.0.0 in a container).")
     media_dir: Path = _env(
         "STUMPCAST_MEDIA_DIR", ".run/media", _path,
         "Media worker folder: origin/ (published HLS, state.json) and staging/ (ffmpeg output).")
@@ -464,7 +464,7 @@ class Settings:
         "Analytics worker /metrics, /healthz and /readyz port.")
     analytics_metrics_host: str = _env(
         "STUMPCAST_ANALYTICS_METRICS_HOST", "127.0.0.1", str,
-        "Analytics worker listen address (0.0.0.0 in a container, so its published port answers).")
+        "Analytics worker listen address (0.0.0.0 in a container).")
     analytics_mode: str = _env(
         "STUMPCAST_ANALYTICS_MODE", "exact", _choice("exact", "hll"),
         "Distinct counting: exact (sets) or hll (HyperLogLog, ~0.8% error, bounded memory).")
@@ -476,7 +476,7 @@ class Settings:
         "Notifier (webhook delivery) /metrics, /healthz and /readyz port.")
     notifier_metrics_host: str = _env(
         "STUMPCAST_NOTIFIER_METRICS_HOST", "127.0.0.1", str,
-        "Notifier listen address (0.0.0.0 in a container, so its published port answers).")
+        "Notifier listen address (0.0.0.0 in a container).")
     ops_host: str = _env(
         "STUMPCAST_OPS_HOST", "127.0.0.1", str,
         "Listen address of `stumpcast ops serve` (the local stack's always binds loopback).")
