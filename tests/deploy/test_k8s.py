@@ -11,8 +11,12 @@ import pytest
 import yaml
 from kubernetes_validate import ValidationError, validate
 
-from runtime.secrets import (cassandra_password_path, gateway_session_key_path, password_path,
-                             redis_password_path)
+from runtime.secrets import (
+    cassandra_password_path,
+    gateway_session_key_path,
+    password_path,
+    redis_password_path,
+)
 from schemas.settings import Settings, variable_names
 
 ROOT = Path(__file__).resolve().parents[2]
