@@ -6,6 +6,8 @@ are parsed and checked here, never started (docker-compose.cluster.yml's topolog
 test_compose_cluster.py).
 """
 
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -146,6 +148,20 @@ def test_prometheus_scrapes_every_metrics_port(compose):
                     "STUMPCAST_NOTIFIER_METRICS_PORT"):
             if var in env:
                 assert f"{name}:{env[var]}" in targets, name
+
+
+@pytest.mark.parametrize("config", sorted(set(PROMETHEUS.values())), ids=lambda p: p.name)
+def test_prometheus_accepts_the_config(config, tmp_path):
+    """Prometheus's own checker (`promtool check config`, Debian's prometheus package from
+    `make system-deps`), with the rules file where the container mounts it replaced by ours."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing (make setup installs the prometheus package)"
+    copy = tmp_path / config.name
+    copy.write_text(config.read_text().replace("/etc/prometheus/rules.yml",
+                                               str(HERE / "prometheus" / "rules.yml")))
+    done = subprocess.run([promtool, "check", "config", str(copy)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _stores(services: dict, kind: str) -> list[str]:

@@ -113,7 +113,8 @@ def test_haproxy_balances_the_gateways_on_their_readiness(services):
 def test_haproxy_accepts_the_config():
     """HAProxy's own parser (`haproxy -c`, Debian's haproxy from `make system-deps`): the
     gateways' names need not resolve here (init-addr none)."""
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    assert haproxy, "haproxy is missing (make setup installs the haproxy package)"
     done = subprocess.run([haproxy, "-c", "-f", str(HAPROXY)], capture_output=True, text=True,
                           timeout=30, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
