@@ -240,7 +240,8 @@ def run_faust_worker(settings: Settings, spec: WindowSpec, config: WorkerConfig)
     health = Health.of_registry(state.metrics.registry,
                                 ready=lambda: bool(app.consumer.assignment())
                                 and state.flowing.is_set())
-    server = serve_in_thread(health, settings.analytics_metrics_port)
+    server = serve_in_thread(health, settings.analytics_metrics_port,
+                             settings.analytics_metrics_host)
     try:
         Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     finally:

@@ -346,7 +346,8 @@ def run_worker(settings: Settings, mode: str | None = None, engine: str = "confl
     worker = AnalyticsWorker(settings, spec, config)
     health = Health.of_registry(worker.metrics.registry,
                                 ready=lambda: worker.assigned and not worker.paused)
-    server = serve_in_thread(health, settings.analytics_metrics_port)
+    server = serve_in_thread(health, settings.analytics_metrics_port,
+                             settings.analytics_metrics_host)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop.set())
     try:

@@ -498,7 +498,8 @@ def run_notifier(settings: Settings, config: NotifierConfig | None = None) -> in
     async def main() -> None:
         notifier = Notifier(settings, config or NotifierConfig.of(settings))
         health = Health.of_registry(notifier.metrics.registry, ready=lambda: notifier.ready)
-        server = serve_in_thread(health, settings.notifier_metrics_port)
+        server = serve_in_thread(health, settings.notifier_metrics_port,
+                                 settings.notifier_metrics_host)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, notifier.stop.set)

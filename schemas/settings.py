@@ -361,6 +361,9 @@ class Settings:
     streams_metrics_port: int = _env(
         "STUMPCAST_STREAMS_METRICS_PORT", "18090", _port,
         "Streams worker /metrics, /healthz and /readyz port.")
+    streams_metrics_host: str = _env(
+        "STUMPCAST_STREAMS_METRICS_HOST", "127.0.0.1", str,
+        "Streams worker listen address (0.0.0.0 in a container).")
     streams_allowed_sources: tuple[str, ...] = _env(
         "STUMPCAST_STREAMS_ALLOWED_SOURCES", "cricsheet,scorer:*", _hosts,
         "Event sources the streams worker accepts, comma separated; '*' is a wildcard "
@@ -393,6 +396,9 @@ class Settings:
     media_http_port: int = _env(
         "STUMPCAST_MEDIA_HTTP_PORT", "18081", _port,
         "Media worker origin: HLS, /metrics, /healthz and /readyz.")
+    media_http_host: str = _env(
+        "STUMPCAST_MEDIA_HTTP_HOST", "127.0.0.1", str,
+        "Media worker origin listen address (0.0.0.0 in a container).")
     media_dir: Path = _env(
         "STUMPCAST_MEDIA_DIR", ".run/media", _path,
         "Media worker folder: origin/ (published HLS, state.json) and staging/ (ffmpeg output).")
@@ -456,6 +462,9 @@ class Settings:
     analytics_metrics_port: int = _env(
         "STUMPCAST_ANALYTICS_METRICS_PORT", "18093", _port,
         "Analytics worker /metrics, /healthz and /readyz port.")
+    analytics_metrics_host: str = _env(
+        "STUMPCAST_ANALYTICS_METRICS_HOST", "127.0.0.1", str,
+        "Analytics worker listen address (0.0.0.0 in a container).")
     analytics_mode: str = _env(
         "STUMPCAST_ANALYTICS_MODE", "exact", _choice("exact", "hll"),
         "Distinct counting: exact (sets) or hll (HyperLogLog, ~0.8% error, bounded memory).")
@@ -465,6 +474,9 @@ class Settings:
     notifier_metrics_port: int = _env(
         "STUMPCAST_NOTIFIER_METRICS_PORT", "18094", _port,
         "Notifier (webhook delivery) /metrics, /healthz and /readyz port.")
+    notifier_metrics_host: str = _env(
+        "STUMPCAST_NOTIFIER_METRICS_HOST", "127.0.0.1", str,
+        "Notifier listen address (0.0.0.0 in a container).")
     ops_host: str = _env(
         "STUMPCAST_OPS_HOST", "127.0.0.1", str,
         "Listen address of `stumpcast ops serve` (the local stack's always binds loopback).")

@@ -312,7 +312,8 @@ def make_engine_factory(settings: Settings) -> Any:
         async def on_start(app: Any) -> None:
             health = Health(engine.metrics.exposition,
                             ready=lambda: bool(app.consumer.assignment()) and backlog.healthy)
-            await serve(application(health), settings.streams_metrics_port)
+            await serve(application(health), settings.streams_metrics_port,
+                        settings.streams_metrics_host)
             await backlog.run()
 
         return engine, on_start

@@ -113,7 +113,8 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
     source = fa.Source(args.source, url, top.width, top.height)
     return WorkerConfig(
         work_dir=settings.media_dir, ladder=ladder, source=source, match_id=args.match_id,
-        http_port=settings.media_http_port, window=settings.media_window_segments,
+        http_host=settings.media_http_host, http_port=settings.media_http_port,
+        window=settings.media_window_segments,
         kafka=None if args.no_kafka else client_config(settings, Principal.MEDIA),
         redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
         redis_auth=None if args.no_redis else redisconn.credentials(settings, RedisUser.MEDIA),
