@@ -78,6 +78,21 @@ def check_bound(w: WorkerProc) -> None:
     assert sorted(results) == [(200, ""), (200, ""), (503, "1"), (503, "1")]
 
 
+def check_paths(w: WorkerProc, tmp_path: Path) -> None:
+    """The LL origin's own routes (playlists from memory, held parts) stay in the origin folder
+    and hold nothing beyond the part a blocking request names."""
+    (tmp_path / "secret.m3u8").write_text("SECRET")
+    msn, part = next_part(*newest(w))
+    for path in ("/hls/../secret.m3u8", "/hls/%2e%2e/secret.m3u8", "/hls/..%2fsecret.m3u8",
+                 "/hls/360p/..%2f..%2fsecret.m3u8", "/hls/../360p/index.m3u8",
+                 f"/hls/nope/index.m3u8?_HLS_msn={msn}&_HLS_part={part}",
+                 f"/hls/360p/../../secret.m3u8?_HLS_msn={msn}&_HLS_part={part}"):
+        started = time.monotonic()
+        status, _, body = w.get(path)
+        assert status in (400, 404) and b"SECRET" not in body, (path, status)
+        assert time.monotonic() - started < 1.5, f"{path} was held"
+
+
 def check_delta_and_ffmpeg(w: WorkerProc, ffmpeg: str) -> None:
     msn, part = newest(w)
     status, delta, _ = get_lint(w, f"_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES")
@@ -120,6 +135,7 @@ def test_ll_worker_end_to_end(ffmpeg: str, tmp_path: Path,
         w.wait_ready()
         check_blocking(w)
         check_bound(w)
+        check_paths(w, tmp_path)
         deadline = time.monotonic() + 30
         while newest(w)[0] < 8 and time.monotonic() < deadline:  # 16 s: past CAN-SKIP-UNTIL
             time.sleep(0.5)
