@@ -46,6 +46,7 @@ from schemas import protocol as p
 from schemas.flags import Context
 
 log = logging.getLogger("stumpcast.gateway")
+STOP_WAIT_S = 5.0  # what stop() waits for each of its tasks and clients before leaving them
 __all__ = ["Gateway", "GatewayConfig", "config_from_settings", "serve"]
 HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")  # /metrics: a 404 pointing at
 # the admin port, never the metrics themselves
@@ -173,16 +174,27 @@ class Gateway:
             self.server.close(close_connections=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 5)
-        for task in list(self._tasks):
+        # Bounded: a rolling restart must not hang on a task that does not take its
+        # cancellation, or on a Redis client whose close waits for a cancelled blocking read.
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+            if stuck:
+                log.error("gateway stop: tasks still running, left behind",
+                          extra={"tasks": sorted(str(t.get_coro()) for t in stuck)})
         if getattr(self, "admin", None) is not None:
             await self.admin.cleanup()
         if getattr(self, "beats", None) is not None:
             await asyncio.to_thread(self.beats.close)
         for client in (self.feed.redis, self.feed.reader):
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            try:
+                await asyncio.wait_for(client.aclose(), STOP_WAIT_S)
+            except TimeoutError:
+                log.error("gateway stop: a Redis client did not close, left behind")
+            except Exception:  # noqa: BLE001, S110 - closing: the connection may be gone already
+                pass
 
     def _on_level(self, level: int) -> None:
         """A new degradation level (a flag change): what this process does differently."""

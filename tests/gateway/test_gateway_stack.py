@@ -310,3 +310,38 @@ async def http_get(port: int, path: str, headers: dict[str, str] | None = None):
     status = int(lines[0].split()[1])
     hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return status, hdrs, body
+
+
+async def test_stop_is_bounded_by_a_stubborn_task_and_a_client_that_never_closes(
+        settings, redis, tmp_path, monkeypatch):
+    """A task that swallows its cancellation and a Redis client whose close never returns
+    (seen in CI: a close waiting on a cancelled blocking read) are left behind after
+    STOP_WAIT_S each, and logged; before, stop() waited for them forever."""
+    import asyncio
+
+    from gateway import server as server_module
+
+    monkeypatch.setattr(server_module, "STOP_WAIT_S", 0.5, raising=False)
+    gw = Gateway(make_config(settings, tmp_path))
+    await gw.start()
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue  # a bug: cancellation swallowed
+
+    class NeverCloses:
+        async def aclose(self) -> None:
+            await asyncio.Event().wait()
+
+    real_reader = gw.feed.reader
+    gw.spawn(stubborn())
+    gw.feed.reader = NeverCloses()
+    try:
+        await asyncio.wait_for(gw.stop(), 10)
+    finally:
+        release.set()
+        await real_reader.aclose()
