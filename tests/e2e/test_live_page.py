@@ -186,7 +186,8 @@ def test_page_survives_a_gateway_kill_and_misses_nothing(page, e2e, replay, sett
     match_id = unique("restart")
     expected = fold_card(match_id)
     port = free_port()  # a gateway of our own, so the session's is not disturbed
-    env = {"STUMPCAST_GATEWAY_PORT": str(port)}
+    # and its own admin port: with the session's, both would answer the session's /metrics
+    env = {"STUMPCAST_GATEWAY_PORT": str(port), "STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port())}
     ready = f"http://127.0.0.1:{port}/readyz"
     gateway = e2e.spawn("gateway-restart", ["gateway", "serve"], ready, env)
     url = e2e.page_url(match_id).replace(f":{e2e.gateway_port}/", f":{port}/")
