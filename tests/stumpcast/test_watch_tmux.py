@@ -89,6 +89,7 @@ def pipeline(stack: Settings) -> Iterator[tuple[dict[str, str], int]]:
     tag = uuid.uuid4().hex[:8]
     port, metrics = free_port(), free_port()
     env = {"STUMPCAST_LOG_FORMAT": "text", "STUMPCAST_GATEWAY_PORT": str(port),
+           "STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port()),
            "STUMPCAST_STREAMS_METRICS_PORT": str(metrics),
            "STUMPCAST_STREAMS_INSTANCE_ID": f"test-watch-{tag}",
            "STUMPCAST_GATEWAY_PANIC_DIR": f"/tmp/stumpcast-watch-{tag}/panic",

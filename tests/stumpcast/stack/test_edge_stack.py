@@ -85,7 +85,11 @@ class GatewayProc:
         with socket.socket() as sock:  # a free port ("conftest" names several modules here)
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
+        with socket.socket() as sock:  # and an admin port of its own (/metrics)
+            sock.bind(("127.0.0.1", 0))
+            admin = sock.getsockname()[1]
         self.env = {**os.environ, "STUMPCAST_GATEWAY_PORT": str(self.port),
+                    "STUMPCAST_GATEWAY_ADMIN_PORT": str(admin),
                     "STUMPCAST_REDIS_URL": settings.redis_url, "STUMPCAST_LOG_FORMAT": "text",
                     "STUMPCAST_GATEWAY_PANIC_DIR": str(folder / "panic"),
                     "STUMPCAST_GATEWAY_PANIC_FLAG": str(folder / "PANIC")}
