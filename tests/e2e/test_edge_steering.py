@@ -133,6 +133,12 @@ class BeatTap:
         self.consumer.close()
 
 
+# The longest stall a move may cost: the segment the player was fetching through the throttled
+# edge (one 2 s target duration) plus the steering TTL (1 s) before it asks again. It was 2 s,
+# and a CI run stalled 2,025 ms on an unloaded machine.
+MAX_STALL_MS = 3000
+
+
 def _runs(values: list[str]) -> list[str]:
     """``a a b b a`` -> ``a b a``."""
     return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
@@ -175,7 +181,7 @@ def test_a_degraded_cdn_moves_the_region_and_traffic_returns(edge_page: Any, rig
         switch = next(p["t"] for p in moved["pathways"] if p["p"] == "cdn-b")
         assert switch - faulted_ms <= 30_000, moved["pathways"]
         stalls = moved["stalls"] + [moved["ongoing"]]
-        assert max(stalls) <= 2000, moved
+        assert max(stalls) <= MAX_STALL_MS, moved
         state = rig.steering_state()
         mine = [e["what"] for e in state["events"] if e["region"] == region]
         assert mine and mine[0].startswith("moved cdn-a -> cdn-b"), state["events"]
@@ -184,7 +190,7 @@ def test_a_degraded_cdn_moves_the_region_and_traffic_returns(edge_page: Any, rig
         wait_for(page, "() => window.stumpcast.heartbeat.cdn() === 'cdn-a'", 120)
         back = page.evaluate(REPORT)
         assert back["time"] > moved["time"] + 5, (moved, back)  # it played on all along
-        assert max(back["stalls"] + [back["ongoing"]]) <= 2000, back
+        assert max(back["stalls"] + [back["ongoing"]]) <= MAX_STALL_MS, back
         mine = [e["what"] for e in rig.steering_state()["events"] if e["region"] == region]
         returned = mine.index("returned to cdn-a") if "returned to cdn-a" in mine else len(mine)
         shares = [m for m in mine[:returned] if m.endswith("% of players back on cdn-a")]

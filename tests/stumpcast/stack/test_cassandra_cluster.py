@@ -105,7 +105,11 @@ def test_local_quorum_goes_on_with_a_node_killed(nodes: Settings) -> None:
     record = ProcRecord.load(control.RunLayout.at(nodes.run_dir).pid_record("cassandra-3"))
     assert record is not None
     with session(nodes, CassandraRole.ADMIN) as s:
-        s.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, v text)")
+        created = s.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, v text)")
+        # Every node knows the table before the first write (the driver's own wait for schema
+        # agreement gives up after 10 s without an error; CI saw "table doesn't exist").
+        if not created.response_future.is_schema_agreed:
+            assert s.cluster.control_connection.wait_for_schema_agreement(wait_time=60)
         s.execute(f"INSERT INTO {table} (k, v) VALUES (0, 'before')")
         os.kill(record.pid, signal.SIGKILL)
         killed = time.monotonic()
