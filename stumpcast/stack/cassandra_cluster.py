@@ -19,16 +19,10 @@ answer each write and each read, so a read sees every acknowledged write while a
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from typing import Any
 
-from runtime.cassandra import credentials
-from runtime.secrets import SecretMissing
-from schemas.store_access import CassandraRole
 from stumpcast.stack.cassandra_server import CassandraServer
-from stumpcast.stack.configs import CASSANDRA_LOGBACK, cassandra_yaml
-from stumpcast.stack.probes import cassandra_ready
-from stumpcast.stack.server import Port, Server
+from stumpcast.stack.server import Server
 
 NODES = 3
 HOSTS = tuple(f"127.0.0.{i}" for i in range(1, NODES + 1))
@@ -42,7 +36,8 @@ def token(index: int) -> int:
 
 
 class CassandraClusterNode(CassandraServer):
-    """One of the three; ``index`` is set by the subclasses below."""
+    """One of the three; ``index`` is set by the subclasses below. Everything else (jars, JVM
+    flags, auth, probe, config files) is the single node's."""
 
     index = 0
 
@@ -54,37 +49,11 @@ class CassandraClusterNode(CassandraServer):
     def wave(self) -> int:
         return self.index - 1
 
-    def ports(self) -> list[Port]:
-        s = self.settings
-        return [Port(s.stack_cassandra_port, "STUMPCAST_STACK_CASSANDRA_PORT", "cql", self.host),
-                Port(s.stack_cassandra_storage_port, "STUMPCAST_STACK_CASSANDRA_STORAGE_PORT",
-                     "storage", self.host)]
+    def placement(self) -> dict[str, Any]:
+        return {"host": self.host, "seed": HOSTS[0], "initial_token": token(self.index)}
 
-    def probe(self, timeout: float = 5.0) -> bool:
-        local = dataclasses.replace(self.settings, cassandra_hosts=(self.host,),
-                                    cassandra_port=self.settings.stack_cassandra_port)
-        try:
-            auth = credentials(self.settings, CassandraRole.ADMIN)
-        except SecretMissing:
-            auth = None  # a refused login is still an answer (probes.cassandra_ready)
-        return cassandra_ready(local, auth, timeout)
-
-    def write_config(self) -> Path:
-        conf = self.layout.conf(self.name)
-        (conf / "cassandra.yaml").write_text(cassandra_yaml(
-            native_port=self.settings.stack_cassandra_port,
-            storage_port=self.settings.stack_cassandra_storage_port,
-            data_dir=self.layout.data(self.name),
-            auth=self.settings.cassandra_auth == "password",
-            host=self.host, seed=HOSTS[0], initial_token=token(self.index)))
-        (conf / "logback.xml").write_text(CASSANDRA_LOGBACK)
-        return conf
-
-    def command(self, java: Path, lib: Path, conf: Path) -> list[str]:
-        argv = super().command(java, lib, conf)
-        at = argv.index("-cp")
-        return [*argv[:at], "-Dcassandra.ring_delay_ms=5000",
-                f"-Dcassandra.system_auth.default_rf={NODES}", *argv[at:]]
+    def cluster_flags(self) -> list[str]:
+        return ["-Dcassandra.ring_delay_ms=5000", f"-Dcassandra.system_auth.default_rf={NODES}"]
 
 
 NODE_TYPES: dict[str, type[Server]] = {

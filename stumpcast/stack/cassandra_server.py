@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from runtime.cassandra import credentials
 from runtime.secrets import SecretMissing
@@ -60,20 +61,36 @@ def jpms_flags() -> list[str]:
 
 
 class CassandraServer(Server):
+    """The single node; ``cassandra_cluster.CassandraClusterNode`` is one of three, differing
+    only by ``host``, ``placement`` and ``cluster_flags``."""
+
     name = "cassandra"
     stop_grace = 60.0  # drains memtables on SIGTERM
 
+    @property
+    def host(self) -> str:
+        """The loopback address the node binds (the cluster's nodes: 127.0.0.1-3)."""
+        return "127.0.0.1"
+
     def ports(self) -> list[Port]:
         s = self.settings
-        return [Port(s.stack_cassandra_port, "STUMPCAST_STACK_CASSANDRA_PORT", "cql"),
+        return [Port(s.stack_cassandra_port, "STUMPCAST_STACK_CASSANDRA_PORT", "cql", self.host),
                 Port(s.stack_cassandra_storage_port, "STUMPCAST_STACK_CASSANDRA_STORAGE_PORT",
-                     "storage")]
+                     "storage", self.host)]
+
+    def placement(self) -> dict[str, Any]:
+        """Extra ``cassandra_yaml`` arguments placing the node in a ring: none on its own."""
+        return {}
+
+    def cluster_flags(self) -> list[str]:
+        """Extra JVM system properties for joining a ring: none on its own."""
+        return []
 
     def needs_java(self) -> bool:
         return True
 
     def probe(self, timeout: float = 5.0) -> bool:
-        local = dataclasses.replace(self.settings, cassandra_hosts=("127.0.0.1",),
+        local = dataclasses.replace(self.settings, cassandra_hosts=(self.host,),
                                     cassandra_port=self.settings.stack_cassandra_port)
         try:
             auth = credentials(self.settings, CassandraRole.ADMIN)
@@ -87,7 +104,7 @@ class CassandraServer(Server):
             native_port=self.settings.stack_cassandra_port,
             storage_port=self.settings.stack_cassandra_storage_port,
             data_dir=self.layout.data(self.name),
-            auth=self.settings.cassandra_auth == "password"))
+            auth=self.settings.cassandra_auth == "password", **self.placement()))
         (conf / "logback.xml").write_text(CASSANDRA_LOGBACK)
         return conf
 
@@ -122,5 +139,6 @@ class CassandraServer(Server):
             # The built-in superuser at once, not 10 s after start: `stack up` replaces it
             # with its own (stumpcast.stack.cassandra_auth) and waits for it meanwhile.
             "-Dcassandra.superuser_setup_delay_ms=0",
+            *self.cluster_flags(),
             "-cp", f"{conf}:{lib}/*", "org.apache.cassandra.service.CassandraDaemon",
         ]

@@ -164,11 +164,13 @@ CASSANDRA_LOGBACK = """\
 """
 
 
-def redis_conf(*, port: int, data_dir: Path, acl_file: Path | None = None) -> str:
+def redis_conf(*, port: int, data_dir: Path, acl_file: Path | None = None,
+               snapshots: bool = True) -> str:
     """Loopback only, in the foreground, logging to stdout, data in the run folder.
 
     ``set-proc-title no`` keeps the command line as we launched it (with the config path), so
-    ``stack down`` can recognise the process before signalling it.
+    ``stack down`` can recognise the process before signalling it. ``snapshots`` False: no RDB
+    saves (the cluster's dev nodes, whose replicas hold the copy).
     """
     return f"""\
 port {port}
@@ -181,5 +183,5 @@ logfile ""
 dir {data_dir}
 dbfilename dump.rdb
 appendonly no
-save 3600 1 300 100 60 10000
+save {'3600 1 300 100 60 10000' if snapshots else '""'}
 """ + (f"aclfile {acl_file}\n" if acl_file is not None else "")

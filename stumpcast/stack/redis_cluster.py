@@ -36,9 +36,11 @@ from runtime.secrets import SecretMissing
 from schemas.settings import Settings
 from schemas.store_access import RedisUser
 from stumpcast.stack import secrets
+from stumpcast.stack.configs import redis_conf
 from stumpcast.stack.errors import StackError, ToolMissing
 from stumpcast.stack.layout import RunLayout
 from stumpcast.stack.probes import redis_ready
+from stumpcast.stack.redis_server import redis_binary
 from stumpcast.stack.server import Port, Server, StartContext
 
 NODES = 6
@@ -56,23 +58,13 @@ def seeds(settings: Settings) -> tuple[str, ...]:
     return tuple(f"127.0.0.1:{node_port(settings, i)}" for i in range(1, NODES + 1))
 
 
-def node_conf(*, port: int, bus_port: int, data_dir: str, acl_file: Path | None = None,
+def node_conf(*, port: int, bus_port: int, data_dir: Path, acl_file: Path | None = None,
               master_auth: tuple[str, str] | None = None) -> str:
-    """Like the single node's (configs.redis_conf), plus cluster mode; no snapshots (dev)."""
-    auth = "" if acl_file is None else f"aclfile {acl_file}\n"
-    if master_auth is not None:
-        auth += f"masteruser {master_auth[0]}\nmasterauth {master_auth[1]}\n"
-    return auth + f"""\
-port {port}
-bind 127.0.0.1
-protected-mode yes
-daemonize no
-supervised no
-set-proc-title no
-logfile ""
-dir {data_dir}
-appendonly no
-save ""
+    """The single node's (configs.redis_conf) without snapshots, plus cluster mode."""
+    auth = "" if master_auth is None else \
+        f"masteruser {master_auth[0]}\nmasterauth {master_auth[1]}\n"
+    return redis_conf(port=port, data_dir=data_dir, acl_file=acl_file, snapshots=False) \
+        + auth + f"""\
 cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-port {bus_port}
@@ -104,17 +96,14 @@ class RedisClusterNode(Server):
         return redis_ready(self.url, min(timeout, 2.0), admin_auth(self.settings))
 
     def prepare(self, ctx: StartContext) -> list[str]:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ToolMissing("redis-server is not on PATH. Install it "
-                              "(Debian/Ubuntu: apt-get install redis-server).")
+        binary = redis_binary()
         acl_file, auth = None, admin_auth(self.settings)
         if auth is not None:
             acl_file = self.layout.conf(self.name) / "users.acl"
             secrets.write_redis_acl(self.settings, acl_file)
         conf = self.layout.conf(self.name) / "redis.conf"
         text = node_conf(port=self.port, bus_port=self.port + BUS_OFFSET,
-                         data_dir=str(self.layout.data(self.name)), acl_file=acl_file,
+                         data_dir=self.layout.data(self.name), acl_file=acl_file,
                          master_auth=auth)
         conf.unlink(missing_ok=True)  # may hold the admin password: created afresh, 0600
         secrets.write_private(conf, text.encode())

@@ -70,13 +70,19 @@ class RedisServer(Server):
         return self.layout.conf(self.name) / "users.acl"
 
     def prepare(self, ctx: StartContext) -> list[str]:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ToolMissing("redis-server is not on PATH. Install it "
-                              "(Debian/Ubuntu: apt-get install redis-server).")
+        binary = redis_binary()
         if self.acl_path is not None:
             secrets.ensure(self.settings)
             secrets.write_redis_acl(self.settings, self.acl_path)
         conf = self.layout.conf(self.name) / "redis.conf"
         conf.write_text(self.render_config())
         return [binary, str(conf)]
+
+
+def redis_binary() -> str:
+    """redis-server from PATH (the Makefile installs it), for the single node and the cluster's."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ToolMissing("redis-server is not on PATH. Install it "
+                          "(Debian/Ubuntu: apt-get install redis-server).")
+    return binary
