@@ -8,14 +8,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CHROMIUM, Proc, Services, missing, shot
+from e2e_helpers import CHROMIUM, Proc, Services, desktop_page, missing
 
 
 @pytest.fixture(scope="session")
@@ -85,23 +83,8 @@ def browser(_chromium: Any) -> Any:
 @pytest.fixture
 def page(request: pytest.FixtureRequest, e2e: Services) -> Iterator[Any]:
     """A fresh browser page (desktop size); a screenshot is kept if the test fails."""
-    if not Path(CHROMIUM).exists():
-        missing(f"no Chromium at {CHROMIUM} (make setup installs Debian's chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing("the playwright package is not installed (make setup)")
-    browser = request.getfixturevalue("browser")
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    pg.errors = []
-    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
-    yield pg
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        with contextlib.suppress(Exception):
-            shot(pg, f"FAILED-{request.node.name}")
-    context.close()
+    with desktop_page(request) as pg:
+        yield pg
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

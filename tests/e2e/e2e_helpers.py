@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,28 @@ def wait_for(page: Any, js: str, timeout: float, arg: Any = None) -> Any:
     """Poll a JS expression until truthy; return its value."""
     handle = page.wait_for_function(js, arg=arg, timeout=timeout * 1000, polling=200)
     return handle.json_value()
+
+
+@contextlib.contextmanager
+def desktop_page(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page (desktop size) in the module's Chromium, its errors collected on
+    ``page.errors``; a screenshot is kept if the test fails."""
+    if not Path(CHROMIUM).exists():
+        missing(f"no Chromium at {CHROMIUM} (make setup installs Debian's chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing("the playwright package is not installed (make setup)")
+    browser = request.getfixturevalue("browser")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            with contextlib.suppress(Exception):
+                shot(page, f"FAILED-{request.node.name}")
+        context.close()

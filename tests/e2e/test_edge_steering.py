@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import ARTIFACTS, CHROMIUM, fold_card, missing, shot, wait_for
+from e2e_helpers import ARTIFACTS, desktop_page, fold_card, missing, shot, wait_for
 from edge_rig import EdgeRig
 
 from schemas.settings import Settings
@@ -87,21 +87,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeRig]:
 @pytest.fixture
 def edge_page(request: pytest.FixtureRequest, kafka_stack: Settings, redis_stack: Settings,
               rig: EdgeRig) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        missing(f"no Chromium at {CHROMIUM} (make setup installs Debian's chromium)")
     if not rig.procs:
         rig.start(steering=True, kafka=kafka_stack)
-    browser = request.getfixturevalue("browser")
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        with contextlib.suppress(Exception):
-            shot(page, f"FAILED-{request.node.name}")
-    context.close()
+    with desktop_page(request) as page:
+        yield page
 
 
 class BeatTap:
