@@ -41,9 +41,11 @@ def scorebug_text(card: Mapping[str, Any] | None) -> str:
 
 async def scorebug_loop(redis_url: str, redis_auth: tuple[str, str] | None, match_id: str,
                         path: Path, stop: asyncio.Event, metrics: MediaMetrics,
-                        interval: float = 1.0) -> None:
-    """Poll the card; rewrite the drawtext file atomically (``reload=1`` reads it per frame)."""
-    client = redisconn.connect(redis_url, redis_auth, asyncio=True, socket_timeout=2)
+                        interval: float = 1.0, cluster: tuple[str, ...] = ()) -> None:
+    """Poll the card; rewrite the drawtext file atomically (``reload=1`` reads it per frame).
+    ``cluster``: Redis Cluster seed nodes (the card's key carries its match's hash tag)."""
+    client = redisconn.connect(redis_url, redis_auth, asyncio=True, socket_timeout=2,
+                               cluster=cluster)
     last = None
     try:
         while not stop.is_set():

@@ -66,6 +66,7 @@ class SteeringConfig:
     redis_url: str | None
     host: str = "127.0.0.1"
     redis_auth: tuple[str, str] | None = None  # runtime.redisconn.credentials(s, "media")
+    redis_cluster: tuple[str, ...] = ()  # Redis Cluster seed nodes; (): the one of redis_url
     tick_s: float = 1.0
 
 
@@ -205,6 +206,7 @@ class SteeringServer:
 
     async def _overrides(self, stop: asyncio.Event, url: str) -> None:
         client = redisconn.connect(url, self.cfg.redis_auth, asyncio=True, socket_timeout=2,
+                                   cluster=self.cfg.redis_cluster,
                                    decode_responses=True)
         try:
             while not stop.is_set():

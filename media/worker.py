@@ -55,6 +55,7 @@ class WorkerConfig:
     kafka: Mapping[str, Any] | None = None  # media principal's client settings; None: off
     redis_url: str | None = None
     redis_auth: tuple[str, str] | None = None  # runtime.redisconn.credentials(s, "media")
+    redis_cluster: tuple[str, ...] = ()  # Redis Cluster seed nodes; (): the one of redis_url
     stall_timeout: float = 6.0
     startup_timeout: float = 20.0
     guard: bool = True
@@ -311,7 +312,7 @@ class MediaWorker:
         if self.cfg.redis_url and self.cfg.source.kind == "synthetic":
             tasks.append(asyncio.create_task(scorebug_loop(
                 self.cfg.redis_url, self.cfg.redis_auth, self.cfg.match_id, self.bug_file, stop,
-                self.metrics)))
+                self.metrics, cluster=self.cfg.redis_cluster)))
         if self.cfg.kafka:
             self.sink = SegmentSink(self.cfg.kafka, self.metrics)
             tasks.append(asyncio.create_task(self._markers(stop)))

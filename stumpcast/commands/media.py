@@ -118,6 +118,7 @@ def worker_config(args: argparse.Namespace, settings: Settings) -> Any:
         kafka=None if args.no_kafka else client_config(settings, Principal.MEDIA),
         redis_url=None if args.no_redis else settings.redis_url, guard=not args.no_guard,
         redis_auth=None if args.no_redis else redisconn.credentials(settings, RedisUser.MEDIA),
+        redis_cluster=() if args.no_redis else settings.redis_cluster,
         steering=Steering(settings.steering_uri, settings.media_pathways)
         if settings.media_pathways else None,
         part_target=settings.media_part_target, max_blocked=settings.media_ll_max_blocked)

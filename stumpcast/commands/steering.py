@@ -40,7 +40,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                          None if args.no_kafka else client_config(settings, Principal.ANALYST),
                          None if args.no_redis else settings.redis_url,
                          redis_auth=None if args.no_redis
-                         else redisconn.credentials(settings, RedisUser.MEDIA))
+                         else redisconn.credentials(settings, RedisUser.MEDIA),
+                         redis_cluster=() if args.no_redis else settings.redis_cluster)
 
     async def main() -> None:
         stop = asyncio.Event()

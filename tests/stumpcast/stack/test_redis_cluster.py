@@ -8,6 +8,7 @@ and are stopped at the end; forming the cluster takes ~5 s.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -272,3 +273,46 @@ def test_the_analytics_merge_runs_on_the_cluster(cluster: Settings, admin: Any) 
             admin.delete(RedisKeys.concurrency_partials(m, w, True), RedisKeys.concurrency(m),
                          RedisKeys.watching(m), RedisKeys.views(m))
         r.close()
+
+
+def test_the_media_worker_and_the_steering_server_read_the_cluster(
+        cluster: Settings, admin: Any, tmp_path: Any) -> None:
+    """The media worker's scorebug and the steering server's operator overrides follow
+    ``STUMPCAST_REDIS_CLUSTER`` as the media user (both read one node's Redis before)."""
+    import asyncio
+
+    from media.feeds import scorebug_loop
+    from media.metrics import MediaMetrics
+    from media.steering import Policy
+    from media.steering_server import SteeringConfig, SteeringServer
+
+    m = f"t-{uuid.uuid4().hex[:8]}"
+    card = {"teams": ["CSK", "GT"], "innings": [{"batting_team": "GT", "runs": 12,
+                                                 "wickets": 1, "overs": "2.1"}]}
+    admin.set(RedisKeys.card(m), json.dumps(card))
+    admin.hset(RedisKeys.steering_overrides, "pin:south", "cdn-b")
+    auth = credentials(cluster, RedisUser.MEDIA)
+    bug = tmp_path / "bug.txt"
+    steering = SteeringServer(SteeringConfig(Policy(("cdn-a", "cdn-b")), 0, 10, None,
+                                             "redis://unused",
+                                             redis_auth=auth,
+                                             redis_cluster=cluster.redis_cluster))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(scorebug_loop(
+                     "redis://unused", auth, m, bug, stop, MediaMetrics(), interval=0.2,
+                     cluster=cluster.redis_cluster)),
+                 asyncio.create_task(steering._overrides(stop, "redis://unused"))]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (bug.exists() and steering.overrides.pins):
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(scenario())
+        assert bug.read_text().startswith("GT 12/1 (2.1 ov)"), bug.read_text()
+        assert steering.overrides.pins == {"south": "cdn-b"}
+    finally:
+        admin.delete(RedisKeys.card(m), RedisKeys.steering_overrides)
