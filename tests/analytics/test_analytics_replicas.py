@@ -21,34 +21,13 @@ from faultproxy import FaultProxy
 from replicas import Replica
 
 from runtime.redisconn import sync_redis
-from schemas.access import Principal
 from schemas.heartbeats import decode_concurrency
 from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
-from tests.kafka_access import admin_config, granted, service_access
+from tests.kafka_access import admin_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 STEP = 10_000
-N_PARTS = 8
-
-
-@pytest.fixture
-def topics(kafka_stack):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient(admin_config(kafka_stack))
-    tag = uuid.uuid4().hex[:8]
-    names = (f"stumpcast.test.heartbeats.{tag}", f"stumpcast.test.concurrency.{tag}")
-    new = [NewTopic(names[0], N_PARTS, 1), NewTopic(names[1], 1, 1)]
-    for fut in admin.create_topics(new).values():
-        fut.result(30)
-    # The workers run as the analytics principal: what an operator grants it on these topics.
-    access = service_access(Principal.ANALYTICS, read=[names[0]], write=[names[1]],
-                            groups=[f"g-{names[0]}"])
-    with granted(kafka_stack, access):
-        yield names
-    for fut in admin.delete_topics(list(names)).values():
-        fut.result(30)
 
 
 class Published:

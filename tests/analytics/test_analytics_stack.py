@@ -14,32 +14,13 @@ from analytics.sink import VIEWS_TTL_S
 from analytics.window import WindowSpec
 from analytics.worker import AnalyticsWorker
 from runtime.redisconn import sync_redis
-from schemas.access import Principal
 from schemas.heartbeats import decode_concurrency, decode_watching
 from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
-from tests.kafka_access import admin_config, granted, service_access
+from tests.kafka_access import admin_config
 
 pytestmark = pytest.mark.stack
 STEP = 10_000
-
-
-@pytest.fixture
-def topics(kafka_stack):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient(admin_config(kafka_stack))
-    tag = uuid.uuid4().hex[:8]
-    names = (f"stumpcast.test.heartbeats.{tag}", f"stumpcast.test.concurrency.{tag}")
-    for fut in admin.create_topics([NewTopic(names[0], 8, 1), NewTopic(names[1], 1, 1)]).values():
-        fut.result(30)
-    # The worker runs as the analytics principal: what an operator grants it on these topics.
-    access = service_access(Principal.ANALYTICS, read=[names[0]], write=[names[1]],
-                            groups=[f"g-{names[0]}"])
-    with granted(kafka_stack, access):
-        yield names
-    for fut in admin.delete_topics(list(names)).values():
-        fut.result(30)
 
 
 def _produce(settings, topic, beats) -> None:
@@ -177,7 +158,7 @@ def _drop_keys(settings, match_id: str) -> None:
 
 # -- faults: a restart, and a partition slow to deliver -----------------------------------------
 
-N_PARTS = 8
+N_PARTS = 8  # the heartbeat partitions of the topics fixture (conftest.HEARTBEAT_PARTITIONS)
 
 
 def _part(session_id: str) -> int:
