@@ -40,6 +40,10 @@ class CassandraClusterNode(CassandraServer):
     flags, auth, probe, config files) is the single node's."""
 
     index = 0
+    # Without ``unsafesystem``: it keeps the system tables out of the commit log, so a
+    # SIGKILLed node came back without its schema and peers (seen in `stumpcast chaos`:
+    # "incompatible schema", its events dropped from the commit log replay).
+    unsafe_system = False
 
     @property
     def host(self) -> str:

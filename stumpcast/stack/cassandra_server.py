@@ -66,6 +66,9 @@ class CassandraServer(Server):
 
     name = "cassandra"
     stop_grace = 60.0  # drains memtables on SIGTERM
+    # No fsync of the system tables (quicker start-up): a dev stack's single node. The cluster's
+    # nodes keep them (cassandra_cluster).
+    unsafe_system = True
 
     @property
     def host(self) -> str:
@@ -135,7 +138,7 @@ class CassandraServer(Server):
             # Without it CassandraDaemon closes stdout/stderr after setup (infra.md §2.4).
             "-Dcassandra-foreground=yes",
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-            "-Dcassandra.unsafesystem=true",  # no fsync of system tables: a dev stack
+            *(["-Dcassandra.unsafesystem=true"] if self.unsafe_system else []),
             # The built-in superuser at once, not 10 s after start: `stack up` replaces it
             # with its own (stumpcast.stack.cassandra_auth) and waits for it meanwhile.
             "-Dcassandra.superuser_setup_delay_ms=0",
