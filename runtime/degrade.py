@@ -31,6 +31,8 @@ from schemas.flags import LEVEL_FLAG, MAX_LEVEL, OVERRIDE_FLAG, FlagChange, Flag
 
 log = logging.getLogger("stumpcast.degrade")
 SIGNALS = ("loop_lag_ms", "queue_bytes", "redis_ms", "kafka_lag", "cpu")
+OFFERED = "p2_offered"  # P2 deliveries/s asked of the gateways, before shedding: not a
+# reason to rise (P2 traffic is normal), but what keeps a raised level while it is offered
 
 
 @dataclass(frozen=True)
@@ -81,42 +83,85 @@ class Controller:
     max_hold: float = 60.0
     _hold: float | None = None
     _last_down: float | None = None
+    # The offered P2 load (OFFERED: P2 deliveries a second the gateways were asked to make,
+    # counted before shedding) is the one signal shedding does not calm. Its level-0 baseline
+    # is the lowest of the last 10 samples at level 0 before the rise; while the offered
+    # rate stays at or above ``offered_ratio`` x that baseline and ``offered_floor`` above it,
+    # the overload that raised the level is still there, so the level holds whatever the
+    # other signals say (for at most ``offered_hold_max`` s: then it steps down as a probe,
+    # and a relapse doubles the calm period as above). A rise for another cause (Redis slow)
+    # leaves the offered rate at its baseline, so it holds nothing.
+    offered_ratio: float = 2.0
+    offered_floor: float = 2_000.0
+    offered_hold_max: float = 300.0
+    _offered0: deque[float] = field(default_factory=lambda: deque(maxlen=10))
+    _baseline: float | None = None
+    # ``min_dwell``: no step down within this long of the last change (a level just entered
+    # has not had time to show what it sheds).
+    min_dwell: float = 10.0
+    _changed_at: float | None = None
+    _entered_at: float | None = None
 
     def observe(self, signals: dict[str, float], now: float) -> Decision | None:
         t = self.thresholds
         for n, v in signals.items():
             self._recent.setdefault(n, deque(maxlen=3)).append(v)
+        if self.level == 0 and OFFERED in signals:
+            self._offered0.append(signals[OFFERED])
         pressure = {n: t.level_of(n, v) for n, v in signals.items() if n in SIGNALS}
         top = min(max(pressure.values(), default=0), self.max_level)
         if top > self.level:
             self._calm_since = None
             self._above += 1
             if self._above >= self.up_samples:
-                self._above = 0
-                self._backoff(now)
-                worst = max(pressure, key=lambda n: pressure[n])
-                return self._go(top, f"{worst} {signals[worst]:g} >= "
-                                f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)")
+                return self._rise(top, pressure, signals, now)
             return None
         self._above = 0
+        return self._maybe_down(signals, now)
+
+    def _rise(self, top: int, pressure: dict[str, int], signals: dict[str, float],
+              now: float) -> Decision:
+        t = self.thresholds
+        self._above = 0
+        self._backoff(now)
+        if self.level == 0:
+            self._baseline = min(self._offered0) if self._offered0 else None
+            self._entered_at = now
+        worst = max(pressure, key=lambda n: pressure[n])
+        return self._go(top, f"{worst} {signals[worst]:g} >= "
+                        f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)", now)
+
+    def _maybe_down(self, signals: dict[str, float], now: float) -> Decision | None:
         # Going down looks at the median of the last three samples: one stray spike (a GC
         # pause, a noisy neighbour) does not restart the calm period.
+        t = self.thresholds
         smooth = {n: statistics.median(self._recent[n]) for n in signals}
         held = [n for n, v in smooth.items() if n in SIGNALS and self.level
                 and t.level_of(n, v, self.exit_ratio) >= self.level]
-        if self.level == 0 or held:
+        if self.level == 0 or held or self.offered_holds(smooth, now):
             self._calm_since = None
             return None
         if self._calm_since is None:
             self._calm_since = now
             return None
         hold = self._hold or self.down_seconds
-        if now - self._calm_since < hold:
+        if now - self._calm_since < hold or (self._changed_at is not None
+                                             and now - self._changed_at < self.min_dwell):
             return None
         self._calm_since = self._last_down = now
         shown = ", ".join(f"{n} {v:.3g}" for n, v in sorted(smooth.items()))
         return self._go(self.level - 1, f"every signal below {self.exit_ratio:g} of its level "
-                        f"{self.level} threshold for {hold:g} s ({shown})")
+                        f"{self.level} threshold for {hold:g} s ({shown})", now)
+
+    def offered_holds(self, smooth: dict[str, float], now: float) -> bool:
+        """True while the offered P2 load that came with the rise is still offered."""
+        offered = smooth.get(OFFERED)
+        if offered is None or self._baseline is None or self.level == 0:
+            return False
+        if self._entered_at is not None and now - self._entered_at >= self.offered_hold_max:
+            return False
+        base = self._baseline
+        return offered >= max(self.offered_ratio * base, base + self.offered_floor)
 
     def _backoff(self, now: float) -> None:
         if self._last_down is not None and now - self._last_down < self.rehold_window:
@@ -124,16 +169,20 @@ class Controller:
         else:
             self._hold = None
 
-    def _go(self, level: int, why: str) -> Decision:
+    def _go(self, level: int, why: str, now: float) -> Decision:
         self.level = level
+        self._changed_at = now
+        if level == 0:
+            self._baseline = self._entered_at = None
         return Decision(level, why)
 
 
 # -- the shell ------------------------------------------------------------------------------------
 
 def gateway_signals(stats_dir: Path, now: float, max_age: float = 5.0) -> dict[str, float]:
-    """Worst loop lag and CPU of any fresh worker, and their queued bytes summed."""
-    lag = cpu = queued = 0.0
+    """Worst loop lag and CPU of any fresh worker; their queued bytes and offered P2 rate
+    summed."""
+    lag = cpu = queued = offered = 0.0
     for path in stats_dir.glob("worker-*.json"):
         try:
             if now - path.stat().st_mtime > max_age:
@@ -144,7 +193,8 @@ def gateway_signals(stats_dir: Path, now: float, max_age: float = 5.0) -> dict[s
         lag = max(lag, float(doc.get("loop_lag_ms", 0.0)))
         cpu = max(cpu, float(doc.get("cpu", 0.0)))
         queued += float(doc.get("queue_bytes", 0.0))
-    return {"loop_lag_ms": lag, "cpu": cpu, "queue_bytes": queued}
+        offered += float(doc.get(OFFERED, 0.0))
+    return {"loop_lag_ms": lag, "cpu": cpu, "queue_bytes": queued, OFFERED: offered}
 
 
 def redis_ms(redis: Any) -> float:
