@@ -108,6 +108,7 @@ class Gateway:
         self._auth: weakref.WeakKeyDictionary[Any, tuple[Claims | AuthFailed, str]] = (
             weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._p2_rate = (time.monotonic(), 0, 0.0)  # (when, offered count then, rate)
         self.server: Any = None
         self.port = config.port
         self.feed: Feed
@@ -311,12 +312,20 @@ class Gateway:
             os.replace(tmp, path)
 
         while True:
+            self._rate_p2(time.monotonic())
             data = orjson.dumps({**self.read_stats(), "pid": os.getpid(),
                                  "worker": self.config.worker})
             # In a thread: a write and a rename can wait for the file system's journal, which
             # other processes' disk writes may hold for hundreds of ms; deliveries must not.
             await asyncio.to_thread(save, data)
             await asyncio.sleep(0.5)
+
+    def _rate_p2(self, now: float) -> None:
+        """P2 deliveries asked of this process per second (shed or not), over the last ~1 s."""
+        then, count, _ = self._p2_rate
+        total = self.hub.stats.p2_offered
+        if now - then >= 1.0:
+            self._p2_rate = (now, total, (total - count) / (now - then))
 
     def read_stats(self) -> dict[str, Any]:
         s, f = self.hub.stats, getattr(self, "feed", None)
@@ -329,7 +338,8 @@ class Gateway:
         flags, load = getattr(self, "flags", None), getattr(self, "load", None)
         if flags is not None and load is not None:  # the degradation controller reads these
             out.update(level=flags.level, flags_version=flags.version,
-                       loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out)
+                       loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out,
+                       p2_offered=self._p2_rate[2])
         api = getattr(self, "api", None)
         if api is not None:  # panic mode: the HTTP API serves the disk copies, marked stale
             out["panic"] = int(api.panic_mode())

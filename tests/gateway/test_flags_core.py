@@ -112,7 +112,7 @@ def test_watching_counts_are_not_sent_where_the_flag_is_off_nor_while_shedding()
         client, sink = subscribe(hub, feed, region)
         hub.attach(client, "match:m1", 0)
         clients[region] = sink
-    relay._fan_out("match:m1", orjson.dumps({"type": "watching"}), 0.0)
+    asyncio.run(relay._fan_out("match:m1", orjson.dumps({"type": "watching"}), 0.0))
     assert [m["type"] for m in clients["north"].messages()] == ["flags"]
     assert [m["type"] for m in clients["south"].messages()] == ["flags", "watching"]
     feed.level = 1
