@@ -33,6 +33,7 @@ log = logging.getLogger("stumpcast.degrade")
 SIGNALS = ("loop_lag_ms", "queue_bytes", "redis_ms", "kafka_lag", "cpu")
 OFFERED = "p2_offered"  # P2 deliveries/s asked of the gateways, before shedding: not a
 # reason to rise (P2 traffic is normal), but what keeps a raised level while it is offered
+OFFERED_BASELINE_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ class Controller:
     _last_down: float | None = None
     # The offered P2 load (OFFERED: P2 deliveries a second the gateways were asked to make,
     # counted before shedding) is the one signal shedding does not calm. Its level-0 baseline
-    # is the lowest of the last 10 samples at level 0 before the rise; while the offered
-    # rate stays at or above ``offered_ratio`` x that baseline and ``offered_floor`` above it,
-    # the overload that raised the level is still there, so the level holds whatever the
-    # other signals say (for at most ``offered_hold_max`` s: then it steps down as a probe,
-    # and a relapse doubles the calm period as above). A rise for another cause (Redis slow)
-    # leaves the offered rate at its baseline, so it holds nothing.
+    # is the lowest of the last 10 samples at level 0 before the rise (at least 5, else there
+    # is no baseline and no hold). While the offered rate stays at or above ``offered_ratio``
+    # x that baseline and ``offered_floor`` above it, the overload that raised the level is
+    # still there, so the level holds whatever the other signals say (for at most
+    # ``offered_hold_max`` s: then it steps down as a probe, and a relapse doubles the calm
+    # period as above). A rise for another cause (Redis slow) leaves the offered rate at its
+    # baseline, so it holds nothing.
     offered_ratio: float = 2.0
     offered_floor: float = 2_000.0
     offered_hold_max: float = 300.0
@@ -124,8 +126,9 @@ class Controller:
         t = self.thresholds
         self._above = 0
         self._backoff(now)
-        if self.level == 0:
-            self._baseline = min(self._offered0) if self._offered0 else None
+        if self.level == 0:  # a baseline needs a few samples (not a controller just started)
+            enough = len(self._offered0) >= OFFERED_BASELINE_SAMPLES
+            self._baseline = min(self._offered0) if enough else None
             self._entered_at = now
         worst = max(pressure, key=lambda n: pressure[n])
         return self._go(top, f"{worst} {signals[worst]:g} >= "

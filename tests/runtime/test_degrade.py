@@ -149,3 +149,12 @@ def test_gateway_signals_sum_the_offered_p2_of_fresh_workers(tmp_path) -> None: 
             os.utime(path, (now - 60, now - 60))
     got = gateway_signals(tmp_path, now)
     assert (got["loop_lag_ms"], got["p2_offered"]) == (70.0, 3500.0)
+
+
+def test_no_baseline_no_hold_for_a_controller_that_rose_at_once() -> None:
+    """Started into trouble (fewer than 5 samples at level 0): the usual P2 load then must not
+    pass for an overload and hold the level for ever."""
+    core = Controller(down_seconds=5.0)
+    base = {**CALM, "p2_offered": 20_000.0}
+    hot = {**base, "loop_lag_ms": 100.0}
+    assert run(core, [hot] * 2 + [base] * 20) == [(1, 1), (11, 0)]
