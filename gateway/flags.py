@@ -40,6 +40,7 @@ from schemas.flags import (
 
 log = logging.getLogger("stumpcast.gateway.flags")
 _U = b"u"
+SLICE = 256  # clients per slice of a flags push (see ``FlagFeed.publish``)
 
 
 class FlagFeed:
@@ -95,7 +96,7 @@ class FlagFeed:
         for flag, (version, state) in states_of(rows).items():
             self._take(flag, version, state)
         self.loaded = True
-        self._changed()
+        await self._changed()
 
     async def follow_once(self) -> None:
         reply = await self.redis.xread({FLAGS_LOG_KEY: self._last_id}, count=100,
@@ -111,7 +112,7 @@ class FlagFeed:
                     continue
                 changed |= self._take(change.flag, change.version, change.state)
         if changed:
-            self._changed()
+            await self._changed()
 
     def _take(self, flag: str, version: int, state: FlagState) -> bool:
         if version <= self.versions.get(flag, -1):
@@ -121,25 +122,35 @@ class FlagFeed:
         self.changes += 1
         return True
 
-    def _changed(self) -> None:
+    async def _changed(self) -> None:
         level = effective_level(self.states)
         if level != self.level:
             self.level = level
             if self.on_level is not None:
                 self.on_level(level)
-        self.publish(time.monotonic())
+        await self.publish(time.monotonic())
 
-    def publish(self, now: float) -> int:
+    async def publish(self, now: float) -> int:
         """Every subscriber's answer, one encoding (and one frame) per distinct answer;
         returns how many were sent. Without a partial rollout the session does not matter,
-        so each (region, platform) is resolved once, not once per client."""
+        so each (region, platform) is resolved once, not once per client.
+
+        In slices of ``SLICE`` clients with a yield between them: a flag change to 10,000
+        clients of one process is ~100 ms of socket writes, which score updates (P1) must not
+        wait behind. Nothing else changes the states meanwhile (only ``run``, which awaits
+        this, takes changes); a client that subscribes during a yield gets the new answer at
+        its join, and may get it again here."""
         subs = self.hub.channels.get(p.FLAGS)
         if not subs:
             return 0
         sticky = any(state.rollout < 100.0 for state in self.states.values())
         encoded: dict[tuple[bool, ...], bytes] = {}
         by_ctx: dict[Any, tuple[bytes, frozenset[str]]] = {}
-        for client, sub in list(subs.items()):
+        for i, (client, sub) in enumerate(list(subs.items())):
+            if i and i % SLICE == 0:
+                await asyncio.sleep(0)
+            if client.closed:
+                continue
             ctx: Context = sub.pos
             key = ctx if sticky else (ctx.region, ctx.platform)
             hit = by_ctx.get(key)

@@ -106,3 +106,32 @@ def test_p2_notes_are_counted_before_the_shed_and_p1_notes_still_go() -> None:
 
 def _notes(sink: FakeSink) -> list[bytes]:
     return [orjson.dumps(m) for m in sink.messages() if m["type"] == "note"]
+
+
+def test_a_flags_push_lets_other_work_in_between_its_slices() -> None:
+    """A flag (or level) change to 1,000 clients of a process: a score update arriving
+    meanwhile waits for one slice, not for the whole push; every client still gets it."""
+    from gateway.flags import SLICE as FLAG_SLICE
+    from schemas.flags import Context
+
+    hub = Hub(Limits())
+    feed = FlagFeed(None, hub)
+    sinks = []
+    for i in range(1000):
+        sink = FakeSink()
+        feed.subscribe(Client(sink), None, Context("north", "web", f"s{i}"))
+        sinks.append(sink)
+
+    async def main() -> list[int]:
+        seen: list[int] = []
+
+        async def p1() -> None:  # first runs when the push first yields
+            seen.append(sum(len(s.writes) == 2 for s in sinks))
+
+        task = asyncio.create_task(p1())
+        assert await feed.publish(0.0) == 1000
+        await task
+        return seen
+
+    assert asyncio.run(main()) == [FLAG_SLICE]
+    assert all(len(s.writes) == 2 for s in sinks)
