@@ -135,3 +135,12 @@ def test_a_flags_push_lets_other_work_in_between_its_slices() -> None:
 
     assert asyncio.run(main()) == [FLAG_SLICE]
     assert all(len(s.writes) == 2 for s in sinks)
+
+
+def test_the_offered_rate_is_per_second_over_about_a_second() -> None:
+    from gateway.housekeeping import P2Rate
+
+    rate = P2Rate(0.0)
+    assert rate.update(500, 0.5) == 0.0  # under a second: the last rate stands
+    assert rate.update(3000, 1.25) == 2400.0
+    assert rate.update(3000, 2.5) == 0.0
