@@ -270,9 +270,10 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
         if _level(store) >= 1:
             entered = time.monotonic() - flood_at
     rig.call_all("measure", True)  # P1 and P2 from here: while shed
-    shed_from = len(timeline)
+    shed_from, sent_before = len(timeline), rig.stat_sum("p2_sent")
     await _drive(rig, args.hold, timeline, store, args.flood)
     shed_lat, shed_p2 = _p1_and_p2(rig)
+    shed_sent = int(rig.stat_sum("p2_sent") - sent_before)
     shed = timeline[shed_from:]
     shed_level = _level(store)
     stopped = time.monotonic()
@@ -294,7 +295,9 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
          f"{len(shed_lat):,} deliveries)"),
         ("gateway workers while measured, before / while shed: loop lag p50 and max (ms), "
          "CPU share of a core p50", f"{_gateway(calm)} / {_gateway(shed)}"),
-        ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s)"),
+        ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s); "
+         f"sent by the gateway in that window: {shed_sent:,} (the rest were sent before it, "
+         "and read late by the load processes; from the stats files, ±0.5 s)"),
         ("back to level 0 after the flood stopped",
          f"{back:.1f} s" if back is not None else "NOT within 60 s"),
         ("level each second", levels),

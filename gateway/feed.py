@@ -306,6 +306,7 @@ class Feed:
                     if shed:
                         self.shed_notes += 1  # kept for resumes; not pushed while shedding
                         continue
+                    self.hub.stats.p2_sent += subscribers
                 items.append((pos, frame))
         self.hub.publish_notes(key, items, time.monotonic())
 

@@ -276,7 +276,7 @@ class Gateway:
         if flags is not None and load is not None:  # the degradation controller reads these
             out.update(level=flags.level, flags_version=flags.version,
                        loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out,
-                       p2_offered=self.p2_rate.rate)
+                       p2_offered=self.p2_rate.rate, p2_sent=self.hub.stats.p2_sent)
         api = getattr(self, "api", None)
         if api is not None:  # panic mode: the HTTP API serves the disk copies, marked stale
             out["panic"] = int(api.panic_mode())

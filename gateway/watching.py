@@ -86,6 +86,7 @@ class WatchingRelay:
                     continue  # the level may have risen during the yield
                 self.hub.send_framed(client, frame, 1, now)
                 self.sent += 1
+                self.hub.stats.p2_sent += 1
 
 
 def _as_bytes(value: Any) -> bytes:

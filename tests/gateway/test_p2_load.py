@@ -82,11 +82,11 @@ def test_watching_counts_the_offered_load_while_shedding_and_sends_nothing() -> 
     relay = WatchingRelay(FakeRedis({RedisKeys.watching("m1"): record}), hub, flags=flags)
     asyncio.run(relay.tick())
     assert hub.stats.p2_offered == 300
-    assert relay.sent == 0 and not any(s.writes for s in sinks)
+    assert relay.sent == 0 and not any(s.writes for s in sinks) and hub.stats.p2_sent == 0
     flags.level = 0
     relay._last.clear()
     asyncio.run(relay.tick())
-    assert relay.sent == 300 and hub.stats.p2_offered == 600
+    assert relay.sent == 300 and hub.stats.p2_offered == 600 and hub.stats.p2_sent == 300
 
 
 def test_p2_notes_are_counted_before_the_shed_and_p1_notes_still_go() -> None:
@@ -97,7 +97,7 @@ def test_p2_notes_are_counted_before_the_shed_and_p1_notes_still_go() -> None:
     feed.shed_p2 = lambda: True
     feed._notes_batch("m1", [(b"1-0", {b"u": P2_NOTE}), (b"1-1", {b"u": P1_NOTE}),
                              (b"2-0", {b"u": P2_NOTE})])
-    assert hub.stats.p2_offered == 2 * 40
+    assert hub.stats.p2_offered == 2 * 40 and hub.stats.p2_sent == 0
     got = [orjson.loads(x)["note"]["priority"] for x in _notes(sinks[0])]
     assert got == ["P1"]
     assert feed.shed_notes == 2
