@@ -33,6 +33,25 @@ class P2Rate:
         return self.rate
 
 
+class WorstPerSecond:
+    """The worst value of the last whole second (commit to written on every socket, per Redis
+    read): the gateway's own share of a delivery's latency, beside what clients measure."""
+
+    __slots__ = ("start", "worst", "last")
+
+    def __init__(self, now: float) -> None:
+        self.start, self.worst, self.last = now, 0.0, 0.0
+
+    def observe(self, value: float, now: float) -> None:
+        self.roll(now)
+        self.worst = max(self.worst, value)
+
+    def roll(self, now: float) -> None:
+        if now - self.start >= 1.0:
+            self.last = self.worst if now - self.start < 2.0 else 0.0  # an idle second: 0
+            self.start, self.worst = now, 0.0
+
+
 async def dump_stats(gw: Any) -> None:
     """Every 0.5 s, the process's stats as JSON in its stats file (the controller's input,
     ``gateway.metrics.read_siblings``), written to a temporary file and renamed."""
@@ -47,7 +66,9 @@ async def dump_stats(gw: Any) -> None:
         os.replace(tmp, path)
 
     while True:
-        gw.p2_rate.update(gw.hub.stats.p2_offered, time.monotonic())
+        now = time.monotonic()
+        gw.p2_rate.update(gw.hub.stats.p2_offered, now)
+        gw.worst.roll(now)
         data = orjson.dumps({**gw.read_stats(), "pid": os.getpid(), "worker": gw.config.worker})
         # In a thread: a write and a rename can wait for the file system's journal, which
         # other processes' disk writes may hold for hundreds of ms; deliveries must not.

@@ -31,7 +31,7 @@ from gateway.config import GatewayConfig, config_from_settings
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
 from gateway.flags import FlagFeed
-from gateway.housekeeping import P2Rate, dump_stats, tame_gc
+from gateway.housekeeping import P2Rate, WorstPerSecond, dump_stats, tame_gc
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client
 from gateway.limits import PerAddress, TokenBucket
@@ -106,6 +106,7 @@ class Gateway:
             weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[Any]] = set()
         self.p2_rate = P2Rate(time.monotonic())  # P2 offered a second (the controller)
+        self.worst = WorstPerSecond(time.monotonic())  # commit to written, worst a second
         self.server: Any = None
         self.port = config.port
         self.feed: Feed
@@ -133,7 +134,7 @@ class Gateway:
             siblings = lambda: read_siblings(stats_dir, time.time())  # noqa: E731
         self.metrics = GatewayMetrics(cfg.worker, self.read_stats, siblings)
         self.feed = Feed(redis, reader, self.hub, cfg.limits.recovery_max,
-                         on_latency=self.metrics.latency.observe)
+                         on_latency=self._delivered)
         self.feed.on_fanout = self.metrics.fanout.observe
         self.api = HttpApi(self.feed, PanicStore(cfg.panic_dir, cfg.panic_flag),
                            self.metrics, cfg.max_lag, auth=cfg.auth)
@@ -193,6 +194,10 @@ class Gateway:
                 log.error("gateway stop: a Redis client did not close, left behind")
             except Exception:  # noqa: BLE001, S110 - closing: the connection may be gone already
                 pass
+
+    def _delivered(self, seconds: float) -> None:
+        self.metrics.latency.observe(seconds)
+        self.worst.observe(seconds, time.monotonic())
 
     def _on_level(self, level: int) -> None:
         """A new degradation level (a flag change): what this process does differently."""
@@ -276,7 +281,8 @@ class Gateway:
         if flags is not None and load is not None:  # the degradation controller reads these
             out.update(level=flags.level, flags_version=flags.version,
                        loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out,
-                       p2_offered=self.p2_rate.rate, p2_sent=self.hub.stats.p2_sent)
+                       p2_offered=self.p2_rate.rate, p2_sent=self.hub.stats.p2_sent,
+                       delivery_worst_ms=self.worst.last * 1000)
         api = getattr(self, "api", None)
         if api is not None:  # panic mode: the HTTP API serves the disk copies, marked stale
             out["panic"] = int(api.panic_mode())

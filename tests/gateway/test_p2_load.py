@@ -144,3 +144,18 @@ def test_the_offered_rate_is_per_second_over_about_a_second() -> None:
     assert rate.update(500, 0.5) == 0.0  # under a second: the last rate stands
     assert rate.update(3000, 1.25) == 2400.0
     assert rate.update(3000, 2.5) == 0.0
+
+
+def test_the_worst_delivery_of_the_last_whole_second() -> None:
+    from gateway.housekeeping import WorstPerSecond
+
+    worst = WorstPerSecond(0.0)
+    worst.observe(0.010, 0.2)
+    worst.observe(0.300, 0.9)
+    assert worst.last == 0.0  # the first second is not over
+    worst.observe(0.020, 1.1)
+    assert worst.last == 0.300
+    worst.roll(2.3)
+    assert worst.last == 0.020
+    worst.roll(5.0)  # nothing delivered for over a second
+    assert worst.last == 0.0
