@@ -33,7 +33,7 @@ log = logging.getLogger("stumpcast.degrade")
 SIGNALS = ("loop_lag_ms", "queue_bytes", "redis_ms", "kafka_lag", "cpu")
 OFFERED = "p2_offered"  # P2 deliveries/s asked of the gateways, before shedding: not a
 # reason to rise (P2 traffic is normal), but what keeps a raised level while it is offered
-OFFERED_BASELINE_SAMPLES = 5
+OFFERED_BASELINE_SAMPLES = 2
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,9 @@ class Controller:
     _last_down: float | None = None
     # The offered P2 load (OFFERED: P2 deliveries a second the gateways were asked to make,
     # counted before shedding) is the one signal shedding does not calm. Its level-0 baseline
-    # is the lowest of the last 10 samples at level 0 before the rise (at least 5, else there
-    # is no baseline and no hold). While the offered rate stays at or above ``offered_ratio``
+    # is the median of the samples at level 0 (of the last 10) before those that raised the
+    # level (at least 2, else there is no baseline and no hold: a controller started into
+    # trouble). While the offered rate stays at or above ``offered_ratio``
     # x that baseline and ``offered_floor`` above it, the overload that raised the level is
     # still there, so the level holds whatever the other signals say (for at most
     # ``offered_hold_max`` s: then it steps down as a probe, and a relapse doubles the calm
@@ -126,9 +127,10 @@ class Controller:
         t = self.thresholds
         self._above = 0
         self._backoff(now)
-        if self.level == 0:  # a baseline needs a few samples (not a controller just started)
-            enough = len(self._offered0) >= OFFERED_BASELINE_SAMPLES
-            self._baseline = min(self._offered0) if enough else None
+        if self.level == 0:  # the samples before those that raised it (none: no baseline)
+            before = list(self._offered0)[:-self.up_samples]
+            enough = len(before) >= OFFERED_BASELINE_SAMPLES
+            self._baseline = statistics.median(before) if enough else None
             self._entered_at = now
         worst = max(pressure, key=lambda n: pressure[n])
         return self._go(top, f"{worst} {signals[worst]:g} >= "

@@ -152,9 +152,20 @@ def test_gateway_signals_sum_the_offered_p2_of_fresh_workers(tmp_path) -> None: 
 
 
 def test_no_baseline_no_hold_for_a_controller_that_rose_at_once() -> None:
-    """Started into trouble (fewer than 5 samples at level 0): the usual P2 load then must not
-    pass for an overload and hold the level for ever."""
+    """Started into trouble (no calm sample at level 0 before the rise): no baseline, so the
+    P2 load of the moment cannot pass for an overload and hold the level."""
     core = Controller(down_seconds=5.0)
     base = {**CALM, "p2_offered": 20_000.0}
     hot = {**base, "loop_lag_ms": 100.0}
     assert run(core, [hot] * 2 + [base] * 20) == [(1, 1), (11, 0)]
+
+
+def test_the_baseline_comes_from_the_samples_before_the_rise() -> None:
+    """Three calm samples, then the flood raises the level: the baseline is the calm rate
+    (the median: one stray low sample does not set it), so the flood holds the level."""
+    core = Controller(down_seconds=5.0)
+    base = {**CALM, "p2_offered": 20_000.0}
+    flood = {**base, "loop_lag_ms": 80.0, "p2_offered": 120_000.0}
+    shed = {**base, "p2_offered": 120_000.0}
+    samples = [{**base, "p2_offered": 0.0}, base, base, flood, flood] + [shed] * 30 + [base] * 8
+    assert run(core, samples) == [(4, 1), (41, 0)]
