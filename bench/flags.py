@@ -300,8 +300,9 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
          "socket), worst per second, p50 and max (ms)",
          f"{_gateway(calm)} / {_gateway(shed)}"),
         ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s); "
-         f"sent by the gateway in that window: {shed_sent:,} (the rest were sent before it, "
-         "and read late by the load processes; from the stats files, ±0.5 s)"),
+         f"sent by the gateway in that window: {shed_sent:,} (stats files, ±0.5 s)"
+         + ("; the rest were sent before it and read late by the load processes"
+            if shed_p2 > shed_sent else "")),
         ("back to level 0 after the flood stopped",
          f"{back:.1f} s" if back is not None else "NOT within 60 s"),
         ("level each second", levels),
