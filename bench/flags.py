@@ -228,8 +228,10 @@ async def _drive(rig: Rig, seconds: float, timeline: Timeline, store: Any,
                 await pipe.execute()
             await asyncio.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
         signals = dict(TRACE[0].last) if TRACE else {}
+        stats = rig.worker_stats()
         signals["delivery_worst_ms"] = max((float(s.get("delivery_worst_ms", 0.0))
-                                            for s in rig.worker_stats()), default=0.0)
+                                            for s in stats), default=0.0)
+        signals["cpu_wait"] = max((float(s.get("cpu_wait", 0.0)) for s in stats), default=0.0)
         timeline.append((time.monotonic(), _level(store), signals))
         if PRINT[0]:
             print("signals", timeline[-1][1], {k: round(v, 3) for k, v in signals.items()})
@@ -296,8 +298,9 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
          f"p50 {pct(shed_lat, 50):.1f} ms, p99 {pct(shed_lat, 99):.1f} ms (target ≤ 50 ms; "
          f"{len(shed_lat):,} deliveries)"),
         ("gateway workers while measured, before / while shed: loop lag p50 and max (ms), "
-         "CPU share of a core p50; their own delivery time (commit to written on every "
-         "socket), worst per second, p50 and max (ms)",
+         "CPU share of a core p50, share of the time runnable but waiting for a CPU p50 "
+         "(worst worker); their own delivery time (commit to written on every socket), worst "
+         "per second, p50 and max (ms)",
          f"{_gateway(calm)} / {_gateway(shed)}"),
         ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s); "
          f"sent by the gateway in that window: {shed_sent:,} (stats files, ±0.5 s)"
@@ -318,7 +321,8 @@ def _gateway(part: Timeline) -> str:
     lag = [x["loop_lag_ms"] for _, _, x in part if "loop_lag_ms" in x]
     cpu = [x["cpu"] for _, _, x in part if "cpu" in x]
     own = [x.get("delivery_worst_ms", 0.0) for _, _, x in part]
+    wait = [x.get("cpu_wait", 0.0) for _, _, x in part]
     if not lag:
         return "n/a"
-    return (f"{median(lag):.0f}, {max(lag):.0f}, {median(cpu):.2f}; "
+    return (f"{median(lag):.0f}, {max(lag):.0f}, {median(cpu):.2f}, {median(wait):.2f}; "
             f"{median(own):.0f}, {max(own):.0f}")

@@ -280,7 +280,8 @@ class Gateway:
         flags, load = getattr(self, "flags", None), getattr(self, "load", None)
         if flags is not None and load is not None:  # the degradation controller reads these
             out.update(level=flags.level, flags_version=flags.version,
-                       loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out,
+                       loop_lag_ms=load.lag_ms, cpu=load.cpu, cpu_wait=load.wait,
+                       beats_sampled_out=self.sampled_out,
                        p2_offered=self.p2_rate.rate, p2_sent=self.hub.stats.p2_sent,
                        delivery_worst_ms=self.worst.last * 1000)
         api = getattr(self, "api", None)
