@@ -232,6 +232,7 @@ async def _drive(rig: Rig, seconds: float, timeline: Timeline, store: Any,
         signals["delivery_worst_ms"] = max((float(s.get("delivery_worst_ms", 0.0))
                                             for s in stats), default=0.0)
         signals["cpu_wait"] = max((float(s.get("cpu_wait", 0.0)) for s in stats), default=0.0)
+        signals["p2_sent"] = sum(float(s.get("p2_sent", 0.0)) for s in stats)
         timeline.append((time.monotonic(), _level(store), signals))
         if PRINT[0]:
             print("signals", timeline[-1][1], {k: round(v, 3) for k, v in signals.items()})
@@ -274,10 +275,12 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
         if _level(store) >= 1:
             entered = time.monotonic() - flood_at
     rig.call_all("measure", True)  # P1 and P2 from here: while shed
-    shed_from, sent_before = len(timeline), rig.stat_sum("p2_sent")
+    shed_from = len(timeline)
     await _drive(rig, args.hold, timeline, store, args.flood)
     shed_lat, shed_p2 = _p1_and_p2(rig)
-    shed_sent = int(rig.stat_sum("p2_sent") - sent_before)
+    # The stats files are rewritten every 0.5 s, so the count starts a second into the window
+    # (a file read at its start may predate the level change).
+    shed_sent = int(timeline[-1][2]["p2_sent"] - timeline[shed_from][2]["p2_sent"])
     shed = timeline[shed_from:]
     shed_level = _level(store)
     stopped = time.monotonic()
@@ -303,7 +306,7 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
          "per second, p50 and max (ms)",
          f"{_gateway(calm)} / {_gateway(shed)}"),
         ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s); "
-         f"sent by the gateway in that window: {shed_sent:,} (stats files, ±0.5 s)"
+         f"sent by the gateway from 1 s into that window to its end: {shed_sent:,}"
          + ("; the rest were sent before it and read late by the load processes"
             if shed_p2 > shed_sent else "")),
         ("back to level 0 after the flood stopped",
