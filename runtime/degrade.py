@@ -6,12 +6,14 @@ as soon as a signal has been at or above that level's threshold for ``up_samples
 row (1 s apart: within a few seconds of trouble); it is lowered one step at a time, and only
 after every signal has stayed below ``exit_ratio`` of the current level's thresholds for
 ``down_seconds`` (hysteresis: a signal hovering around a threshold does not make the level
-flap). ``ControllerLoop`` is the shell: it reads the signals once a second (the gateway
-workers' stats files, a Redis PING, the streams group's Kafka lag), asks the core, and writes
-the level as the flag ``degrade.level`` through ``runtime.flags`` (Kafka, then Redis), so every
-level change is audited like an operator's. An operator pins the level with the flag
-``degrade.override`` (``stumpcast flags set degrade.override --value N``); while a pin is set
-the controller writes nothing.
+flap), and not within ``min_dwell`` of the last change. Shedding calms the signals it is judged
+by, so a level also holds while the P2 load offered to the gateways (counted before shedding,
+``p2_offered``) stays well above its level-0 baseline. ``ControllerLoop`` is the shell: it
+reads the signals once a second (the gateway workers' stats files, a Redis PING, the streams
+group's Kafka lag), asks the core, and writes the level as the flag ``degrade.level`` through
+``runtime.flags`` (Kafka, then Redis), so every level change is audited like an operator's.
+An operator pins the level with the flag ``degrade.override`` (``stumpcast flags set
+degrade.override --value N``); while a pin is set the controller writes nothing.
 """
 
 from __future__ import annotations
@@ -88,12 +90,11 @@ class Controller:
     # counted before shedding) is the one signal shedding does not calm. Its level-0 baseline
     # is the median of the samples at level 0 (of the last 10) before those that raised the
     # level (at least 2, else there is no baseline and no hold: a controller started into
-    # trouble). While the offered rate stays at or above ``offered_ratio``
-    # x that baseline and ``offered_floor`` above it, the overload that raised the level is
-    # still there, so the level holds whatever the other signals say (for at most
-    # ``offered_hold_max`` s: then it steps down as a probe, and a relapse doubles the calm
-    # period as above). A rise for another cause (Redis slow) leaves the offered rate at its
-    # baseline, so it holds nothing.
+    # trouble). While the offered rate stays at or above ``offered_ratio`` x that baseline and
+    # ``offered_floor`` above it, the overload that raised the level is still there, so the
+    # level holds whatever the other signals say (for at most ``offered_hold_max`` s: then it
+    # steps down as a probe, and a relapse doubles the calm period as above). A rise for
+    # another cause (Redis slow) leaves the offered rate at its baseline: it holds nothing.
     offered_ratio: float = 2.0
     offered_floor: float = 2_000.0
     offered_hold_max: float = 300.0
