@@ -8,7 +8,7 @@ after every signal has stayed below ``exit_ratio`` of the current level's thresh
 ``down_seconds`` (hysteresis: a signal hovering around a threshold does not make the level
 flap), and not within ``min_dwell`` of the last change. Shedding calms the signals it is judged
 by, so a level also holds while the P2 load offered to the gateways (counted before shedding,
-``p2_offered``) stays well above its level-0 baseline. ``ControllerLoop`` is the shell: it
+``p2_offered``) stays well above its usual rate. ``ControllerLoop`` is the shell: it
 reads the signals once a second (the gateway workers' stats files, a Redis PING, the streams
 group's Kafka lag), asks the core, and writes the level as the flag ``degrade.level`` through
 ``runtime.flags`` (Kafka, then Redis), so every level change is audited like an operator's.
@@ -35,7 +35,7 @@ log = logging.getLogger("stumpcast.degrade")
 SIGNALS = ("loop_lag_ms", "queue_bytes", "redis_ms", "kafka_lag", "cpu")
 OFFERED = "p2_offered"  # P2 deliveries/s asked of the gateways, before shedding: not a
 # reason to rise (P2 traffic is normal), but what keeps a raised level while it is offered
-OFFERED_BASELINE_SAMPLES = 2
+OFFERED_MIN_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -87,31 +87,31 @@ class Controller:
     _hold: float | None = None
     _last_down: float | None = None
     # The offered P2 load (OFFERED: P2 deliveries a second the gateways were asked to make,
-    # counted before shedding) is the one signal shedding does not calm. Its level-0 baseline
-    # is the median of the samples at level 0 (of the last 10) before those that raised the
-    # level (at least 2, else there is no baseline and no hold: a controller started into
-    # trouble). While the offered rate stays at or above ``offered_ratio`` x that baseline and
-    # ``offered_floor`` above it, the overload that raised the level is still there, so the
-    # level holds whatever the other signals say (for at most ``offered_hold_max`` s: then it
-    # steps down as a probe, and a relapse doubles the calm period as above). A rise for
-    # another cause (Redis slow) leaves the offered rate at its baseline: it holds nothing.
+    # counted before shedding, so the same at every level) is the one signal shedding does not
+    # calm. Its usual rate is the 10th percentile of the last ``offered_window`` samples (5
+    # minutes; at least 5 samples, else no hold): a stray low sample does not set it, and a
+    # flood longer than ~90% of the window becomes the usual. While the offered rate stays at
+    # or above ``offered_ratio`` x the usual and ``offered_floor`` above it, the load that
+    # shedding removed is still offered, so a level >= 1 holds whatever the other signals say.
+    # A rise for another cause (Redis slow) leaves the offered rate at its usual: it holds
+    # nothing. After a hold ends the calm period applies, and a relapse doubles it (above).
     offered_ratio: float = 2.0
     offered_floor: float = 2_000.0
-    offered_hold_max: float = 300.0
-    _offered0: deque[float] = field(default_factory=lambda: deque(maxlen=10))
-    _baseline: float | None = None
+    offered_window: int = 300
+    _offered: deque[float] = field(default_factory=deque)
     # ``min_dwell``: no step down within this long of the last change (a level just entered
     # has not had time to show what it sheds).
     min_dwell: float = 10.0
     _changed_at: float | None = None
-    _entered_at: float | None = None
 
     def observe(self, signals: dict[str, float], now: float) -> Decision | None:
         t = self.thresholds
         for n, v in signals.items():
             self._recent.setdefault(n, deque(maxlen=3)).append(v)
-        if self.level == 0 and OFFERED in signals:
-            self._offered0.append(signals[OFFERED])
+        if OFFERED in signals:
+            self._offered.append(signals[OFFERED])
+            while len(self._offered) > self.offered_window:
+                self._offered.popleft()
         pressure = {n: t.level_of(n, v) for n, v in signals.items() if n in SIGNALS}
         top = min(max(pressure.values(), default=0), self.max_level)
         if top > self.level:
@@ -128,11 +128,6 @@ class Controller:
         t = self.thresholds
         self._above = 0
         self._backoff(now)
-        if self.level == 0:  # the samples before those that raised it (none: no baseline)
-            before = list(self._offered0)[:-self.up_samples]
-            enough = len(before) >= OFFERED_BASELINE_SAMPLES
-            self._baseline = statistics.median(before) if enough else None
-            self._entered_at = now
         worst = max(pressure, key=lambda n: pressure[n])
         return self._go(top, f"{worst} {signals[worst]:g} >= "
                         f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)", now)
@@ -144,7 +139,7 @@ class Controller:
         smooth = {n: statistics.median(self._recent[n]) for n in signals}
         held = [n for n, v in smooth.items() if n in SIGNALS and self.level
                 and t.level_of(n, v, self.exit_ratio) >= self.level]
-        if self.level == 0 or held or self.offered_holds(smooth, now):
+        if self.level == 0 or held or self.offered_holds(smooth):
             self._calm_since = None
             return None
         if self._calm_since is None:
@@ -159,15 +154,13 @@ class Controller:
         return self._go(self.level - 1, f"every signal below {self.exit_ratio:g} of its level "
                         f"{self.level} threshold for {hold:g} s ({shown})", now)
 
-    def offered_holds(self, smooth: dict[str, float], now: float) -> bool:
-        """True while the offered P2 load that came with the rise is still offered."""
+    def offered_holds(self, smooth: dict[str, float]) -> bool:
+        """True while the P2 load is well above its usual rate (what shedding removed)."""
         offered = smooth.get(OFFERED)
-        if offered is None or self._baseline is None or self.level == 0:
+        if offered is None or self.level == 0 or len(self._offered) < OFFERED_MIN_SAMPLES:
             return False
-        if self._entered_at is not None and now - self._entered_at >= self.offered_hold_max:
-            return False
-        base = self._baseline
-        return offered >= max(self.offered_ratio * base, base + self.offered_floor)
+        usual = sorted(self._offered)[len(self._offered) // 10]
+        return offered >= max(self.offered_ratio * usual, usual + self.offered_floor)
 
     def _backoff(self, now: float) -> None:
         if self._last_down is not None and now - self._last_down < self.rehold_window:
@@ -178,8 +171,6 @@ class Controller:
     def _go(self, level: int, why: str, now: float) -> Decision:
         self.level = level
         self._changed_at = now
-        if level == 0:
-            self._baseline = self._entered_at = None
         return Decision(level, why)
 
 
