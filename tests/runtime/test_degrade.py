@@ -161,8 +161,8 @@ def test_a_level_raised_before_the_flood_holds_when_the_flood_comes() -> None:
     base = {**CALM, "p2_offered": 20_000.0}
     noise = {**base, "loop_lag_ms": 80.0}
     flood = {**base, "p2_offered": 120_000.0}  # at level 1 already: shed, the loop calm
-    changes = run(core, [base] * 3 + [noise] * 2 + [base] * 4 + [flood] * 30 + [base] * 10)
-    assert changes == [(4, 1), (45, 0)]  # flood gone at 39, the median of three at 40, + 5 s
+    changes = run(core, [noise] * 2 + [base] * 7 + [flood] * 30 + [base] * 10)
+    assert changes == [(1, 1), (45, 0)]  # flood gone at 39, the median of three at 40, + 5 s
 
 
 def test_a_stray_low_sample_does_not_set_the_usual_rate() -> None:
