@@ -17,6 +17,7 @@ level 2 and to serve the panic copies at level 3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ class FlagFeed:
         self.loaded = False
         self.changes = 0
         self.on_level: Callable[[int], None] | None = None
+        self._push: asyncio.Task[int] | None = None  # the push of the last change
         self._last_id = "$"
 
     # -- what the shell asks ---------------------------------------------------------------
@@ -72,6 +74,13 @@ class FlagFeed:
     # -- following Redis ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            if self._push is not None:
+                self._push.cancel()  # a stopping gateway pushes nothing more
+
+    async def _follow(self) -> None:
         backoff = 0.2
         while True:
             try:
@@ -96,7 +105,7 @@ class FlagFeed:
         for flag, (version, state) in states_of(rows).items():
             self._take(flag, version, state)
         self.loaded = True
-        await self._changed()
+        self._changed()
 
     async def follow_once(self) -> None:
         reply = await self.redis.xread({FLAGS_LOG_KEY: self._last_id}, count=100,
@@ -112,7 +121,7 @@ class FlagFeed:
                     continue
                 changed |= self._take(change.flag, change.version, change.state)
         if changed:
-            await self._changed()
+            self._changed()
 
     def _take(self, flag: str, version: int, state: FlagState) -> bool:
         if version <= self.versions.get(flag, -1):
@@ -122,13 +131,26 @@ class FlagFeed:
         self.changes += 1
         return True
 
-    async def _changed(self) -> None:
+    def _changed(self) -> None:
+        """The level takes effect now; the new answers go out in the background, so the next
+        change (a level change must not wait) is read while a push to 10,000 clients is still
+        going on. A newer change supersedes a push in flight: each message is the whole set,
+        so the clients it had not reached yet get only the newer one."""
         level = effective_level(self.states)
         if level != self.level:
             self.level = level
             if self.on_level is not None:
                 self.on_level(level)
-        await self.publish(time.monotonic())
+        if self._push is not None and not self._push.done():
+            self._push.cancel()
+        self._push = asyncio.get_running_loop().create_task(self.publish(time.monotonic()))
+        self._push.add_done_callback(_log_failure)
+
+    async def pushed(self) -> None:
+        """Wait for the push in flight, if any (tests, and a caller that needs it done)."""
+        if self._push is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push
 
     async def publish(self, now: float) -> int:
         """Every subscriber's answer, one encoding (and one frame) per distinct answer;
@@ -193,6 +215,11 @@ def _sampled_out(feed: FlagFeed, client: Any, session_id: str, keep: int) -> boo
     if not p2_shed(feed, client, "heartbeats_detailed"):
         return False
     return bucket("heartbeats_detailed", session_id) % keep != 0
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("flags push failed", exc_info=task.exception())
 
 
 def p2_shed(feed: FlagFeed | None, client: Any, name: str) -> bool:

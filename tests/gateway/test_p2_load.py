@@ -159,3 +159,39 @@ def test_the_worst_delivery_of_the_last_whole_second() -> None:
     assert worst.last == 0.020
     worst.roll(5.0)  # nothing delivered for over a second
     assert worst.last == 0.0
+
+
+def test_a_level_change_is_not_held_behind_a_flags_push_in_flight() -> None:
+    """Bench 04:13 (a starved machine): a rollout's push to 10,000 clients a worker, sliced,
+    took 20 s, and the level change read after it waited for it; P2 went out meanwhile. The
+    level now takes effect when read; the newer push supersedes the one in flight."""
+    from test_flags_core import FakeRedis, change
+
+    from schemas.flags import LEVEL_FLAG, Context, FlagState
+
+    hub = Hub(Limits())
+    redis = FakeRedis([])
+    feed = FlagFeed(redis, hub)
+    sinks = []
+    for i in range(2000):
+        sink = FakeSink()
+        feed.subscribe(Client(sink), None, Context("north", "web", f"s{i}"))
+        sinks.append(sink)
+
+    def versions(sink: FakeSink) -> list[int]:
+        return [m["version"] for m in sink.messages() if m["type"] == "flags"]
+
+    async def main() -> int:
+        await feed.load()
+        await feed.pushed()
+        redis.add(change("markers", FlagState(rollout=30.0), 1))
+        await feed.follow_once()  # its push to 2,000 clients starts ...
+        redis.add(change(LEVEL_FLAG, FlagState(value=1), 2))
+        await feed.follow_once()  # ... and the level change is read before it ends
+        assert feed.level == 1 and feed.shed_p2
+        reached = sum(1 in versions(s) for s in sinks)
+        await feed.pushed()
+        return reached
+
+    assert asyncio.run(main()) < 2000
+    assert all(versions(s)[-1] == 2 for s in sinks)

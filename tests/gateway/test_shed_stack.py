@@ -28,7 +28,8 @@ async def test_level_1_sheds_p2_end_to_end_and_counts_it(gateway, writer, redis,
     notes = await connect(gateway.port)
     assert (await notes.subscribe(f"notes:{match_id}"))[-1]["type"] == "subscribed"
     gateway.flags._take(LEVEL_FLAG, 1 << 40, FlagState(value=1))  # as a change from Redis
-    await gateway.flags._changed()
+    gateway.flags._changed()
+    await gateway.flags.pushed()
     assert gateway.flags.shed_p2
     watching = Watching(match_id, concurrent=5, views=5, window_start_ms=0,
                         window_end_ms=1, final=False, ts_ms=2)
