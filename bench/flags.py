@@ -268,12 +268,7 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
     await _drive(rig, 6, timeline, store)
     calm_lat, calm_p2 = _p1_and_p2(rig)
     calm = timeline[calm_from:]
-    flood_at = time.monotonic()
-    entered = None
-    while time.monotonic() - flood_at < 30 and entered is None:
-        await _drive(rig, 1, timeline, store, args.flood)
-        if _level(store) >= 1:
-            entered = time.monotonic() - flood_at
+    entered = await _until(rig, timeline, store, args.flood, 30, lambda lv: lv >= 1)
     rig.call_all("measure", True)  # P1 and P2 from here: while shed
     shed_from = len(timeline)
     await _drive(rig, args.hold, timeline, store, args.flood)
@@ -283,12 +278,7 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
     shed_sent = int(timeline[-1][2]["p2_sent"] - timeline[shed_from][2]["p2_sent"])
     shed = timeline[shed_from:]
     shed_level = _level(store)
-    stopped = time.monotonic()
-    back = None
-    while time.monotonic() - stopped < 60 and back is None:
-        await _drive(rig, 1, timeline, store)
-        if _level(store) == 0:
-            back = time.monotonic() - stopped
+    back = await _until(rig, timeline, store, 0.0, 60, lambda lv: lv == 0)
     levels = " ".join(str(lv) for _, lv, _ in timeline)
     return [
         (f"P1 (score update) latency before the overload (level {_levels(calm)})",
@@ -300,6 +290,28 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
         (f"P1 latency while shed (level {shed_level}, {args.hold:g} s)",
          f"p50 {pct(shed_lat, 50):.1f} ms, p99 {pct(shed_lat, 99):.1f} ms (target ≤ 50 ms; "
          f"{len(shed_lat):,} deliveries)"),
+        *_shed_rows(calm, shed, (calm_p2, shed_p2, shed_sent)),
+        ("back to level 0 after the flood stopped",
+         f"{back:.1f} s" if back is not None else "NOT within 60 s"),
+        ("level each second", levels),
+    ]
+
+
+async def _until(rig: Rig, timeline: Timeline, store: Any, flood: float, limit: float,
+                 reached: Any) -> float | None:
+    """Drive second by second until the level satisfies ``reached``: how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        await _drive(rig, 1, timeline, store, flood)
+        if reached(_level(store)):
+            return time.monotonic() - start
+    return None
+
+
+def _shed_rows(calm: Timeline, shed: Timeline, p2: tuple[int, int, int]
+               ) -> list[tuple[str, str]]:
+    calm_p2, shed_p2, shed_sent = p2
+    return [
         ("gateway workers while measured, before / while shed: loop lag p50 and max (ms), "
          "CPU share of a core p50, share of the time runnable but waiting for a CPU p50 "
          "(worst worker); their own delivery time (commit to written on every socket), worst "
@@ -309,9 +321,6 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
          f"sent by the gateway from 1 s into that window to its end: {shed_sent:,}"
          + ("; the rest were sent before it and read late by the load processes"
             if shed_p2 > shed_sent else "")),
-        ("back to level 0 after the flood stopped",
-         f"{back:.1f} s" if back is not None else "NOT within 60 s"),
-        ("level each second", levels),
     ]
 
 
