@@ -37,7 +37,9 @@ from schemas.topology import RedisKeys
 FLAG = "markers"
 
 
-TRACE: list[Any] = []  # --trace: the controller loop whose signals are printed each second
+TRACE: list[Any] = []  # the controller loop, whose signals are kept (and, --trace, printed)
+PRINT: list[bool] = [False]
+Timeline = list[tuple[float, int, dict[str, float]]]  # (when, level, the controller's signals)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -81,7 +83,11 @@ NOTES = ("Flag changes are written as an operator's are (Kafka acks=all, then Re
          "is from the start of that write to each client's receipt. The overload is a storm "
          "of P2 notifications (every client follows its match's notes); the controller "
          "samples once a second with the default thresholds (runtime/degrade.py), capped at "
-         "level 1.")
+         "level 1. The load processes (bench/gateway/loadclient.py) run on the same 2 cores "
+         "as the gateway workers, Redis and this driver, under SCHED_BATCH (they do not "
+         "preempt a running worker, but take their full share of CPU); their receive delays "
+         "count against the gateway. Loop lag: the workers' worst 50 ms-sleep overshoot per "
+         "second, which includes time the kernel gave to other processes.")
 
 
 async def _main(rig: Rig, settings: Any, args: Any) -> list[tuple[str, str]]:
@@ -188,7 +194,7 @@ async def overload(rig: Rig, store: Any, args: Any) -> list[tuple[str, str]]:
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop.is_set,), daemon=True)
     thread.start()
-    timeline: list[tuple[float, int]] = []
+    timeline: Timeline = []
     try:
         rows = await _overload_phases(rig, store, args, timeline, loop)
         shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(loop.last.items()))
@@ -198,7 +204,7 @@ async def overload(rig: Rig, store: Any, args: Any) -> list[tuple[str, str]]:
         thread.join(5)
 
 
-async def _drive(rig: Rig, seconds: float, timeline: list[tuple[float, int]], store: Any,
+async def _drive(rig: Rig, seconds: float, timeline: Timeline, store: Any,
                  flood: float = 0.0) -> None:
     """Each match: a score update (P1) once a second, staggered over the second as matches
     are, and a "watching" counter (P2) that changes every second; with ``flood``, also that
@@ -221,9 +227,15 @@ async def _drive(rig: Rig, seconds: float, timeline: list[tuple[float, int]], st
                               maxlen=1000)
                 await pipe.execute()
             await asyncio.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
-        timeline.append((time.monotonic(), _level(store)))
-        if TRACE:
-            print("signals", _level(store), {k: round(v, 3) for k, v in TRACE[0].last.items()})
+        signals = dict(TRACE[0].last) if TRACE else {}
+        stats = rig.worker_stats()
+        signals["delivery_worst_ms"] = max((float(s.get("delivery_worst_ms", 0.0))
+                                            for s in stats), default=0.0)
+        signals["cpu_wait"] = max((float(s.get("cpu_wait", 0.0)) for s in stats), default=0.0)
+        signals["p2_sent"] = sum(float(s.get("p2_sent", 0.0)) for s in stats)
+        timeline.append((time.monotonic(), _level(store), signals))
+        if PRINT[0]:
+            print("signals", timeline[-1][1], {k: round(v, 3) for k, v in signals.items()})
 
 
 P2_NOTE = (b'{"type":"notification","v":1,"id":"bench","kind":"boundary","priority":"P2",'
@@ -244,34 +256,32 @@ def _p1_and_p2(rig: Rig) -> tuple[list[float], int]:
     return sorted(lat), p2
 
 
-async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: list[tuple[float, int]],
+async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: Timeline,
                            loop: Any) -> list[tuple[str, str]]:
-    TRACE[:] = [loop] if args.trace else []
+    TRACE[:] = [loop]
+    PRINT[0] = bool(args.trace)
     settle = time.monotonic()  # a noisy neighbour may have raised the level: start from 0
     while _level(store) != 0 and time.monotonic() - settle < 60:
         await _drive(rig, 1, timeline, store)
     rig.call_all("measure", True)
+    calm_from = len(timeline)
     await _drive(rig, 6, timeline, store)
     calm_lat, calm_p2 = _p1_and_p2(rig)
-    flood_at = time.monotonic()
-    entered = None
-    while time.monotonic() - flood_at < 30 and entered is None:
-        await _drive(rig, 1, timeline, store, args.flood)
-        if _level(store) >= 1:
-            entered = time.monotonic() - flood_at
+    calm = timeline[calm_from:]
+    entered = await _until(rig, timeline, store, args.flood, 30, lambda lv: lv >= 1)
     rig.call_all("measure", True)  # P1 and P2 from here: while shed
+    shed_from = len(timeline)
     await _drive(rig, args.hold, timeline, store, args.flood)
     shed_lat, shed_p2 = _p1_and_p2(rig)
+    # The stats files are rewritten every 0.5 s, so the count starts a second into the window
+    # (a file read at its start may predate the level change).
+    shed_sent = int(timeline[-1][2]["p2_sent"] - timeline[shed_from][2]["p2_sent"])
+    shed = timeline[shed_from:]
     shed_level = _level(store)
-    stopped = time.monotonic()
-    back = None
-    while time.monotonic() - stopped < 60 and back is None:
-        await _drive(rig, 1, timeline, store)
-        if _level(store) == 0:
-            back = time.monotonic() - stopped
-    levels = " ".join(str(lv) for _, lv in timeline)
+    back = await _until(rig, timeline, store, 0.0, 60, lambda lv: lv == 0)
+    levels = " ".join(str(lv) for _, lv, _ in timeline)
     return [
-        ("P1 (score update) latency before the overload",
+        (f"P1 (score update) latency before the overload (level {_levels(calm)})",
          f"p50 {pct(calm_lat, 50):.1f} ms, p99 {pct(calm_lat, 99):.1f} ms "
          f"({len(calm_lat):,} deliveries); P2 messages {calm_p2:,}"),
         (f"synthetic overload: {args.flood:,.0f} P2 notifications/s to every subscriber",
@@ -280,8 +290,51 @@ async def _overload_phases(rig: Rig, store: Any, args: Any, timeline: list[tuple
         (f"P1 latency while shed (level {shed_level}, {args.hold:g} s)",
          f"p50 {pct(shed_lat, 50):.1f} ms, p99 {pct(shed_lat, 99):.1f} ms (target ≤ 50 ms; "
          f"{len(shed_lat):,} deliveries)"),
-        ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s)"),
+        *_shed_rows(calm, shed, (calm_p2, shed_p2, shed_sent)),
         ("back to level 0 after the flood stopped",
          f"{back:.1f} s" if back is not None else "NOT within 60 s"),
         ("level each second", levels),
     ]
+
+
+async def _until(rig: Rig, timeline: Timeline, store: Any, flood: float, limit: float,
+                 reached: Any) -> float | None:
+    """Drive second by second until the level satisfies ``reached``: how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        await _drive(rig, 1, timeline, store, flood)
+        if reached(_level(store)):
+            return time.monotonic() - start
+    return None
+
+
+def _shed_rows(calm: Timeline, shed: Timeline, p2: tuple[int, int, int]
+               ) -> list[tuple[str, str]]:
+    calm_p2, shed_p2, shed_sent = p2
+    return [
+        ("gateway workers while measured, before / while shed: loop lag p50 and max (ms), "
+         "CPU share of a core p50, share of the time runnable but waiting for a CPU p50 "
+         "(worst worker); their own delivery time (commit to written on every socket), worst "
+         "per second, p50 and max (ms)",
+         f"{_gateway(calm)} / {_gateway(shed)}"),
+        ("P2 messages received while shed", f"{shed_p2:,} (before: {calm_p2:,} in 6 s); "
+         f"sent by the gateway from 1 s into that window to its end: {shed_sent:,}"
+         + ("; the rest were sent before it and read late by the load processes"
+            if shed_p2 > shed_sent else "")),
+    ]
+
+
+def _levels(part: Timeline) -> str:
+    return "/".join(sorted({str(lv) for _, lv, _ in part})) or "?"
+
+
+def _gateway(part: Timeline) -> str:
+    """The workers' own view over a phase (the controller's samples of their stats files)."""
+    lag = [x["loop_lag_ms"] for _, _, x in part if "loop_lag_ms" in x]
+    cpu = [x["cpu"] for _, _, x in part if "cpu" in x]
+    own = [x.get("delivery_worst_ms", 0.0) for _, _, x in part]
+    wait = [x.get("cpu_wait", 0.0) for _, _, x in part]
+    if not lag:
+        return "n/a"
+    return (f"{median(lag):.0f}, {max(lag):.0f}, {median(cpu):.2f}, {median(wait):.2f}; "
+            f"{median(own):.0f}, {max(own):.0f}")

@@ -294,16 +294,21 @@ class Feed:
     def _notes_batch(self, match_id: str, rows: list[Any]) -> None:
         cache = self.notes[match_id]
         shed = self.shed_p2()
+        key = f"{p.NOTES}:{match_id}"
+        subscribers = self.hub.subscribers(key)
         items = []
         for entry_id, fields in rows:
             pos = parse_note_id(entry_id)
             frame = cache.add(*pos, fields[_U])
             if frame is not None:
-                if shed and _P2 in fields[_U]:
-                    self.shed_notes += 1  # kept for resumes; not pushed while shedding
-                    continue
+                if _P2 in fields[_U]:
+                    self.hub.stats.p2_offered += subscribers  # before the shed: the load
+                    if shed:
+                        self.shed_notes += 1  # kept for resumes; not pushed while shedding
+                        continue
+                    self.hub.stats.p2_sent += subscribers
                 items.append((pos, frame))
-        self.hub.publish_notes(f"{p.NOTES}:{match_id}", items, time.monotonic())
+        self.hub.publish_notes(key, items, time.monotonic())
 
     async def _history_batch(self, match_id: str, rows: list[Any]) -> None:
         cache = self.matches[match_id]

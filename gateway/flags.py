@@ -17,6 +17,7 @@ level 2 and to serve the panic copies at level 3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from schemas.flags import (
 
 log = logging.getLogger("stumpcast.gateway.flags")
 _U = b"u"
+SLICE = 256  # clients per slice of a flags push (see ``FlagFeed.publish``)
 
 
 class FlagFeed:
@@ -54,6 +56,7 @@ class FlagFeed:
         self.loaded = False
         self.changes = 0
         self.on_level: Callable[[int], None] | None = None
+        self._push: asyncio.Task[int] | None = None  # the push of the last change
         self._last_id = "$"
 
     # -- what the shell asks ---------------------------------------------------------------
@@ -71,6 +74,13 @@ class FlagFeed:
     # -- following Redis ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            if self._push is not None:
+                self._push.cancel()  # a stopping gateway pushes nothing more
+
+    async def _follow(self) -> None:
         backoff = 0.2
         while True:
             try:
@@ -122,24 +132,47 @@ class FlagFeed:
         return True
 
     def _changed(self) -> None:
+        """The level takes effect now; the new answers go out in the background, so the next
+        change (a level change must not wait) is read while a push to 10,000 clients is still
+        going on. A newer change supersedes a push in flight: each message is the whole set,
+        so the clients it had not reached yet get only the newer one."""
         level = effective_level(self.states)
         if level != self.level:
             self.level = level
             if self.on_level is not None:
                 self.on_level(level)
-        self.publish(time.monotonic())
+        if self._push is not None and not self._push.done():
+            self._push.cancel()
+        self._push = asyncio.get_running_loop().create_task(self.publish(time.monotonic()))
+        self._push.add_done_callback(_log_failure)
 
-    def publish(self, now: float) -> int:
+    async def pushed(self) -> None:
+        """Wait for the push in flight, if any (tests, and a caller that needs it done)."""
+        if self._push is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push
+
+    async def publish(self, now: float) -> int:
         """Every subscriber's answer, one encoding (and one frame) per distinct answer;
         returns how many were sent. Without a partial rollout the session does not matter,
-        so each (region, platform) is resolved once, not once per client."""
+        so each (region, platform) is resolved once, not once per client.
+
+        In slices of ``SLICE`` clients with a yield between them: a flag change to 10,000
+        clients of one process is ~100 ms of socket writes, which score updates (P1) must not
+        wait behind. Nothing else changes the states meanwhile (only ``run``, which awaits
+        this, takes changes); a client that subscribes during a yield gets the new answer at
+        its join, and may get it again here."""
         subs = self.hub.channels.get(p.FLAGS)
         if not subs:
             return 0
         sticky = any(state.rollout < 100.0 for state in self.states.values())
         encoded: dict[tuple[bool, ...], bytes] = {}
         by_ctx: dict[Any, tuple[bytes, frozenset[str]]] = {}
-        for client, sub in list(subs.items()):
+        for i, (client, sub) in enumerate(list(subs.items())):
+            if i and i % SLICE == 0:
+                await asyncio.sleep(0)
+            if client.closed:
+                continue
             ctx: Context = sub.pos
             key = ctx if sticky else (ctx.region, ctx.platform)
             hit = by_ctx.get(key)
@@ -182,6 +215,11 @@ def _sampled_out(feed: FlagFeed, client: Any, session_id: str, keep: int) -> boo
     if not p2_shed(feed, client, "heartbeats_detailed"):
         return False
     return bucket("heartbeats_detailed", session_id) % keep != 0
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("flags push failed", exc_info=task.exception())
 
 
 def p2_shed(feed: FlagFeed | None, client: Any, name: str) -> bool:

@@ -57,6 +57,8 @@ class Stats:
     conflated: int = 0
     slow_closes: int = 0
     queued_bytes: int = 0
+    p2_offered: int = 0  # P2 deliveries asked of this process, shed or not (the controller)
+    p2_sent: int = 0     # ... and those handed to the clients (not shed)
 
 
 class Sub:

@@ -57,6 +57,8 @@ class GatewayMetrics:
             "level": "Degradation level in force (flags degrade.level/override): 1 sheds P2, "
                      "2 conflates score updates, 3 panic mode.",
             "loop_lag_ms": "Worst event-loop lag in the last second (ms): a controller signal.",
+            "p2_offered": "P2 deliveries a second asked of this process, counted before "
+                          "shedding: what the controller holds a level on.",
         }
         counters = {
             "messages_out": "Messages written to clients.",
@@ -71,6 +73,7 @@ class GatewayMetrics:
             "redis_answers": "Resumes that needed a Redis read.",
             "resets": "Gap or epoch change: subscribers reset to a snapshot.",
             "beats_sampled_out": "Heartbeats not forwarded while P2 is shed (sampled).",
+            "p2_sent": "P2 deliveries handed to clients (not shed).",
         }
         for name, doc in gauges.items():
             g = GaugeMetricFamily(f"stumpcast_gateway_{name}", doc, labels=["worker"])

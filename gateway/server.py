@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import http
 import logging
 import os
@@ -32,6 +31,7 @@ from gateway.config import GatewayConfig, config_from_settings
 from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
 from gateway.feed import Feed, UnknownMatch
 from gateway.flags import FlagFeed
+from gateway.housekeeping import P2Rate, WorstPerSecond, dump_stats, tame_gc
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client
 from gateway.limits import PerAddress, TokenBucket
@@ -51,9 +51,6 @@ __all__ = ["Gateway", "GatewayConfig", "config_from_settings", "serve"]
 HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")  # /metrics: a 404 pointing at
 # the admin port, never the metrics themselves
 KEEPALIVE_SLICES = 20
-GC_FREEZE_EVERY = 1.0       # seconds between freezes of what survived the young collections
-GC_FULL_EVERY = 600.0       # at most this often, a full collection reclaims closed connections
-GC_FULL_AFTER_CLOSES = 50_000  # ... or sooner once this many connections closed since the last
 
 
 class WsSink:
@@ -108,6 +105,8 @@ class Gateway:
         self._auth: weakref.WeakKeyDictionary[Any, tuple[Claims | AuthFailed, str]] = (
             weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.p2_rate = P2Rate(time.monotonic())  # P2 offered a second (the controller)
+        self.worst = WorstPerSecond(time.monotonic())  # commit to written, worst a second
         self.server: Any = None
         self.port = config.port
         self.feed: Feed
@@ -135,7 +134,7 @@ class Gateway:
             siblings = lambda: read_siblings(stats_dir, time.time())  # noqa: E731
         self.metrics = GatewayMetrics(cfg.worker, self.read_stats, siblings)
         self.feed = Feed(redis, reader, self.hub, cfg.limits.recovery_max,
-                         on_latency=self.metrics.latency.observe)
+                         on_latency=self._delivered)
         self.feed.on_fanout = self.metrics.fanout.observe
         self.api = HttpApi(self.feed, PanicStore(cfg.panic_dir, cfg.panic_flag),
                            self.metrics, cfg.max_lag, auth=cfg.auth)
@@ -160,12 +159,12 @@ class Gateway:
         self.beats = HeartbeatForwarder(cfg.kafka)
         self.load = LoadProbe()  # the degradation controller's gateway signals
         for coro in (self.feed.run(), self.feed.watch_positions(), self._sweep(),
-                     self._save_panic_copies(), self._dump_stats(), self._keepalive(),
+                     self._save_panic_copies(), dump_stats(self), self._keepalive(),
                      self.watching.run(), self.flags.run(), self.feed.conflate_loop(),
                      self.load.run()):
             self.spawn(coro)
         if cfg.tame_gc:
-            self.spawn(self._tame_gc())
+            self.spawn(tame_gc(self))
         with contextlib.suppress(FeedUnavailable):
             await self.feed.check_positions()
 
@@ -196,6 +195,10 @@ class Gateway:
             except Exception:  # noqa: BLE001, S110 - closing: the connection may be gone already
                 pass
 
+    def _delivered(self, seconds: float) -> None:
+        self.metrics.latency.observe(seconds)
+        self.worst.observe(seconds, time.monotonic())
+
     def _on_level(self, level: int) -> None:
         """A new degradation level (a flag change): what this process does differently."""
         self.feed.conflate = self.config.conflate_seconds if level >= 2 else 0.0
@@ -211,39 +214,6 @@ class Gateway:
             await asyncio.sleep(0.01)
             if self.hub.backlog:
                 self.hub.sweep(time.monotonic())
-
-    async def _tame_gc(self) -> None:
-        """Keep full garbage collections off the delivery path.
-
-        CPython runs a full (generation 2) collection whenever the objects promoted since the
-        last one exceed a quarter of all long-lived objects, and every open connection is
-        ~100 of them: while connections arrive (a reconnect storm, the start of a match) a
-        worker with 10,000 clients stops for 0.5-0.9 s at a time, several times, and every
-        delivery waits (measured with ``gc.callbacks`` in ``stumpcast bench gateway``). Here
-        young collections run as usual; once a second what survived them is frozen
-        (``gc.freeze()``, O(1)) and the automatic full collection is switched off (its
-        threshold out of reach). Frozen objects freed by reference counting go as usual; only
-        cycles among them (a closed connection leaves ~20 objects in cycles) wait for the
-        full collection run here: at most every ``GC_FULL_EVERY`` seconds, and only after
-        connections closed, or sooner after ``GC_FULL_AFTER_CLOSES`` closes. Measured at
-        20,000 connections: full-collection pauses of up to 0.48 s CPU (0.63 s wall) during
-        the connects and after them, none in steady state with this.
-        """
-        loop = asyncio.get_running_loop()
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, 1 << 30)  # no automatic full collection
-        gc.freeze()  # the boot heap (modules, classes, functions) is never garbage
-        last_full = loop.time()
-        while True:
-            await asyncio.sleep(GC_FREEZE_EVERY)
-            closes, now = self.closed_since_gc, loop.time()
-            if closes and (now - last_full >= GC_FULL_EVERY or closes >= GC_FULL_AFTER_CLOSES):
-                gc.unfreeze()
-                gc.collect()
-                self.closed_since_gc, last_full = 0, now
-            else:
-                gc.collect(1)  # young garbage is collected, not frozen
-            gc.freeze()
 
     async def _keepalive(self) -> None:
         """Ping every connection from one loop, and drop peers that stopped answering.
@@ -299,25 +269,6 @@ class Gateway:
                 args = (m, cache.epoch, cache.seq, cache.ts, cache.card_json())
                 await asyncio.to_thread(self.api.panic.save, *args)
 
-    async def _dump_stats(self) -> None:
-        path = self.config.stats_path
-        if path is None:
-            return
-        import orjson
-
-        def save(data: bytes) -> None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-
-        while True:
-            data = orjson.dumps({**self.read_stats(), "pid": os.getpid(),
-                                 "worker": self.config.worker})
-            # In a thread: a write and a rename can wait for the file system's journal, which
-            # other processes' disk writes may hold for hundreds of ms; deliveries must not.
-            await asyncio.to_thread(save, data)
-            await asyncio.sleep(0.5)
-
     def read_stats(self) -> dict[str, Any]:
         s, f = self.hub.stats, getattr(self, "feed", None)
         out: dict[str, Any] = {
@@ -329,7 +280,10 @@ class Gateway:
         flags, load = getattr(self, "flags", None), getattr(self, "load", None)
         if flags is not None and load is not None:  # the degradation controller reads these
             out.update(level=flags.level, flags_version=flags.version,
-                       loop_lag_ms=load.lag_ms, cpu=load.cpu, beats_sampled_out=self.sampled_out)
+                       loop_lag_ms=load.lag_ms, cpu=load.cpu, cpu_wait=load.wait,
+                       beats_sampled_out=self.sampled_out,
+                       p2_offered=self.p2_rate.rate, p2_sent=self.hub.stats.p2_sent,
+                       delivery_worst_ms=self.worst.last * 1000)
         api = getattr(self, "api", None)
         if api is not None:  # panic mode: the HTTP API serves the disk copies, marked stale
             out["panic"] = int(api.panic_mode())

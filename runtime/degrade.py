@@ -6,12 +6,14 @@ as soon as a signal has been at or above that level's threshold for ``up_samples
 row (1 s apart: within a few seconds of trouble); it is lowered one step at a time, and only
 after every signal has stayed below ``exit_ratio`` of the current level's thresholds for
 ``down_seconds`` (hysteresis: a signal hovering around a threshold does not make the level
-flap). ``ControllerLoop`` is the shell: it reads the signals once a second (the gateway
-workers' stats files, a Redis PING, the streams group's Kafka lag), asks the core, and writes
-the level as the flag ``degrade.level`` through ``runtime.flags`` (Kafka, then Redis), so every
-level change is audited like an operator's. An operator pins the level with the flag
-``degrade.override`` (``stumpcast flags set degrade.override --value N``); while a pin is set
-the controller writes nothing.
+flap), and not within ``min_dwell`` of the last change. Shedding calms the signals it is judged
+by, so a level also holds while the P2 load offered to the gateways (counted before shedding,
+``p2_offered``) stays well above its usual rate. ``ControllerLoop`` is the shell: it
+reads the signals once a second (the gateway workers' stats files, a Redis PING, the streams
+group's Kafka lag), asks the core, and writes the level as the flag ``degrade.level`` through
+``runtime.flags`` (Kafka, then Redis), so every level change is audited like an operator's.
+An operator pins the level with the flag ``degrade.override`` (``stumpcast flags set
+degrade.override --value N``); while a pin is set the controller writes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from schemas.flags import LEVEL_FLAG, MAX_LEVEL, OVERRIDE_FLAG, FlagChange, Flag
 
 log = logging.getLogger("stumpcast.degrade")
 SIGNALS = ("loop_lag_ms", "queue_bytes", "redis_ms", "kafka_lag", "cpu")
+OFFERED = "p2_offered"  # P2 deliveries/s asked of the gateways, before shedding: not a
+# reason to rise (P2 traffic is normal), but what keeps a raised level while it is offered
+OFFERED_MIN_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -81,42 +86,81 @@ class Controller:
     max_hold: float = 60.0
     _hold: float | None = None
     _last_down: float | None = None
+    # The offered P2 load (OFFERED: P2 deliveries a second the gateways were asked to make,
+    # counted before shedding, so the same at every level) is the one signal shedding does not
+    # calm. Its usual rate is the 10th percentile of the last ``offered_window`` samples (5
+    # minutes; at least 5 samples, else no hold): a stray low sample does not set it, and a
+    # flood longer than ~90% of the window becomes the usual. While the offered rate stays at
+    # or above ``offered_ratio`` x the usual and ``offered_floor`` above it, the load that
+    # shedding removed is still offered, so a level >= 1 holds whatever the other signals say.
+    # A rise for another cause (Redis slow) leaves the offered rate at its usual: it holds
+    # nothing. After a hold ends the calm period applies, and a relapse doubles it (above).
+    offered_ratio: float = 2.0
+    offered_floor: float = 2_000.0
+    offered_window: int = 300
+    _offered: deque[float] = field(default_factory=deque)
+    # ``min_dwell``: no step down within this long of the last change (a level just entered
+    # has not had time to show what it sheds).
+    min_dwell: float = 10.0
+    _changed_at: float | None = None
 
     def observe(self, signals: dict[str, float], now: float) -> Decision | None:
         t = self.thresholds
         for n, v in signals.items():
             self._recent.setdefault(n, deque(maxlen=3)).append(v)
+        if OFFERED in signals:
+            self._offered.append(signals[OFFERED])
+            while len(self._offered) > self.offered_window:
+                self._offered.popleft()
         pressure = {n: t.level_of(n, v) for n, v in signals.items() if n in SIGNALS}
         top = min(max(pressure.values(), default=0), self.max_level)
         if top > self.level:
             self._calm_since = None
             self._above += 1
             if self._above >= self.up_samples:
-                self._above = 0
-                self._backoff(now)
-                worst = max(pressure, key=lambda n: pressure[n])
-                return self._go(top, f"{worst} {signals[worst]:g} >= "
-                                f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)")
+                return self._rise(top, pressure, signals, now)
             return None
         self._above = 0
+        return self._maybe_down(signals, now)
+
+    def _rise(self, top: int, pressure: dict[str, int], signals: dict[str, float],
+              now: float) -> Decision:
+        t = self.thresholds
+        self._above = 0
+        self._backoff(now)
+        worst = max(pressure, key=lambda n: pressure[n])
+        return self._go(top, f"{worst} {signals[worst]:g} >= "
+                        f"{getattr(t, worst)[top - 1]:g} (level {top} threshold)", now)
+
+    def _maybe_down(self, signals: dict[str, float], now: float) -> Decision | None:
         # Going down looks at the median of the last three samples: one stray spike (a GC
         # pause, a noisy neighbour) does not restart the calm period.
+        t = self.thresholds
         smooth = {n: statistics.median(self._recent[n]) for n in signals}
         held = [n for n, v in smooth.items() if n in SIGNALS and self.level
                 and t.level_of(n, v, self.exit_ratio) >= self.level]
-        if self.level == 0 or held:
+        if self.level == 0 or held or self.offered_holds(smooth):
             self._calm_since = None
             return None
         if self._calm_since is None:
             self._calm_since = now
             return None
         hold = self._hold or self.down_seconds
-        if now - self._calm_since < hold:
+        if now - self._calm_since < hold or (self._changed_at is not None
+                                             and now - self._changed_at < self.min_dwell):
             return None
         self._calm_since = self._last_down = now
         shown = ", ".join(f"{n} {v:.3g}" for n, v in sorted(smooth.items()))
         return self._go(self.level - 1, f"every signal below {self.exit_ratio:g} of its level "
-                        f"{self.level} threshold for {hold:g} s ({shown})")
+                        f"{self.level} threshold for {hold:g} s ({shown})", now)
+
+    def offered_holds(self, smooth: dict[str, float]) -> bool:
+        """True while the P2 load is well above its usual rate (what shedding removed)."""
+        offered = smooth.get(OFFERED)
+        if offered is None or self.level == 0 or len(self._offered) < OFFERED_MIN_SAMPLES:
+            return False
+        usual = sorted(self._offered)[len(self._offered) // 10]
+        return offered >= max(self.offered_ratio * usual, usual + self.offered_floor)
 
     def _backoff(self, now: float) -> None:
         if self._last_down is not None and now - self._last_down < self.rehold_window:
@@ -124,16 +168,18 @@ class Controller:
         else:
             self._hold = None
 
-    def _go(self, level: int, why: str) -> Decision:
+    def _go(self, level: int, why: str, now: float) -> Decision:
         self.level = level
+        self._changed_at = now
         return Decision(level, why)
 
 
 # -- the shell ------------------------------------------------------------------------------------
 
 def gateway_signals(stats_dir: Path, now: float, max_age: float = 5.0) -> dict[str, float]:
-    """Worst loop lag and CPU of any fresh worker, and their queued bytes summed."""
-    lag = cpu = queued = 0.0
+    """Worst loop lag and CPU of any fresh worker; their queued bytes and offered P2 rate
+    summed."""
+    lag = cpu = queued = offered = 0.0
     for path in stats_dir.glob("worker-*.json"):
         try:
             if now - path.stat().st_mtime > max_age:
@@ -144,7 +190,8 @@ def gateway_signals(stats_dir: Path, now: float, max_age: float = 5.0) -> dict[s
         lag = max(lag, float(doc.get("loop_lag_ms", 0.0)))
         cpu = max(cpu, float(doc.get("cpu", 0.0)))
         queued += float(doc.get("queue_bytes", 0.0))
-    return {"loop_lag_ms": lag, "cpu": cpu, "queue_bytes": queued}
+        offered += float(doc.get(OFFERED, 0.0))
+    return {"loop_lag_ms": lag, "cpu": cpu, "queue_bytes": queued, OFFERED: offered}
 
 
 def redis_ms(redis: Any) -> float:

@@ -70,22 +70,35 @@ async def watch_lag(folder: Path | None, label: str, every: float = 0.01,
 class LoadProbe:
     """This process's event-loop lag (how late a 50 ms sleep wakes, worst in the last second)
     and CPU share (process CPU time over wall time, last second): the gateway's own load
-    signals for the degradation controller, which reads them from the workers' stats files."""
+    signals for the degradation controller, which reads them from the workers' stats files.
+    Also ``wait``: the share of the last second its main thread was runnable but waiting for
+    a CPU (``/proc/self/schedstat``; 0 where there is none): how much of the lag is other
+    processes' doing, not the loop's own work."""
 
     def __init__(self, tick: float = 0.05) -> None:
         self.tick = tick
         self.lag_ms = 0.0
         self.cpu = 0.0
+        self.wait = 0.0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        worst, start, cpu0 = 0.0, loop.time(), time.process_time()
+        worst, start, cpu0, wait0 = 0.0, loop.time(), time.process_time(), _waited()
         while True:
             before = loop.time()
             await asyncio.sleep(self.tick)
             worst = max(worst, loop.time() - before - self.tick)
             now = loop.time()
             if now - start >= 1.0:
-                cpu = time.process_time()
+                cpu, wait = time.process_time(), _waited()
                 self.lag_ms, self.cpu = worst * 1000, (cpu - cpu0) / (now - start)
-                worst, start, cpu0 = 0.0, now, cpu
+                self.wait = (wait - wait0) / 1e9 / (now - start)
+                worst, start, cpu0, wait0 = 0.0, now, cpu, wait
+
+
+def _waited() -> int:
+    """Nanoseconds the main thread has waited on a run queue (0 without schedstat)."""
+    try:
+        return _schedstat()[1]
+    except (OSError, ValueError):
+        return 0

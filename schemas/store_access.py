@@ -60,7 +60,8 @@ REDIS_KEYS: dict[RedisUser, list[str]] = {
                           *_ro("nospoil")],
     RedisUser.NOTIFIER: [*_rw("webhooks", "wh:*", "nospoil", "playheads"), *_ro("notes:*")],
     RedisUser.MEDIA: _ro("card:*", "steer:*"),
-    RedisUser.OPS: [*_ro("conc:*", "live", "pos:*", "watching:*", "webhooks", "wh:*"),
+    RedisUser.OPS: [*_ro("conc:*", "live", "pos:*", "watching:*", "webhooks", "wh:*",
+                         "flags"),  # the /ops page shows the degradation level
                     *_rw("steer:*")],
     # the current flags (a hash) and their change stream, written by one apply script
     RedisUser.FLAGS: _rw("flags", "flags:log"),

@@ -85,6 +85,8 @@ class Rig:
                # every load client connects from loopback: one address for the whole audience
                "STUMPCAST_GATEWAY_CONNECTIONS_PER_IP": "1000000",
                "STUMPCAST_GATEWAY_ACCEPTS_PER_IP": "4000",
+               # an admin port of its own: the environment's may be held by another gateway
+               "STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port()),
                "STUMPCAST_LOG_LEVEL": "WARNING"}
         # The hub is the gateway's own command; a baseline runs the same gateway on its hub.
         command = (["-m", "stumpcast", "gateway", "serve"] if mode == "hub"

@@ -223,6 +223,12 @@ class Exporter:
                                      socket_connect_timeout=2)
         return self._redis
 
+    def flags(self) -> dict[bytes, bytes]:
+        """The current flags (the degradation level among them) for the /ops page."""
+        from schemas.topology import RedisKeys
+
+        return dict(self._client().hgetall(RedisKeys.flags))
+
     def _read_views(self, now: float) -> None:
         live = self.tracker.live(now)
         if live:

@@ -11,7 +11,8 @@ public port):
   ``/ops/api/notifications``: the last notifications Alertmanager posted to
   ``POST /ops/api/notify`` (its webhook receiver, firing and resolved);
 * ``/ops/api/state``: panic mode (the gateways' ``stumpcast_gateway_panic``), each job's
-  targets up, and the degradation level (none exists yet: ``null``);
+  targets up, and the degradation level with its last change (who, when, why; from Redis'
+  current flags, ``degradation_of``);
 * ``/metrics``, ``/healthz``, ``/readyz`` (``runtime.endpoints``).
 
 Prometheus or Alertmanager being down is a 502 with a JSON error naming which, so the page can
@@ -20,7 +21,9 @@ say so instead of drawing empty charts.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -144,7 +147,16 @@ class OpsApp:
         up = await self.scalar("sum by (job) (up)")
         return {"panic": None if not panic else bool(panic[0][1] >= 1),
                 "targets": {m.get("job", "?"): int(v) for m, v in up},
-                "degradation": None}
+                "degradation": await asyncio.to_thread(self.degradation)}
+
+    def degradation(self) -> dict[str, Any]:
+        """The degradation level in force and its last change, from Redis' current flags
+        (read as the ``ops`` user); Redis down is said, not a failure of the whole state."""
+        try:
+            raw = self.exporter.flags()
+        except Exception as exc:  # noqa: BLE001 - redis-py's errors, named on the page
+            return {"level": None, "error": f"redis: {exc}"[:200]}
+        return degradation_of(raw)
 
     def notified(self, doc: dict[str, Any]) -> int:
         """Keep Alertmanager's webhook payload (version 4): one entry per alert."""
@@ -164,6 +176,26 @@ class OpsApp:
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+
+def degradation_of(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """Level, whether an operator pinned it, and who changed it when and why: the pin's change
+    while a pin is set, else the controller's last level change (level 0 with no change)."""
+    from schemas.flags import LEVEL_FLAG, OVERRIDE_FLAG, FlagError, decode, effective_level
+
+    changes = {}
+    for value in raw.values():
+        with contextlib.suppress(FlagError):
+            change = decode(value)
+            changes[change.flag] = change
+    level = effective_level({k: c.state for k, c in changes.items()})
+    pin = changes.get(OVERRIDE_FLAG)
+    pinned = pin is not None and pin.state.enabled and pin.state.value is not None
+    last = pin if pinned else changes.get(LEVEL_FLAG)
+    out: dict[str, Any] = {"level": level, "pinned": pinned}
+    if last is not None:
+        out.update(who=last.who, why=last.why, when_ms=last.when_ms, version=last.version)
+    return out
 
 
 def panels_doc() -> list[dict[str, Any]]:

@@ -53,6 +53,17 @@ class FakeRedis:
         self.stream.append((f"{len(self.stream) + 1}-0".encode(), {b"u": change.encode()}))
 
 
+async def follow(feed: FlagFeed) -> None:
+    """One read of the change stream, and the push it started."""
+    await feed.follow_once()
+    await feed.pushed()
+
+
+async def load(feed: FlagFeed) -> None:
+    await feed.load()
+    await feed.pushed()
+
+
 def change(flag: str, state: FlagState, version: int) -> FlagChange:
     return FlagChange(flag, state, "t", 0, "test").with_version(version)
 
@@ -71,14 +82,14 @@ def test_a_change_reaches_each_subscriber_resolved_for_its_region(
     hub = Hub(Limits())
     redis = FakeRedis([change("watching", FlagState(), 0)])
     feed = FlagFeed(redis, hub)
-    asyncio.run(feed.load())
+    asyncio.run(load(feed))
     north = [subscribe(hub, feed, "north") for _ in range(3)]
     south = subscribe(hub, feed, "south")
     redis.add(change("watching", FlagState(True, {"north": False}), 1))
     encodings = []
     real = p.flags
     monkeypatch.setattr(p, "flags", lambda *a: encodings.append(a) or real(*a))
-    asyncio.run(feed.follow_once())
+    asyncio.run(follow(feed))
     assert len(encodings) == 2  # encoded once per distinct answer, not once per client
     for client, sink in north:
         last = sink.messages()[-1]
@@ -94,10 +105,10 @@ def test_an_older_version_is_ignored_and_a_level_change_is_announced() -> None:
     feed = FlagFeed(redis, hub)
     levels: list[int] = []
     feed.on_level = levels.append
-    asyncio.run(feed.load())
+    asyncio.run(load(feed))
     redis.add(change("watching", FlagState(True), 3))
     redis.add(change(LEVEL_FLAG, FlagState(value=2), 6))
-    asyncio.run(feed.follow_once())
+    asyncio.run(follow(feed))
     assert feed.states["watching"].enabled is False
     assert (feed.level, levels, feed.shed_p2) == (2, [2], True)
 
@@ -105,14 +116,14 @@ def test_an_older_version_is_ignored_and_a_level_change_is_announced() -> None:
 def test_watching_counts_are_not_sent_where_the_flag_is_off_nor_while_shedding() -> None:
     hub = Hub(Limits())
     feed = FlagFeed(FakeRedis([change("watching", FlagState(True, {"north": False}), 0)]), hub)
-    asyncio.run(feed.load())
+    asyncio.run(load(feed))
     relay = WatchingRelay(None, hub, flags=feed)
     clients = {}
     for region in ("north", "south"):
         client, sink = subscribe(hub, feed, region)
         hub.attach(client, "match:m1", 0)
         clients[region] = sink
-    relay._fan_out("match:m1", orjson.dumps({"type": "watching"}), 0.0)
+    asyncio.run(relay._fan_out("match:m1", orjson.dumps({"type": "watching"}), 0.0))
     assert [m["type"] for m in clients["north"].messages()] == ["flags"]
     assert [m["type"] for m in clients["south"].messages()] == ["flags", "watching"]
     feed.level = 1
@@ -131,7 +142,7 @@ def test_a_rollout_reaches_its_share_of_10000_simulated_sessions_in_the_gateway(
     hub = Hub(Limits())
     redis = FakeRedis([])
     feed = FlagFeed(redis, hub)
-    asyncio.run(feed.load())
+    asyncio.run(load(feed))
     ids = SessionIds(os.urandom(32))
     sinks = []
     for i in range(10_000):
@@ -142,11 +153,11 @@ def test_a_rollout_reaches_its_share_of_10000_simulated_sessions_in_the_gateway(
         hub.attach(client, p.FLAGS, ctx)
         sinks.append(sink)
     redis.add(change("markers", FlagState(rollout=30.0), 1))
-    asyncio.run(feed.follow_once())
+    asyncio.run(follow(feed))
     first = [s.messages()[-1]["flags"]["markers"] for s in sinks]
     assert abs(sum(first) / 100 - 30.0) <= 2.0, f"{sum(first) / 100:.2f}% on"
     redis.add(change("watching", FlagState(False), 2))  # another flag changes...
-    asyncio.run(feed.follow_once())
+    asyncio.run(follow(feed))
     again = [s.messages()[-1]["flags"]["markers"] for s in sinks]
     assert again == first  # ... and the rollout's sessions stay the same (sticky)
 

@@ -103,3 +103,20 @@ async def test_health_and_metrics(client: Any) -> None:
     assert ready.status == 503  # the exporter has not run a round
     text = await (await client.get("/metrics")).text()
     assert "stumpcast_live_matches 0.0" in text
+
+
+def test_the_degradation_shown_is_the_level_in_force_and_its_last_change() -> None:
+    from schemas.flags import LEVEL_FLAG, OVERRIDE_FLAG, FlagChange, FlagState
+    from stumpcast.ops.server import degradation_of
+
+    assert degradation_of({}) == {"level": 0, "pinned": False}
+    level = FlagChange(LEVEL_FLAG, FlagState(value=1), "degrade-controller@vm", 1_000,
+                       "loop_lag_ms 80 >= 50 (level 1 threshold)").with_version(7)
+    raw = {LEVEL_FLAG.encode(): level.encode(), b"junk": b"not a change"}
+    assert degradation_of(raw) == {"level": 1, "pinned": False, "who": "degrade-controller@vm",
+                                   "why": "loop_lag_ms 80 >= 50 (level 1 threshold)",
+                                   "when_ms": 1_000, "version": 7}
+    pin = FlagChange(OVERRIDE_FLAG, FlagState(value=0), "ana", 2_000, "false alarm")
+    got = degradation_of({**raw, OVERRIDE_FLAG.encode(): pin.encode()})
+    assert (got["level"], got["pinned"], got["who"], got["why"]) == (0, True, "ana",
+                                                                     "false alarm")

@@ -51,21 +51,23 @@ def test_flag_and_level_changes_are_on_kafka_with_their_audit_fields(
                 "--why", why)
     assert out.returncode == 0, out.stderr
     store = FlagStore(settings)
+    before = store.current().get(LEVEL_FLAG)
     try:
-        before = store.current().get(LEVEL_FLAG)
         # the controller's level changes, written as it writes them (hot, then calm)
         hot = {"loop_lag_ms": 500.0}
         signals = iter([hot, hot] + [{"loop_lag_ms": 0.0}] * 3)
-        loop = ControllerLoop(lambda: next(signals), store, Controller(down_seconds=0.0),
+        loop = ControllerLoop(lambda: next(signals), store,
+                              Controller(down_seconds=0.0, min_dwell=0.0),
                               who=f"controller-{region}")
         loop.start()
         loop.core.level = 0
         decisions = [loop.step(float(t)) for t in range(5)]
         assert [d.level for d in decisions if d] == [2, 1]
-        # leave the level as the stack had it (0 when it was never set)
+    finally:
+        # leave the level as the stack had it (0 when it was never set), even on a failure:
+        # a level left at 2 sheds P2 in every later test on this stack
         store.write(FlagChange(LEVEL_FLAG, before[1] if before else FlagState(value=0),
                                "tester@ci", int(time.time() * 1000), f"{why}: restore"))
-    finally:
         store.close()
     out = flags("history", "--json", "--limit", "0")
     assert out.returncode == 0, out.stderr

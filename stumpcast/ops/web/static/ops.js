@@ -114,6 +114,23 @@ async function refreshAlerts() {
   });
 }
 
+// The level in force and its last change: who, when, why (an operator's pin says so).
+function showDegradation(d) {
+  const badge = document.getElementById("degradation");
+  if (!d || d.level === null || d.level === undefined) {
+    badge.className = "badge unknown";
+    badge.textContent = `degradation: ? ${d && d.error ? d.error : ""}`;
+    document.getElementById("degradation-why").textContent = "";
+    return;
+  }
+  badge.className = "badge " + (d.level === 0 ? "ok" : "bad");
+  const pin = d.pinned ? " (pinned)" : "";
+  const when = d.when_ms ? new Date(d.when_ms).toISOString().slice(11, 19) + "Z" : "";
+  badge.textContent = `degradation: level ${d.level}${pin}` + (d.who ? `, ${when} by ${d.who}` : "");
+  document.getElementById("degradation-why").textContent =
+    d.why ? `why: ${d.why}` : "no level change recorded";
+}
+
 async function refreshState() {
   const panic = document.getElementById("panic");
   const targets = document.getElementById("targets");
@@ -123,8 +140,7 @@ async function refreshState() {
     panic.textContent = s.panic === null ? "panic: no gateway" : s.panic ? "PANIC: serving stored scorecards" : "panic: off";
     targets.replaceChildren(...Object.entries(s.targets).sort().map(([job, up]) =>
       el("span", up ? "up" : "down", `${job} ${up ? "up" : "DOWN"}`)));
-    document.getElementById("degradation").textContent =
-      s.degradation === null ? "degradation: none defined" : `degradation: ${s.degradation}`;
+    showDegradation(s.degradation);
   } catch (err) {
     panic.className = "badge unknown";
     panic.textContent = "panic: ?";
