@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from gateway.cache import MatchCache, NotesCache, Outcome, parse_stream_id
 from gateway.errors import FeedUnavailable
 from gateway.hub import Hub
+from runtime.eventloop import raise_if_cancelled
 from schemas import protocol as p
 from schemas.notifications import note_id, parse_note_id
 from schemas.topology import RedisKeys
@@ -205,6 +206,7 @@ class Feed:
         """Forever: one XREAD over every cached match's history and notifications streams."""
         backoff = 0.1
         while True:
+            raise_if_cancelled()  # a stop's cancel lost in redis-py's send (runtime.eventloop)
             gen = self._keys_gen
             streams = self._stream_offsets()
             if not streams:
@@ -384,6 +386,7 @@ class Feed:
             await asyncio.sleep(interval)
             with contextlib.suppress(FeedUnavailable):
                 await self.check_positions()
+            raise_if_cancelled()  # a stop's cancel lost in redis-py's send (runtime.eventloop)
 
     async def check_positions(self) -> None:
         # What each cache held when the read was sent: the XREAD connection may deliver newer

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.hub import Hub, text_frame
+from runtime.eventloop import raise_if_cancelled
 from schemas import protocol as p
 from schemas.features import P2_NAMES
 from schemas.flags import (
@@ -83,6 +84,7 @@ class FlagFeed:
     async def _follow(self) -> None:
         backoff = 0.2
         while True:
+            raise_if_cancelled()  # a stop's cancel lost in redis-py's send (runtime.eventloop)
             try:
                 if not self.loaded:
                     await self.load()

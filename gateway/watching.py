@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.flags import FlagFeed, p2_shed
 from gateway.hub import Hub, text_frame
+from runtime.eventloop import raise_if_cancelled
 from schemas.protocol import MATCH
 from schemas.topology import RedisKeys
 from schemas.view import UPDATE_FIELD
@@ -42,6 +43,7 @@ class WatchingRelay:
             await asyncio.sleep(self.interval)
             with contextlib.suppress(Exception):  # Redis trouble: the feed reports it; skip a tick
                 await self.tick()
+            raise_if_cancelled()  # a stop's cancel lost in redis-py's send (runtime.eventloop)
 
     async def tick(self) -> None:
         # Read even while P2 is shed: the counts it would have sent are the offered P2 load

@@ -1,6 +1,7 @@
 """The event loop every stumpcast service runs on: uvloop when installed, else asyncio's.
 
-Also a diagnostic the gateway and the benchmarks share: ``watch_lag`` logs the loop's stalls.
+Also a diagnostic the gateway and the benchmarks share: ``watch_lag`` logs the loop's stalls;
+and ``raise_if_cancelled``, for loops around libraries that can lose a cancellation.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ def run_loop(main: Coroutine[Any, Any, T], kind: str = "uvloop") -> T:
     """``asyncio.run`` on the loop of ``loop_factory(kind)``."""
     with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
         return runner.run(main)
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` when the current task was cancelled and the request was lost.
+
+    Python 3.11's ``asyncio.wait_for`` returns the inner result, without raising, when a cancel
+    arrives after the inner awaitable finished but before ``wait_for`` resumed (CPython
+    gh-86296; 3.12 rebuilt ``wait_for`` on ``asyncio.timeout``). redis-py sends every command
+    through ``wait_for(..., socket_timeout)`` (5 s by default), so a stop's one cancel that
+    lands while a command is written is lost and a ``while True`` loop around Redis runs on;
+    under load that window is a few loop turns per command. The request stays counted
+    (``Task.cancelling()``: nothing here calls ``uncancel``), so a loop that calls this once a
+    round ends at its next turn. A task that means to survive a cancel must ``uncancel()``."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _schedstat() -> tuple[int, int]:

@@ -4,10 +4,11 @@ is installed; ``STUMPCAST_EVENT_LOOP=asyncio`` (``Settings.event_loop``) keeps a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
-from runtime.eventloop import loop_factory, run_loop
+from runtime.eventloop import loop_factory, raise_if_cancelled, run_loop
 from schemas.settings import Settings, SettingsError
 
 
@@ -47,3 +48,30 @@ def test_websockets_round_trip_on_the_chosen_loop() -> None:
                 return str(await ws.recv())
 
     assert run_loop(main()) == "over"
+
+
+async def test_raise_if_cancelled_raises_a_cancel_that_was_lost() -> None:
+    """A cancel that something below swallowed (as 3.11's ``wait_for`` can, around every
+    redis-py command) still ends the loop at its next check."""
+    turns = []
+
+    async def loop() -> None:
+        while True:
+            raise_if_cancelled()
+            turns.append(1)
+            with contextlib.suppress(asyncio.CancelledError):  # a library that loses it
+                await asyncio.sleep(10)
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert len(turns) == 1
+
+
+async def test_raise_if_cancelled_is_silent_when_nothing_was_cancelled() -> None:
+    raise_if_cancelled()  # in a task, not cancelled
+    task = asyncio.create_task(asyncio.sleep(0))
+    await task
+    raise_if_cancelled()
