@@ -59,6 +59,12 @@ class Live:
     partition: dict[str, int] = field(default_factory=dict)
     seen: dict[tuple[str, int], float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    # cleared: the replay pauses (``stumpcast chaos`` checkpoints), the clock of the replay
+    # with it, so the matches go on where they stopped
+    running: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.running.set()
 
     def produce(self) -> None:
         from confluent_kafka import Producer
@@ -77,6 +83,13 @@ class Live:
         t0 = time.monotonic()
         for due, match_id, seq, event in queue:
             if self.stop.wait(max(0.0, t0 + due - time.monotonic())):
+                break
+            if not self.running.is_set():
+                paused = time.monotonic()
+                while not self.running.wait(0.2) and not self.stop.is_set():
+                    p.poll(0)
+                t0 += time.monotonic() - paused
+            if self.stop.is_set():
                 break
             self.sent[(match_id, seq)] = time.time()
             p.produce(MATCH_EVENTS.name, sign(codec.encode(event)), key=match_id.encode(),

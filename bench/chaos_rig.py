@@ -1,0 +1,393 @@
+"""``stumpcast chaos``, the processes: the service replicas, HAProxy, the WebSocket clients, the
+faults, and reading back what the stores and Kafka hold (the shell around ``bench.chaos_core``).
+
+It runs on a `stumpcast stack up --nodes 3` of the settings' run folder (the settings name it:
+``source .run/nodes3.env``); everything else it starts itself and stops at the end: 3 streams
+workers (static member ids), 2 gateway nodes behind HAProxy (`stack up --only lb`, on /readyz),
+2 analytics workers and 2 notifiers, all on Kafka x3, Cassandra x3 (LOCAL_QUORUM) and the
+Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.replicas import Replica, free_port
+from schemas.settings import Settings
+from schemas.store_access import CassandraRole, RedisUser
+from schemas.topology import MATCH_EVENTS_DLQ, NOTIFICATIONS, RedisKeys
+from stumpcast.stack import control
+from stumpcast.stack.cassandra_cluster import NODE_TYPES as CASSANDRA_NODES
+from stumpcast.stack.kafka_cluster import NODE_TYPES as KAFKA_NODES
+from stumpcast.stack.kafka_cluster import active_controller
+from stumpcast.stack.procs import ProcRecord
+from stumpcast.stack.redis_cluster import NODE_TYPES as REDIS_NODES
+
+STREAMS_STOP_S = 14.0   # past the streams workers' 10 s broker session timeout (streams/app.py)
+KAFKA_STOP_S = 10.0     # past the brokers' 6 s broker.session.timeout.ms (stack configs)
+DOWN_S = 5.0            # how long a killed node stays dead before its "supervisor" restarts it
+
+
+class ChaosError(Exception):
+    """The suite cannot run (the message says what to do), or a check failed."""
+
+
+def check_stack(settings: Settings) -> None:
+    """The settings name a running 3-node stack of this run folder, or a clear error."""
+    how = ("start it with `stumpcast stack up --nodes 3` and point the settings at it with "
+           f"`source {settings.run_dir}/nodes3.env`")
+    if len(settings.kafka_bootstrap) < 3 or not settings.redis_cluster \
+            or len(settings.cassandra_hosts) < 3:
+        raise ChaosError("stumpcast chaos needs the multi-node stack (3 Kafka brokers, 3 "
+                         f"Cassandra nodes, a Redis Cluster); {how}")
+    missing = [n for n in (*KAFKA_NODES, *CASSANDRA_NODES, *REDIS_NODES) if pid_of(settings, n)
+               is None]
+    if missing:
+        raise ChaosError(f"not running from {settings.run_dir}: {', '.join(missing)}; {how}")
+
+
+def pid_of(settings: Settings, name: str) -> int | None:
+    record = ProcRecord.load(control.RunLayout.at(settings.run_dir).pid_record(name))
+    if record is None:
+        return None
+    try:
+        os.kill(record.pid, 0)
+    except OSError:
+        return None
+    return record.pid
+
+
+class Services:
+    """The service replicas and the load balancer in front of the gateways."""
+
+    def __init__(self, settings: Settings, log_dir: Path, tag: str) -> None:
+        self.settings, self.log_dir = settings, log_dir
+        quiet = "WARNING"
+        self.streams = [Replica(f"streams-{i}", ["streams", "worker"],
+                                "STUMPCAST_STREAMS_METRICS_PORT", log_dir,
+                                {"STUMPCAST_STREAMS_INSTANCE_ID": f"chaos-{tag}-{i}"}, quiet)
+                        for i in (1, 2, 3)]
+        self.gateways = [Replica(f"gateway-{i}", ["gateway", "serve", "--workers", "1"],
+                                 "STUMPCAST_GATEWAY_PORT", log_dir,
+                                 {"STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port())}, quiet)
+                         for i in (1, 2)]
+        self.others = [Replica(f"{kind}-{i}", [kind, "worker"],
+                               f"STUMPCAST_{kind.upper()}_METRICS_PORT", log_dir, None, quiet)
+                       for kind in ("analytics", "notifier") for i in (1, 2)]
+        self.lb = dataclasses.replace(
+            settings, stack_lb_gateways=tuple(f"127.0.0.1:{g.port}" for g in self.gateways))
+
+    @property
+    def all(self) -> list[Replica]:
+        return [*self.streams, *self.gateways, *self.others]
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        for r in self.all:
+            r.wait_ready(timeout)
+        control.up(self.lb, ["lb"], say=lambda _: None)
+
+    def socket_path(self) -> str:
+        from stumpcast.stack.lb_server import LoadBalancer
+
+        return LoadBalancer(self.lb, control.RunLayout.at(self.lb.run_dir)).socket_path
+
+    def wait_lb(self, timeout: float = 30) -> None:
+        """Until HAProxy counts both gateways up (its health checks, every second)."""
+        from stumpcast.stack.lb_server import backend_sessions
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if len(backend_sessions(self.socket_path())) == len(self.gateways):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ChaosError("HAProxy did not see both gateways")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        control.down(self.lb, ["lb"])
+        for r in self.all:
+            r.stop()
+
+
+class Clients:
+    """The load clients (``bench.gateway.loadclient`` processes) through HAProxy, reconnecting
+    by position, with receipt times per (match, seq)."""
+
+    def __init__(self, settings: Settings, procs: int) -> None:
+        from bench.gateway import loadclient
+
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes: list[Any] = []
+        self.procs: list[Any] = []
+        for _ in range(procs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=loadclient.main,
+                               args=(child, settings.stack_lb_port, settings), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def call(self, cmd: str, arg: Any = None, per_proc: list[Any] | None = None) -> list[Any]:
+        for i, pipe in enumerate(self.pipes):
+            pipe.send((cmd, per_proc[i] if per_proc is not None else arg))
+        return [pipe.recv() for pipe in self.pipes]
+
+    def connect(self, n: int, matches: list[str]) -> None:
+        k = len(self.pipes)
+        shares = [[matches[i % len(matches)] for i in range(j, n, k)] for j in range(k)]
+        self.call("chaos", True)
+        self.call("connect", None, [{"matches": s, "rate": 1500.0} for s in shares])
+
+    def stop(self) -> None:
+        for pipe in self.pipes:
+            try:
+                pipe.send(("abort", None))
+                pipe.recv()
+                pipe.send(("exit", None))
+            except (OSError, EOFError):
+                pass
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+
+
+class CardClients:
+    """Clients that keep the whole card (``gateway.client``: snapshot plus patches), one per
+    match through HAProxy, so the card a viewer sees is compared with the fold, not only its
+    position (the load clients read only the head of each message, to stay cheap)."""
+
+    def __init__(self, settings: Settings, matches: list[str]) -> None:
+        from gateway.client import GatewayClient
+
+        url = f"ws://127.0.0.1:{settings.stack_lb_port}/ws"
+        self.clients = {m: GatewayClient(url, [f"match:{m}"], base=0.1, cap=1.0)
+                        for m in matches}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.tasks = [asyncio.run_coroutine_threadsafe(self._follow(c), self.loop)
+                      for c in self.clients.values()]
+
+    @staticmethod
+    async def _follow(client: Any) -> None:
+        async for _ in client.events():
+            pass
+
+    def cards(self) -> dict[str, Any]:
+        return {m: c.state.channels[f"match:{m}"].card for m, c in self.clients.items()}
+
+    def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+class Fault:
+    """One fault: ``inject`` at once, ``restore`` after ``hold`` seconds (as a supervisor or an
+    operator would), before the checkpoint."""
+
+    hold = DOWN_S
+
+    def __init__(self, name: str, inject: Callable[[], str], restore: Callable[[], None],
+                 hold: float) -> None:
+        self.name, self._inject, self.restore, self.hold = name, inject, restore, hold
+        self.what = ""
+
+    def inject(self) -> None:
+        self.what = self._inject()
+
+
+def make_fault(name: str, settings: Settings, services: Services, matches: list[str]) -> Fault:
+    makers: dict[str, Callable[[Settings, Services, list[str]], Fault]] = {
+        "kafka-kill": _kafka_kill, "cassandra-kill": _cassandra_kill,
+        "redis-kill": _redis_kill, "streams-kill": _streams_kill,
+        "gateway-kill": _gateway_kill, "kafka-stop": _kafka_stop,
+        "streams-stop": _streams_stop}
+    return makers[name](settings, services, matches)
+
+
+def _store_node(settings: Settings, name: str, sig: int, hold: float, fault: str) -> Fault:
+    def inject() -> str:
+        pid = pid_of(settings, name)
+        if pid is None:
+            raise ChaosError(f"{name} is not running: cannot inject {fault}")
+        os.kill(pid, sig)
+        return f"{name} (pid {pid})"
+
+    def restore() -> None:
+        if sig == signal.SIGSTOP:
+            pid = pid_of(settings, name)
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
+        else:
+            control.up(settings, [name], say=lambda _: None)  # the node back (a replica)
+
+    return Fault(fault, inject, restore, hold)
+
+
+def _kafka_kill(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    node = active_controller(settings) or 1
+    return _store_node(settings, f"kafka-{node}", signal.SIGKILL, DOWN_S, "kafka-kill")
+
+
+def _kafka_stop(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    controller = active_controller(settings) or 1
+    node = next(i for i in (1, 2, 3) if i != controller)   # a broker that is not the controller
+    return _store_node(settings, f"kafka-{node}", signal.SIGSTOP, KAFKA_STOP_S, "kafka-stop")
+
+
+def _cassandra_kill(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    return _store_node(settings, list(CASSANDRA_NODES)[-1], signal.SIGKILL, DOWN_S,
+                       "cassandra-kill")
+
+
+def _redis_kill(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    """The master of the first match's slot: its replica is promoted."""
+    from runtime.redisconn import sync_redis
+
+    r: Any = sync_redis(settings, RedisUser.ADMIN, socket_timeout=5)
+    try:
+        port = r.get_node_from_key(RedisKeys.card(matches[0])).port
+    finally:
+        r.close()
+    name = list(REDIS_NODES)[port - settings.stack_redis_cluster_port]
+    return _store_node(settings, name, signal.SIGKILL, DOWN_S, "redis-kill")
+
+
+def _replica_fault(fault: str, replica: Replica, sig: int, hold: float) -> Fault:
+    def inject() -> str:
+        pid = replica.proc.pid
+        replica.signal(sig)
+        return f"{replica.name} (pid {pid})"
+
+    def restore() -> None:
+        if sig == signal.SIGSTOP:
+            replica.signal(signal.SIGCONT)
+        else:
+            replica.proc.wait(10)
+            replica.start()   # same port, same static member id
+
+    return Fault(fault, inject, restore, hold)
+
+
+def _streams_kill(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    # restarted at once, as a supervisor would: within the session timeout the group keeps
+    # its partitions for the same static member id
+    return _replica_fault("streams-kill", services.streams[0], signal.SIGKILL, 0.5)
+
+
+def _streams_stop(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    return _replica_fault("streams-stop", services.streams[1], signal.SIGSTOP, STREAMS_STOP_S)
+
+
+def _gateway_kill(settings: Settings, services: Services, matches: list[str]) -> Fault:
+    """The gateway node with the most sessions (HAProxy's count)."""
+    from stumpcast.stack.lb_server import backend_sessions
+
+    sessions = backend_sessions(services.socket_path())
+    busiest = max(sessions, key=lambda k: sessions[k]) if sessions else "gw1"
+    victim = services.gateways[int(busiest.removeprefix("gw")) - 1]
+    return _replica_fault("gateway-kill", victim, signal.SIGKILL, DOWN_S)
+
+
+# -- reading back --------------------------------------------------------------------------------
+
+def kafka_admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    from runtime.kafka import client_config
+    from schemas.access import Principal
+
+    return {**client_config(settings, Principal.ADMIN), **extra}
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(kafka_admin_config(settings, **{"group.id": "unused"}))
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in parts}
+    finally:
+        c.close()
+
+
+def read_since(settings: Settings, topic: str, since: dict[int, int],
+               timeout: float = 30) -> list[tuple[str, bytes]]:
+    """Every committed (key, value) written to ``topic`` after ``since``, to the end of each
+    partition (read_committed: aborted transactions are never delivered)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    c = Consumer(kafka_admin_config(settings, **{
+        "group.id": "unused", "enable.auto.commit": False, "isolation.level": "read_committed",
+        "enable.partition.eof": True}))
+    c.assign([TopicPartition(topic, p, o) for p, o in since.items()])
+    out: list[tuple[str, bytes]] = []
+    left = set(since)
+    deadline = time.monotonic() + timeout
+    try:
+        while left:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"timed out reading {topic}")
+            msg = c.poll(1)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise ChaosError(f"reading {topic}: {error}")
+                left.discard(msg.partition())
+                continue
+            out.append(((msg.key() or b"").decode(), msg.value() or b""))
+    finally:
+        c.close()
+    return out
+
+
+def offsets_now(settings: Settings) -> dict[str, dict[int, int]]:
+    return {t: end_offsets(settings, t) for t in (NOTIFICATIONS.name, MATCH_EVENTS_DLQ.name)}
+
+
+def redis_views(settings: Settings, matches: list[str]) -> dict[str, tuple[int, Any]]:
+    """match -> (view seq, card) from the Redis Cluster."""
+    from runtime.redisconn import sync_redis
+
+    r: Any = sync_redis(settings, RedisUser.ADMIN, socket_timeout=5)
+    try:
+        out = {}
+        for m in matches:
+            seq = int(r.hget(RedisKeys.position(m), "seq") or 0)
+            out[m] = (seq, orjson.loads(r.get(RedisKeys.card(m)) or b"null"))
+        return out
+    finally:
+        r.close()
+
+
+def stored_events(settings: Settings, matches: list[str]) -> dict[str, list[Any]]:
+    """match -> its events in the event store, read at QUORUM (a majority of the 3 replicas)."""
+    from runtime import cassandra
+    from schemas import codec
+    from schemas.topology import EVENTS_TABLE
+
+    quorum = dataclasses.replace(settings, cassandra_consistency="QUORUM")
+    with cassandra.session(quorum, CassandraRole.ADMIN) as s:
+        return {m: [codec.decode(bytes(r.body)) for r in s.execute(
+            f"SELECT body FROM {settings.cassandra_keyspace}.{EVENTS_TABLE} "
+            "WHERE match_id = %s", (m,), timeout=30)] for m in matches}
