@@ -30,6 +30,7 @@ import orjson
 from bench import chaos_core as core
 from bench.chaos_rig import (
     CardClients,
+    ChaosError,
     Clients,
     Fault,
     Services,
@@ -93,10 +94,14 @@ def run(settings: Settings, plan: core.Plan, log_dir: Path, say: Say
         services.wait_ready()
         services.wait_lb()
         clients = Clients(settings, plan.client_procs)
+        producer.start()
+        _wait_views_exist(r)   # a viewer subscribes to a match that is live
         clients.connect(plan.clients, r.ids)
         cards = CardClients(settings, r.ids)
-        producer.start()
         time.sleep(10.0)   # warm up: every match under way
+        r.reports = clients.call("counts")   # the first subscriptions are not a fault's cost
+        r.counts = core.ClientCounts.total(r.reports)
+        _merge(r)
         for name in plan.faults:
             out.append(_round(r, name, services, clients, cards, since))
             say(": ".join(out[-1].row()))
@@ -112,6 +117,15 @@ def run(settings: Settings, plan: core.Plan, log_dir: Path, say: Say
                 part.stop()
         services.stop()
     return out
+
+
+def _wait_views_exist(r: Run, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(seq == 0 for seq, _ in redis_views(r.settings, r.ids).values()):
+        if time.monotonic() > deadline:
+            raise ChaosError("the replays did not reach the views within 60 s: see "
+                             f"{r.log_dir}/streams-*.log")
+        time.sleep(0.5)
 
 
 def _round(r: Run, name: str, services: Services, clients: Clients, cards: CardClients,

@@ -192,8 +192,13 @@ class CardClients:
         return {m: c.state.channels[f"match:{m}"].card for m, c in self.clients.items()}
 
     def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
+        async def cancel() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 

@@ -67,6 +67,7 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     from bench.chaos import NOTES, load_average, rows, run
     from bench.chaos_core import PlanError
     from bench.chaos_rig import ChaosError, check_stack
+    from stumpcast.stack.errors import StackError
 
     try:
         plan = plan_of(args)
@@ -78,7 +79,7 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     load = load_average()
     try:
         figures = run(settings, plan, settings.run_dir / "chaos", print)
-    except ChaosError as exc:
+    except (ChaosError, StackError) as exc:   # the suite could not go on: nothing is left
         print(f"stumpcast chaos: {exc}", file=sys.stderr)
         return 1
     table = rows(figures, plan, f"{load} at the start, {load_average()} at the end",
