@@ -66,13 +66,15 @@ class Run:
     counts: core.ClientCounts = field(default_factory=core.ClientCounts)
     dead_letters: int = 0
     reports: list[dict[str, Any]] = field(default_factory=list)
+    replay_failed: str = ""
 
     def __post_init__(self) -> None:
         self.matches = bench_matches(self.settings.cricsheet_dir, self.plan.matches, self.tag,
                                      "chaos")
         self.ids = sorted(self.matches)
-        longest = max((ev[-1].ts - ev[0].ts).total_seconds() for ev in self.matches.values())
-        self.speed = self.plan.replay_speed(longest)
+        # the shortest match: every match is still being played at the last fault
+        shortest = min((ev[-1].ts - ev[0].ts).total_seconds() for ev in self.matches.values())
+        self.speed = self.plan.replay_speed(shortest)
         self.live = Live(self.settings, self.matches, self.speed)
 
 
@@ -88,7 +90,7 @@ def run(settings: Settings, plan: core.Plan, log_dir: Path, say: Say
     since = offsets_now(settings)
     services = Services(settings, log_dir, r.tag)
     clients = cards = None
-    producer = threading.Thread(target=r.live.produce, daemon=True)
+    producer = threading.Thread(target=_produce, args=(r,), daemon=True)
     out: list[core.FaultFigures] = []
     try:
         services.wait_ready()
@@ -117,6 +119,13 @@ def run(settings: Settings, plan: core.Plan, log_dir: Path, say: Say
                 part.stop()
         services.stop()
     return out
+
+
+def _produce(r: Run) -> None:
+    try:
+        r.live.produce()
+    except Exception as exc:   # reported by the next checkpoint, as a failed check
+        r.replay_failed = f"{type(exc).__name__}: {exc}"
 
 
 def _wait_views_exist(r: Run, timeout: float = 60) -> None:
@@ -180,19 +189,27 @@ def _checkpoint(r: Run, clients: Clients, cards: CardClients,
     folds = {m: st.doc for m, st in states.items()}
     deadline = time.monotonic() + r.plan.settle
     while True:
-        views = redis_views(r.settings, r.ids)
+        try:
+            views = redis_views(r.settings, r.ids)
+            stored = stored_events(r.settings, r.ids)   # written behind the views: may lag
+            unreadable = []
+        except Exception as exc:   # a store still electing or rejoining: the next look tells
+            unreadable = [f"a store could not be read: {type(exc).__name__}: {exc}"]
+            views, stored = {}, {}
         r.reports = clients.call("counts")
         _merge(r)
         positions = [p for rep in r.reports for p in rep["positions"]]
-        lagging = (core.position_problems(produced, positions)
+        lagging = (unreadable + core.position_problems(produced, positions)
                    + [f"redis: {m} at {seq}, produced {produced.get(m, 0)}"
-                      for m, (seq, _) in views.items() if seq != produced.get(m, 0)])
+                      for m, (seq, _) in views.items() if seq != produced.get(m, 0)]
+                   + [f"cassandra: {m} has {len(ev)} events, produced {produced.get(m, 0)}"
+                      for m, ev in stored.items() if len(ev) != produced.get(m, 0)])
         if not lagging or time.monotonic() > deadline:
             break
         time.sleep(1.0)
-    problems = list(lagging)
+    problems = [f"the replay stopped: {r.replay_failed}"] if r.replay_failed else []
+    problems += lagging
     problems += core.card_problems("redis", folds, {m: c for m, (_, c) in views.items()})
-    stored = stored_events(r.settings, r.ids)
     problems += core.card_problems("cassandra (QUORUM)", folds, {
         m: replay_state(m, ev, ScorecardFolder()).doc for m, ev in stored.items()})
     problems += core.card_problems("websocket card client", folds, cards.cards())

@@ -81,11 +81,16 @@ class CassandraClusterNode(CassandraServer):
         return conf
 
     def command(self, java: Path, lib: Path, conf: Path) -> list[str]:
-        argv = super().command(java, lib, conf)
+        # Without ``unsafesystem``: it keeps the system tables out of the commit log, so a
+        # SIGKILLed node came back without its schema and peers (seen in `stumpcast chaos`:
+        # "incompatible schema", its events dropped from the commit log replay).
+        argv = [a for a in super().command(java, lib, conf) if a != UNSAFE_SYSTEM]
         at = argv.index("-cp")
         return [*argv[:at], "-Dcassandra.ring_delay_ms=5000",
                 f"-Dcassandra.system_auth.default_rf={NODES}", *argv[at:]]
 
+
+UNSAFE_SYSTEM = "-Dcassandra.unsafesystem=true"
 
 NODE_TYPES: dict[str, type[Server]] = {
     f"cassandra-{i}": type(f"CassandraClusterNode{i}", (CassandraClusterNode,),
