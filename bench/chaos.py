@@ -146,12 +146,12 @@ def _round(r: Run, name: str, services: Services, clients: Clients, cards: CardC
     for f in faults:
         f.inject()
     r.say(f"{name}: " + ", ".join(f"{f.name} {f.what}" for f in faults))
-    _restore_after_holds(faults, start)
+    unrestored = _restore_after_holds(faults, start)
     time.sleep(max(0.0, start + r.plan.window - time.time()))
     r.live.running.clear()           # checkpoint: the replays pause
     end = time.time()
     dead = r.dead_letters
-    problems = _checkpoint(r, clients, cards, since)
+    problems = unrestored + _checkpoint(r, clients, cards, since)
     sent = {k: t for k, t in r.live.sent.items() if start <= t < end}
     first = core.covered_at(r.rx_first, sent)
     last = core.covered_at(r.rx_last, sent)
@@ -162,17 +162,24 @@ def _round(r: Run, name: str, services: Services, clients: Clients, cards: CardC
                              r.dead_letters - dead, problems)
 
 
-def _restore_after_holds(faults: list[Fault], start: float) -> None:
-    """Each fault restored after its hold; in threads, since a Cassandra node takes ~20 s."""
+def _restore_after_holds(faults: list[Fault], start: float) -> list[str]:
+    """Each fault restored after its hold; in threads, since a Cassandra node takes ~20 s.
+    What could not be restored, one line each."""
+    failed: list[str] = []
+
     def restore(f: Fault) -> None:
         time.sleep(max(0.0, start + f.hold - time.time()))
-        f.restore()
+        try:
+            f.restore()
+        except Exception as exc:   # the round fails; the suite stops what it started
+            failed.append(f"{f.name}: not restored: {type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=restore, args=(f,)) for f in faults]
     for t in threads:
         t.start()
     for t in threads:
         t.join(180)
+    return failed
 
 
 def _checkpoint(r: Run, clients: Clients, cards: CardClients,

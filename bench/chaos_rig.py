@@ -27,7 +27,7 @@ from bench.replicas import Replica, free_port
 from schemas.settings import Settings
 from schemas.store_access import CassandraRole, RedisUser
 from schemas.topology import MATCH_EVENTS_DLQ, NOTIFICATIONS, RedisKeys
-from stumpcast.stack import control
+from stumpcast.stack import control, redis_cluster
 from stumpcast.stack.cassandra_cluster import NODE_TYPES as CASSANDRA_NODES
 from stumpcast.stack.kafka_cluster import NODE_TYPES as KAFKA_NODES
 from stumpcast.stack.kafka_cluster import active_controller
@@ -274,7 +274,36 @@ def _redis_kill(settings: Settings, services: Services, matches: list[str]) -> F
     finally:
         r.close()
     name = list(REDIS_NODES)[port - settings.stack_redis_cluster_port]
-    return _store_node(settings, name, signal.SIGKILL, DOWN_S, "redis-kill")
+    fault = _store_node(settings, name, signal.SIGKILL, DOWN_S, "redis-kill")
+    restart = fault.restore
+
+    def restore() -> None:
+        # The nodes keep nothing on disk (appendonly no): a master restarted before its
+        # replica took over would come back empty, still owning its slots, and the replica
+        # would copy the empty set. A supervisor restarts it once the replica is promoted.
+        _wait(lambda: _promoted(settings, port), 60, f"no replica of {name} took over")
+        restart()
+        _wait(lambda: redis_cluster.cluster_ok(settings), 60,
+              f"{name} did not rejoin the cluster as a synced replica")
+
+    fault.restore = restore
+    return fault
+
+
+def _promoted(settings: Settings, dead_port: int) -> bool:
+    """A node that was the dead master's replica is now a master."""
+    ports = [settings.stack_redis_cluster_port + i for i in range(len(REDIS_NODES))]
+    return any(redis_cluster.replication(settings, p).get("role") == "master"
+               and redis_cluster.replication(settings, p).get("connected_slaves", 1) == 0
+               for p in ports if p != dead_port)
+
+
+def _wait(ready: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise ChaosError(f"{what} within {timeout:.0f} s")
+        time.sleep(0.3)
 
 
 def _replica_fault(fault: str, replica: Replica, sig: int, hold: float) -> Fault:
