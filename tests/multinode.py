@@ -61,5 +61,8 @@ class MultiNode:
 
     @property
     def settings(self) -> Settings:
-        """The settings of the services on these nodes (``nodes3.env`` applied)."""
-        return Settings.from_env(self.env)
+        """The settings of the services on these nodes (``nodes3.env`` applied), as
+        `stack up --nodes 3` itself uses them (``control.local_settings``)."""
+        from stumpcast.stack import control
+
+        return control.local_settings(Settings.from_env(self.env), nodes=3)
