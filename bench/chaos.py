@@ -41,7 +41,7 @@ from bench.chaos_rig import (
     redis_views,
     stored_events,
 )
-from bench.streams_faults import Live
+from bench.streams_faults import Live, wait_in_play
 from bench.workers import bench_matches
 from schemas.settings import Settings
 from schemas.topology import MATCH_EVENTS_DLQ, NOTIFICATIONS
@@ -104,7 +104,7 @@ def run(settings: Settings, plan: core.Plan, log_dir: Path, say: Say
         _wait_views_exist(r)   # a viewer subscribes to a match that is live
         clients.connect(plan.clients, r.ids)
         cards = CardClients(settings, r.ids)
-        time.sleep(10.0)   # warm up: every match under way
+        wait_in_play(r.live, balls=5)   # warm up: every match under way, past its toss
         r.reports = clients.call("counts")   # the first subscriptions are not a fault's cost
         r.counts = core.ClientCounts.total(r.reports)
         _merge(r)

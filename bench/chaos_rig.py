@@ -78,9 +78,14 @@ class Services:
                                 "STUMPCAST_STREAMS_METRICS_PORT", log_dir,
                                 {"STUMPCAST_STREAMS_INSTANCE_ID": f"chaos-{tag}-{i}"}, quiet)
                         for i in (1, 2, 3)]
+        # Behind HAProxy every client has its address: the per-address limits (1,000 open,
+        # 50 new a second) would refuse all but the first thousand (settings: "raise it there")
+        proxied = {"STUMPCAST_GATEWAY_CONNECTIONS_PER_IP": "1000000",
+                   "STUMPCAST_GATEWAY_ACCEPTS_PER_IP": "1000000"}
         self.gateways = [Replica(f"gateway-{i}", ["gateway", "serve", "--workers", "1"],
                                  "STUMPCAST_GATEWAY_PORT", log_dir,
-                                 {"STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port())}, quiet)
+                                 {"STUMPCAST_GATEWAY_ADMIN_PORT": str(free_port()), **proxied},
+                                 quiet)
                          for i in (1, 2)]
         self.others = [Replica(f"{kind}-{i}", [kind, "worker"],
                                f"STUMPCAST_{kind.upper()}_METRICS_PORT", log_dir, None, quiet)

@@ -185,7 +185,7 @@ def _schedule(live: Live, watch: GroupWatch, log: Path, tag: str,
               procs: list[subprocess.Popen[bytes]]) -> list[Fault]:
     """The faults, ~12 s apart so each one's effect has passed before the next."""
     out: list[Fault] = []
-    _wait_in_play(live)
+    wait_in_play(live)
     out.append(("a worker joins", time.time(), None))
     b, _ = start_worker(log)
     procs.append(b)
@@ -212,7 +212,7 @@ def _schedule(live: Live, watch: GroupWatch, log: Path, tag: str,
     return out
 
 
-def _wait_in_play(live: Live, balls: int = 10, timeout: float = 180.0) -> None:
+def wait_in_play(live: Live, balls: int = 10, timeout: float = 180.0) -> None:
     """Until every match has sent ``balls`` events and a few seconds more (a replay's first
     event, match.created, comes long before its first ball)."""
     deadline = time.monotonic() + timeout
