@@ -296,6 +296,8 @@ class Generator:
             except OSError:
                 self.totals.retries += 1
                 await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
+        if self.reconnect:  # a viewer does not give up (``stumpcast chaos``): later, again
+            self.retry(conn)
 
     def retry(self, conn: Conn) -> None:
         conn.retrying = True

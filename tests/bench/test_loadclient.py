@@ -77,3 +77,21 @@ def test_a_resubscription_sends_the_position_and_receipts_are_tracked() -> None:
     counts = gen.counts()
     assert set(counts["rx_first"]) == {("m", 4)} and counts["positions"] == [("m", 4, True)]
     assert gen.counts()["rx_first"] == {}                   # handed over once
+
+
+async def test_a_client_that_cannot_connect_keeps_trying_when_reconnecting(
+        monkeypatch: Any) -> None:
+    """Forty refused attempts: a bench client gives up, a chaos client tries again later."""
+    import asyncio
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    for reconnect, retried in ((False, 0), (True, 1)):
+        gen = Generator(1)   # port 1: refused
+        gen.reconnect = reconnect
+        later: list[Conn] = []
+        gen.retry = later.append  # type: ignore[method-assign]
+        await gen._open(asyncio.get_running_loop(), Conn(gen, "m"))
+        assert gen.totals.retries == 40 and len(later) == retried
