@@ -34,6 +34,7 @@ from bench.chaos_rig import (
     Clients,
     Fault,
     Services,
+    check_capacity,
     check_stack,
     make_fault,
     offsets_now,
@@ -82,11 +83,9 @@ def run(settings: Settings, plan: core.Plan, log_dir: Path, say: Say
         ) -> list[core.FaultFigures]:
     """The whole suite; the figures of every round (a round whose checks failed has
     ``problems``). Everything it starts is stopped before it returns."""
-    from gateway.workers import raise_fd_limit
-
     check_stack(settings)
     # HAProxy (started from here) sizes maxconn by its file limit: two descriptors per client
-    raise_fd_limit()
+    check_capacity(plan.clients + plan.matches)
     log_dir.mkdir(parents=True, exist_ok=True)
     r = Run(settings, plan, log_dir, say)
     say(f"chaos {r.tag}: {plan.matches} matches at {r.speed:.0f}x, {plan.clients} clients "

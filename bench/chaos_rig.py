@@ -57,6 +57,23 @@ def check_stack(settings: Settings) -> None:
         raise ChaosError(f"not running from {settings.run_dir}: {', '.join(missing)}; {how}")
 
 
+def check_capacity(connections: int) -> None:
+    """HAProxy holds two descriptors per proxied connection, within the file limit this
+    process can give it (raised first, as far as it may go)."""
+    from gateway.workers import raise_fd_limit
+    from stumpcast.stack.lb_server import max_connections
+
+    raise_fd_limit()
+    if connections > max_connections():
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        raise ChaosError(f"--clients: HAProxy can proxy {max_connections()} connections under "
+                         f"this machine's open-files limit ({hard}), and {connections} are "
+                         "needed (the clients and one card client per match); run fewer or "
+                         "raise the hard limit (ulimit -Hn)")
+
+
 def pid_of(settings: Settings, name: str) -> int | None:
     record = ProcRecord.load(control.RunLayout.at(settings.run_dir).pid_record(name))
     if record is None:

@@ -66,12 +66,13 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     from bench import log as benchlog
     from bench.chaos import NOTES, load_average, rows, run
     from bench.chaos_core import PlanError
-    from bench.chaos_rig import ChaosError, check_stack
+    from bench.chaos_rig import ChaosError, check_capacity, check_stack
     from stumpcast.stack.errors import StackError
 
     try:
         plan = plan_of(args)
         check_stack(settings)
+        check_capacity(plan.clients + plan.matches)
     except (PlanError, ChaosError) as exc:
         print(f"stumpcast chaos: {exc}", file=sys.stderr)
         return 2

@@ -63,3 +63,11 @@ def test_help_lists_every_fault(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("kafka-kill", "cassandra-kill", "redis-kill", "streams-kill", "gateway-kill",
                  "kafka-stop", "streams-stop", "together", "Cricsheet"):
         assert name in out
+
+
+def test_more_clients_than_haproxy_can_hold_is_refused() -> None:
+    from bench.chaos_rig import ChaosError, check_capacity
+
+    with pytest.raises(ChaosError, match="HAProxy can proxy .* connections under"):
+        check_capacity(10_000_000)
+    check_capacity(300)

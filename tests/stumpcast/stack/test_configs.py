@@ -199,6 +199,9 @@ def test_the_load_balancer_config_is_valid_for_haproxy(tmp_path: Path) -> None:
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "http-check send meth GET uri /readyz" in cfg.read_text()
+    # a gateway busy accepting a burst is not taken out (and its sessions shut) by 2 s of
+    # slow checks: that cascaded onto the other node with 10,000 clients
+    assert "timeout check   3s" in cfg.read_text() and "fall 3" in cfg.read_text()
 
 
 def test_nodes_3_chooses_every_node_and_other_counts_are_refused(tmp_path: Path) -> None:
