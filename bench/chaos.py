@@ -197,26 +197,7 @@ def _checkpoint(r: Run, clients: Clients, cards: CardClients,
     states = {m: replay_state(m, r.matches[m][:produced.get(m, 0)], ScorecardFolder())
               for m in r.ids}
     folds = {m: st.doc for m, st in states.items()}
-    deadline = time.monotonic() + r.plan.settle
-    while True:
-        try:
-            views = redis_views(r.settings, r.ids)
-            stored = stored_events(r.settings, r.ids)   # written behind the views: may lag
-            unreadable = []
-        except Exception as exc:   # a store still electing or rejoining: the next look tells
-            unreadable = [f"a store could not be read: {type(exc).__name__}: {exc}"]
-            views, stored = {}, {}
-        r.reports = clients.call("counts")
-        _merge(r)
-        positions = [p for rep in r.reports for p in rep["positions"]]
-        lagging = (unreadable + core.position_problems(produced, positions)
-                   + [f"redis: {m} at {seq}, produced {produced.get(m, 0)}"
-                      for m, (seq, _) in views.items() if seq != produced.get(m, 0)]
-                   + [f"cassandra: {m} has {len(ev)} events, produced {produced.get(m, 0)}"
-                      for m, ev in stored.items() if len(ev) != produced.get(m, 0)])
-        if not lagging or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
+    views, stored, lagging = _settle(r, clients, produced)
     problems = [f"the replay stopped: {r.replay_failed}"] if r.replay_failed else []
     problems += lagging
     problems += core.card_problems("redis", folds, {m: c for m, (_, c) in views.items()})
@@ -231,6 +212,30 @@ def _checkpoint(r: Run, clients: Clients, cards: CardClients,
         problems.append(f"dead-letter topic: {len(dlq)} events (first: "
                         f"{dlq[0][1][:120]!r})")
     return problems
+
+
+def _settle(r: Run, clients: Clients, produced: dict[str, int]
+            ) -> tuple[dict[str, tuple[int, Any]], dict[str, list[Any]], list[str]]:
+    """Redis views, stored events and client positions, looked at every second until they
+    are all at the produced positions or the settle time is up (then: what still lags)."""
+    deadline = time.monotonic() + r.plan.settle
+    while True:
+        try:
+            views = redis_views(r.settings, r.ids)
+            stored = stored_events(r.settings, r.ids)   # written behind the views: may lag
+            unreadable = []
+        except Exception as exc:   # a store still electing or rejoining: the next look tells
+            unreadable = [f"a store could not be read: {type(exc).__name__}: {exc}"]
+            views, stored = {}, {}
+        r.reports = clients.call("counts")
+        _merge(r)
+        positions = [p for rep in r.reports for p in rep["positions"]]
+        lagging = unreadable + core.lag_problems(
+            produced, {m: seq for m, (seq, _) in views.items()},
+            {m: len(ev) for m, ev in stored.items()}, positions)
+        if not lagging or time.monotonic() > deadline:
+            return views, stored, lagging
+        time.sleep(1.0)
 
 
 def _notes(r: Run, want: dict[str, list[str]], since: dict[str, dict[int, int]]) -> list[str]:

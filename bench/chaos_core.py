@@ -236,6 +236,18 @@ def position_problems(finals: Mapping[str, int],
     return out
 
 
+def lag_problems(produced: Mapping[str, int], view_seqs: Mapping[str, int],
+                 stored: Mapping[str, int], positions: Iterable[tuple[str, int, bool]]
+                 ) -> list[str]:
+    """What is not yet at the produced positions: clients, Redis views (their seq), the event
+    store (its count of events; they are numbered from 1 without gaps)."""
+    return (position_problems(produced, positions)
+            + [f"redis: {m} at {seq}, produced {produced.get(m, 0)}"
+               for m, seq in sorted(view_seqs.items()) if seq != produced.get(m, 0)]
+            + [f"cassandra: {m} has {n} events, produced {produced.get(m, 0)}"
+               for m, n in sorted(stored.items()) if n != produced.get(m, 0)])
+
+
 def merge_receipts(reports: Sequence[Mapping[str, Any]]) -> tuple[dict[Key, float],
                                                                   dict[Key, float]]:
     """The first and the last receipt of each (match, seq) over every client process."""

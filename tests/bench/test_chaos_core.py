@@ -112,3 +112,11 @@ def test_a_row_says_every_figure_and_whether_the_checks_passed() -> None:
     assert "60.0 s (stuck)" in text and "no events in the window" in text
     assert "3 connections dropped, 1 resumed by position, 2 had to take a snapshot" in text
     assert text.endswith("1 CHECKS FAILED")
+
+
+def test_a_view_or_a_store_behind_the_produced_events_lags() -> None:
+    produced = {"m": 10, "n": 4}
+    assert core.lag_problems(produced, {"m": 10, "n": 4}, {"m": 10, "n": 4},
+                             [("m", 10, True)]) == []
+    assert core.lag_problems(produced, {"m": 9, "n": 4}, {"m": 10, "n": 3}, []) == [
+        "redis: m at 9, produced 10", "cassandra: n has 3 events, produced 4"]
