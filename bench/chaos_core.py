@@ -1,7 +1,8 @@
 """``stumpcast chaos``, the pure part: the faults, the plan, the checks and the per-fault figures.
 
-No process, socket or clock in here (the shell, ``bench.chaos``, does those and hands the
-results in), so every rule below is unit tested on plain data.
+No process, socket or clock in here (the shells, ``bench.chaos_io`` and
+``stumpcast.stack.chaos``, do those and hand the results in), so every rule below is unit
+tested on plain data.
 
 The figures of one fault come from the receipt times of the WebSocket load clients (first and
 last receipt of each ``(match, seq)`` over every client) and the produce time of each event:
@@ -44,6 +45,10 @@ TOGETHER = "together"
 TOGETHER_FAULTS = ("kafka-kill", "cassandra-kill", "redis-kill", "streams-kill",
                    "gateway-kill", "streams-stop")
 STUCK_S = 60.0   # an event not seen this long after it was produced counts as stuck
+
+
+class ChaosError(Exception):
+    """The suite cannot go on (the message says what to do)."""
 
 
 class PlanError(ValueError):

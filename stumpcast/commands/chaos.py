@@ -1,4 +1,4 @@
-"""``stumpcast chaos``: the chaos suite on the multi-node stack (``bench.chaos``).
+"""``stumpcast chaos``: the chaos suite on the multi-node stack (``stumpcast.stack.chaos``).
 
 Faults one at a time and then together during live replays with WebSocket clients through
 HAProxy; after every fault the views are checked against the pure fold. Exit 0 when every
@@ -64,9 +64,9 @@ def plan_of(args: argparse.Namespace) -> Any:
 
 def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     from bench import log as benchlog
-    from bench.chaos import NOTES, load_average, rows, run
-    from bench.chaos_core import PlanError
-    from bench.chaos_rig import ChaosError, check_capacity, check_stack
+    from bench.chaos_core import ChaosError, PlanError
+    from stumpcast.stack.chaos import NOTES, load_average, rows, run
+    from stumpcast.stack.chaos_faults import check_capacity, check_stack
     from stumpcast.stack.errors import StackError
 
     try:

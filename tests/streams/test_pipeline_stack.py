@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bench.chaos_rig import end_offsets  # shared with `stumpcast chaos`
+from bench.chaos_io import end_offsets  # shared with `stumpcast chaos`
 from runtime import cassandra
 from runtime.redisconn import sync_redis
 from schemas import codec, deadletter

@@ -66,7 +66,8 @@ def test_help_lists_every_fault(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_more_clients_than_haproxy_can_hold_is_refused() -> None:
-    from bench.chaos_rig import ChaosError, check_capacity
+    from bench.chaos_core import ChaosError
+    from stumpcast.stack.chaos_faults import check_capacity
 
     with pytest.raises(ChaosError, match="HAProxy can proxy .* connections under"):
         check_capacity(10_000_000)

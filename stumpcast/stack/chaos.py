@@ -11,8 +11,8 @@ pauses (a checkpoint), the suite waits until every view settles and checks that
 * every load client is connected and at the final position of its match;
 * the dead-letter topic got nothing.
 
-The figures of each round come from ``bench.chaos_core``. The process layer is
-``bench.chaos_rig``.
+The figures of each round come from ``bench.chaos_core``; the clients and the read-back from
+``bench.chaos_io``; the services and the faults from ``stumpcast.stack.chaos_faults``.
 """
 
 from __future__ import annotations
@@ -28,15 +28,10 @@ from typing import Any
 import orjson
 
 from bench import chaos_core as core
-from bench.chaos_rig import (
+from bench.chaos_core import ChaosError
+from bench.chaos_io import (
     CardClients,
-    ChaosError,
     Clients,
-    Fault,
-    Services,
-    check_capacity,
-    check_stack,
-    make_fault,
     offsets_now,
     read_since,
     redis_views,
@@ -46,6 +41,13 @@ from bench.streams_faults import Live, wait_in_play
 from bench.workers import bench_matches
 from schemas.settings import Settings
 from schemas.topology import MATCH_EVENTS_DLQ, NOTIFICATIONS
+from stumpcast.stack.chaos_faults import (
+    Fault,
+    Services,
+    check_capacity,
+    check_stack,
+    make_fault,
+)
 
 Say = Callable[[str], None]
 NOTES = ("Cricsheet matches (cricsheet.org) replayed live through 3 streams workers, 2 gateways "
