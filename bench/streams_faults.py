@@ -59,6 +59,12 @@ class Live:
     partition: dict[str, int] = field(default_factory=dict)
     seen: dict[tuple[str, int], float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    # cleared: the replay pauses (``stumpcast chaos`` checkpoints), the clock of the replay
+    # with it, so the matches go on where they stopped
+    running: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.running.set()
 
     def produce(self) -> None:
         from confluent_kafka import Producer
@@ -77,6 +83,13 @@ class Live:
         t0 = time.monotonic()
         for due, match_id, seq, event in queue:
             if self.stop.wait(max(0.0, t0 + due - time.monotonic())):
+                break
+            if not self.running.is_set():
+                paused = time.monotonic()
+                while not self.running.wait(0.2) and not self.stop.is_set():
+                    p.poll(0)
+                t0 += time.monotonic() - paused
+            if self.stop.is_set():
                 break
             self.sent[(match_id, seq)] = time.time()
             p.produce(MATCH_EVENTS.name, sign(codec.encode(event)), key=match_id.encode(),
@@ -172,7 +185,7 @@ def _schedule(live: Live, watch: GroupWatch, log: Path, tag: str,
               procs: list[subprocess.Popen[bytes]]) -> list[Fault]:
     """The faults, ~12 s apart so each one's effect has passed before the next."""
     out: list[Fault] = []
-    _wait_in_play(live)
+    wait_in_play(live)
     out.append(("a worker joins", time.time(), None))
     b, _ = start_worker(log)
     procs.append(b)
@@ -199,7 +212,7 @@ def _schedule(live: Live, watch: GroupWatch, log: Path, tag: str,
     return out
 
 
-def _wait_in_play(live: Live, balls: int = 10, timeout: float = 180.0) -> None:
+def wait_in_play(live: Live, balls: int = 10, timeout: float = 180.0) -> None:
     """Until every match has sent ``balls`` events and a few seconds more (a replay's first
     event, match.created, comes long before its first ball)."""
     deadline = time.monotonic() + timeout

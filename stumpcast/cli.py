@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stumpcast.commands.ops",
     "stumpcast.commands.scorers",
     "stumpcast.commands.flags",
+    "stumpcast.commands.chaos",
 )
 
 

@@ -4,6 +4,7 @@
 * ``stack``           the same settings, after checking that Kafka, Cassandra and Redis (where
                       the settings point: the local stack by default) answer a real request.
 * ``kafka_stack``, ``cassandra_stack``, ``redis_stack``: the same check for one server.
+* ``nodes3``          a `stack up --nodes 3` of the session's own (``tests/multinode.py``).
 
 Kafka clients of the tests connect as the admin principal (``tests.kafka_access``); Redis and
 Cassandra clients as the ``admin`` user and role (``runtime.redisconn``, ``runtime.cassandra``).
@@ -15,13 +16,16 @@ under CI (``CI=true``), where it fails: in CI the real run is never optional (ST
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from runtime import cassandra, redisconn
 from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.multinode import MultiNode
 
 _checked: dict[str, str | None] = {}   # server -> None if reachable, else why not
 
@@ -124,4 +128,22 @@ _FIRST = ("tests/streams/test_pipeline_outages.py",)
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.nodeid.startswith(_FIRST))
+    # The multi-node tests last: their shared nodes (``nodes3``) stop when the session ends.
+    items.sort(key=lambda item: (not item.nodeid.startswith(_FIRST),
+                                 "nodes3" in getattr(item, "fixturenames", ())))
+
+
+@pytest.fixture(scope="session")
+def nodes3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiNode]:
+    """`stack up --nodes 3` once for the session (``tests/multinode.py``); stopped at the end.
+    A stack that does not come up is a failure (these tests are marked ``stack``)."""
+    from tests.multinode import MultiNode
+
+    nodes = MultiNode(tmp_path_factory.mktemp("nodes3") / "run")
+    try:
+        nodes.up()
+    except BaseException:
+        nodes.down()
+        raise
+    yield nodes
+    nodes.down()

@@ -90,13 +90,19 @@ class Totals:
         self.flags: dict[int, array[float]] = {}  # flags version -> receipt times (bench flags)
         self.flags_on: dict[int, int] = {}  # flags version -> clients told "sync_video": true
         self.p2 = 0                # "watching" and note messages received (P2; bench flags)
+        self.drops = 0             # connections lost that were reopened (``reconnect`` on)
+        # (match, seq) -> first and last receipt among this process's clients (``track`` on;
+        # ``stumpcast chaos``: how stale the fastest and the slowest client's view was)
+        self.rx_first: dict[tuple[str, int], float] = {}
+        self.rx_last: dict[tuple[str, int], float] = {}
 
 
 _READ = memoryview(bytearray(65536))  # every read lands here, then is copied out at once
 
 
 class Conn(asyncio.BufferedProtocol):
-    __slots__ = ("gen", "channel", "transport", "buf", "open", "pos", "epoch", "match")
+    __slots__ = ("gen", "channel", "transport", "buf", "open", "pos", "epoch", "match",
+                 "retrying")
 
     def __init__(self, gen: Generator, match: str) -> None:
         self.gen = gen
@@ -107,9 +113,11 @@ class Conn(asyncio.BufferedProtocol):
         self.open = False
         self.pos = 0
         self.epoch = 0
+        self.retrying = False  # a reopen is scheduled: a second one would double the client
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.retrying = False
         key = base64.b64encode(os.urandom(16))
         transport.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
@@ -180,6 +188,11 @@ class Conn(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self.buf = b""
+        if self.gen.reconnect and not self.retrying:
+            # its gateway died (or refused the handshake): back through the load balancer,
+            # resuming by position
+            self.gen.totals.drops += 1
+            self.gen.retry(self)
 
 
 class Generator:
@@ -190,6 +203,8 @@ class Generator:
         self.measure = False
         self.heads = Heads()
         self.region: str | None = None  # set: every client also subscribes to its flags
+        self.reconnect = False  # set: a lost connection is reopened and resumes by position
+        self.track = False      # set: receipt times per (match, seq) (``stumpcast chaos``)
 
     def on_flags_or_p2(self, payload: bytes, now: float) -> bool:
         """``bench flags``: a flags message's receipt time by version, P2 messages counted."""
@@ -235,12 +250,31 @@ class Generator:
             return
         else:
             return
+        if self.track:
+            self._track(conn.match, conn.pos, now)
         if self.measure and sent:
             lat = (now - sent) * 1000
             t.latency.append(lat)
             key = (conn.match, msg["seq"])
             if lat > t.last.get(key, 0.0):
                 t.last[key] = lat
+
+    def _track(self, match: str, seq: int, now: float) -> None:
+        key = (match, seq)
+        t = self.totals
+        t.rx_first.setdefault(key, now)
+        t.rx_last[key] = now
+
+    def counts(self) -> dict[str, Any]:
+        """What ``stumpcast chaos`` reads at each checkpoint (cumulative; the receipt times
+        are handed over once and cleared)."""
+        t = self.totals
+        out = {"recovered": t.recovered, "not_recovered": t.not_recovered, "drops": t.drops,
+               "gaps": t.gaps, "snapshots": t.snapshots, "retries": t.retries,
+               "rx_first": t.rx_first, "rx_last": t.rx_last,
+               "positions": [(c.match, c.pos, c.open) for c in self.conns]}
+        t.rx_first, t.rx_last = {}, {}
+        return out
 
     async def connect(self, matches: list[str], rate: float) -> None:
         loop = asyncio.get_running_loop()
@@ -262,8 +296,11 @@ class Generator:
             except OSError:
                 self.totals.retries += 1
                 await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
+        if self.reconnect:  # a viewer does not give up (``stumpcast chaos``): later, again
+            self.retry(conn)
 
     def retry(self, conn: Conn) -> None:
+        conn.retrying = True
         loop = asyncio.get_running_loop()
         loop.call_later(0.2 + random.random(), lambda: loop.create_task(self._open(loop, conn)))
 
@@ -287,6 +324,7 @@ class Generator:
         loop.create_task(self._open(loop, conn))
 
     def abort_all(self) -> None:
+        self.reconnect = False
         for conn in self.conns:
             if conn.transport is not None:
                 conn.transport.abort()
@@ -359,6 +397,11 @@ async def _serve(pipe: Any, port: int, lag_log_dir: Any) -> None:
         elif cmd == "abort":
             gen.abort_all()
             reply = True
+        elif cmd == "chaos":  # stumpcast chaos: reopen lost connections, track receipts
+            gen.reconnect = gen.track = bool(arg)
+            reply = True
+        elif cmd == "counts":
+            reply = gen.counts()
         elif cmd == "region":  # bench flags: subscribe to flags from this region
             gen.region = arg
             reply = True

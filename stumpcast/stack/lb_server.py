@@ -9,10 +9,13 @@ HAProxy 2.6 configuration manual as summarised in cluster.md §6:
   (1 h) replaces the client/server timeouts, so an idle viewer is not cut;
   ``timeout client-fin`` closes half-closed sockets.
 * ``balance leastconn``: sessions last a whole match; round robin skews after a restart.
-* ``inter 1s fall 2 rise 2`` and ``on-marked-down shutdown-sessions``: a node that stops
-  answering /readyz leaves rotation after ~2 s and its tunnels are closed, so its clients
-  reconnect (to the other node) and resume by position. A SIGKILLed node's sockets are reset
-  at once anyway; HAProxy never migrates a WebSocket.
+* ``inter 1s fall 3 rise 2``, ``timeout check 3s`` and ``on-marked-down shutdown-sessions``:
+  a node that stops answering /readyz leaves rotation after ~3-10 s and its tunnels are
+  closed, so its clients reconnect (to the other node) and resume by position. A SIGKILLed
+  node's sockets are reset at once anyway; HAProxy never migrates a WebSocket. With a 1 s
+  check timeout and 2 falls, a gateway busy accepting a burst of thousands of clients missed
+  two checks, lost all its sessions to the other node, which then missed its own: a cascade
+  (`stumpcast chaos` with 10,000 clients).
 * ``monitor-uri /lb/healthz``: HAProxy's own health, answered without a backend (the launcher's
   probe).
 """
@@ -52,6 +55,7 @@ defaults
     timeout server  30s
     timeout tunnel  1h
     timeout client-fin 10s
+    timeout check   3s
     option redispatch
     retries 2
 
@@ -66,7 +70,7 @@ backend gateways
     option httpchk
     http-check send meth GET uri /readyz
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+    default-server inter 1s fall 3 rise 2 on-marked-down shutdown-sessions
 {servers}
 """
 

@@ -48,3 +48,50 @@ def test_updates_are_counted_from_the_head_only_and_gaps_detected() -> None:
     assert (t.snapshots, t.updates, t.gaps, conn.pos) == (1, 2, 1, 6)
     assert head(u4) == ({"type": "update", "v": 1, "match_id": "m", "epoch": 1, "seq": 4,
                          "prev_seq": 3}, ts)
+
+
+def test_a_lost_connection_is_reopened_once_when_reconnecting() -> None:
+    """``stumpcast chaos``: a client whose gateway dies reopens through the load balancer (and
+    resumes by position); a refused handshake, already retried, is not reopened twice."""
+    gen, conn, _ = open_conn()
+    retried: list[Conn] = []
+    gen.retry = lambda c: (retried.append(c), setattr(c, "retrying", True))  # type: ignore
+    conn.connection_lost(None)
+    assert retried == [] and gen.totals.drops == 0          # off by default (other benches)
+    gen.reconnect = True
+    conn.connection_lost(None)
+    conn.connection_lost(None)                               # a reopen already pending
+    assert retried == [conn] and gen.totals.drops == 1
+
+
+def test_a_resubscription_sends_the_position_and_receipts_are_tracked() -> None:
+    gen, conn, t = open_conn()
+    gen.conns.append(conn)
+    gen.track = True
+    ts = "2026-11-23T12:00:00.000000Z"
+    conn.data_received(text_frame(p.snapshot("m", 2, 3, ts, b'{"runs": 1}')))
+    conn.data_received(text_frame(make_update("m", 2, 4, 3, ts, {"runs": 1},
+                                              {"runs": 5}).encode()))
+    conn.subscribe(resume=True)
+    assert b'"since":{"epoch":2,"seq":4}' in t.out[-1]
+    counts = gen.counts()
+    assert set(counts["rx_first"]) == {("m", 4)} and counts["positions"] == [("m", 4, True)]
+    assert gen.counts()["rx_first"] == {}                   # handed over once
+
+
+async def test_a_client_that_cannot_connect_keeps_trying_when_reconnecting(
+        monkeypatch: Any) -> None:
+    """Forty refused attempts: a bench client gives up, a chaos client tries again later."""
+    import asyncio
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    for reconnect, retried in ((False, 0), (True, 1)):
+        gen = Generator(1)   # port 1: refused
+        gen.reconnect = reconnect
+        later: list[Conn] = []
+        gen.retry = later.append  # type: ignore[method-assign]
+        await gen._open(asyncio.get_running_loop(), Conn(gen, "m"))
+        assert gen.totals.retries == 40 and len(later) == retried

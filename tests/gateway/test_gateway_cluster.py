@@ -5,7 +5,7 @@ cluster (CROSSSLOT), so the feed reads each match on its own there (``Feed._clus
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,19 +17,16 @@ from schemas import protocol as p
 from schemas.settings import Settings
 from schemas.store_access import RedisUser
 from schemas.topology import RedisKeys
-from tests import redis_cluster
 from tests.gateway.conftest import connect, make_config
+from tests.multinode import MultiNode
 
 pytestmark = [pytest.mark.stack]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = redis_cluster.start(tmp_path_factory.mktemp("gwcluster") / "run")
-    try:
-        yield settings
-    finally:
-        redis_cluster.stop(settings)
+def cluster(nodes3: MultiNode) -> Settings:
+    """The Redis Cluster of the session's `stack up --nodes 3` (``tests/multinode.py``)."""
+    return nodes3.settings
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.chaos_io import end_offsets  # shared with `stumpcast chaos`
 from runtime import cassandra
 from runtime.redisconn import sync_redis
 from schemas import codec, deadletter
@@ -114,18 +115,6 @@ def worker(stack: Settings, tmp_path: Path) -> Iterator[Worker]:
     w.wait_ready()
     yield w
     w.stop()
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({**admin_config(settings), "group.id": "unused"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
-    finally:
-        c.close()
 
 
 def read_since(settings: Settings, topic: str, since: dict[int, int],

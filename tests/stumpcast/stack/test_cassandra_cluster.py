@@ -2,8 +2,8 @@
 time, the keyspace has 3 replicas, and with one node SIGKILLed, LOCAL_QUORUM writes and reads
 and a service role's login go on.
 
-The nodes run in a run folder of this module (STUMPCAST_STACK_CASSANDRA_PORT on each address)
-and are stopped at the end.
+The nodes are the session's `stack up --nodes 3` (the ``nodes3`` fixture, shared with the other
+multi-node tests); the test that kills node 3 brings it back.
 """
 
 from __future__ import annotations
@@ -13,48 +13,24 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from runtime.cassandra import session
 from schemas.settings import Settings
 from schemas.store_access import CassandraRole
-from stumpcast.stack import control, provision
+from stumpcast.stack import control
 from stumpcast.stack.cassandra_cluster import HOSTS, NODE_TYPES
 from stumpcast.stack.procs import ProcRecord
+from tests.multinode import MultiNode
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 NODES = list(NODE_TYPES)
 
 
-def free_on_every_host() -> int:
-    from stumpcast.stack.ports import is_free
-    from tests.replicas import free_port
-
-    while True:
-        port = free_port()
-        if all(is_free(port, host) for host in HOSTS):
-            return port
-
-
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    run_dir = tmp_path_factory.mktemp("cassandra3") / "run"
-    # Ports of their own: the single-node stack (`make test` runs one) holds the stack's
-    # Cassandra ports on 127.0.0.1.
-    base = dataclasses.replace(Settings.from_env(), run_dir=run_dir,
-                               secrets_dir=run_dir / "secrets",
-                               scorer_registry=run_dir / "secrets" / "scorers.json",
-                               stack_cassandra_port=free_on_every_host(),
-                               stack_cassandra_storage_port=free_on_every_host())
-    settings = control.local_settings(base, nodes=3)
-    try:
-        control.up(settings, NODES, say=lambda _: None)
-        provision.init_cassandra(settings, lambda _: None)
-        yield settings
-    finally:
-        control.down(settings, NODES)
+def nodes(nodes3: MultiNode) -> Settings:
+    return nodes3.settings
 
 
 def known_nodes(s: object, deadline: float) -> set[str]:
@@ -124,5 +100,13 @@ def test_local_quorum_goes_on_with_a_node_killed(nodes: Settings) -> None:
     with session(nodes, CassandraRole.STREAMS) as s:  # a login during the outage
         assert s.execute("SELECT release_version FROM system.local").one() is not None
     control.up(nodes, NODES, say=lambda _: None)  # node 3 back (hints replay to it)
+    # ... with its schema: it logs its system tables (no ``unsafesystem``), so it knows the
+    # keyspace when it answers as a coordinator (it did not, and refused every query)
+    node3 = dataclasses.replace(nodes, cassandra_hosts=(HOSTS[2],))
+    with session(node3, CassandraRole.ADMIN) as s:
+        host = next(h for h in s.cluster.metadata.all_hosts() if h.address == HOSTS[2])
+        rows = s.execute("SELECT keyspace_name FROM system_schema.keyspaces", host=host)
+        assert nodes.cassandra_keyspace in {r.keyspace_name for r in rows}
+        s.execute(f"SELECT k FROM {table} LIMIT 1", host=host)
     with session(nodes, CassandraRole.ADMIN) as s:
         s.execute(f"DROP TABLE {table}")

@@ -199,6 +199,9 @@ def test_the_load_balancer_config_is_valid_for_haproxy(tmp_path: Path) -> None:
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "http-check send meth GET uri /readyz" in cfg.read_text()
+    # a gateway busy accepting a burst is not taken out (and its sessions shut) by 2 s of
+    # slow checks: that cascaded onto the other node with 10,000 clients
+    assert "timeout check   3s" in cfg.read_text() and "fall 3" in cfg.read_text()
 
 
 def test_nodes_3_chooses_every_node_and_other_counts_are_refused(tmp_path: Path) -> None:
@@ -221,3 +224,23 @@ def test_nodes_3_chooses_every_node_and_other_counts_are_refused(tmp_path: Path)
     assert three.cassandra_consistency == "LOCAL_QUORUM"
     assert three.cassandra_replication == {"class": "NetworkTopologyStrategy", "datacenter1": 3}
     assert len(three.redis_cluster) == 6
+
+
+def test_a_cluster_node_logs_its_system_tables_so_a_kill_keeps_its_schema(tmp_path: Path
+                                                                          ) -> None:
+    """``-Dcassandra.unsafesystem=true`` keeps system tables out of the commit log: a
+    SIGKILLed cluster node came back without its schema and peers (`stumpcast chaos`). The
+    single dev node keeps the faster start."""
+    from stumpcast.stack.cassandra_cluster import NODE_TYPES
+
+    unsafe = "-Dcassandra.unsafesystem=true"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "jamm-0.4.0.jar").write_bytes(b"")
+    settings = Settings.from_env({"STUMPCAST_RUN_DIR": str(tmp_path / "run")})
+    layout = RunLayout.at(settings.run_dir)
+    node = NODE_TYPES["cassandra-2"](settings, layout)
+    argv = node.command(Path("/java"), lib, tmp_path)  # type: ignore[attr-defined]
+    assert unsafe not in argv and "-Dcassandra.ring_delay_ms=5000" in argv
+    assert unsafe in CassandraServer(settings, layout).command(Path("/java"), lib,
+                                                                      tmp_path)

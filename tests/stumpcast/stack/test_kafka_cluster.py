@@ -1,59 +1,34 @@
 """Three KRaft brokers (`stack up --nodes 3`'s Kafka): every topic with 3 replicas and
 min.insync.replicas 2, and acks=all writes that survive a SIGKILL of the active controller.
 
-The brokers run in a run folder of this module (STUMPCAST_STACK_KAFKA_CLUSTER_PORT on
-127.0.0.1-3) and are stopped at the end. ~20 s to start on 2 cores.
+The brokers are the session's `stack up --nodes 3` (the ``nodes3`` fixture, shared with the
+other multi-node tests); a test that kills or stops one brings it back.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from schemas.settings import Settings
 from schemas.topology import TOPICS
-from stumpcast.stack import control, provision
+from stumpcast.stack import control
 from stumpcast.stack.kafka_cluster import NODE_TYPES, active_controller
 from stumpcast.stack.procs import ProcRecord
 from tests.kafka_access import admin_config
+from tests.multinode import MultiNode
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 NODES = list(NODE_TYPES)
 
 
-def free_pair() -> int:
-    """A port free with the next one on 127.0.0.1-3 (broker, controller): not the settings'
-    own, which a developer's `stack up --nodes 3` may hold."""
-    from stumpcast.stack.ports import is_free
-    from tests.replicas import free_port
-
-    while True:
-        port = free_port()
-        if port < 65535 and all(is_free(port + i, f"127.0.0.{h}") for i in (0, 1)
-                                for h in (1, 2, 3)):
-            return port
-
-
 @pytest.fixture(scope="module")
-def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    run_dir = tmp_path_factory.mktemp("kafka3") / "run"
-    base = dataclasses.replace(Settings.from_env(), run_dir=run_dir)
-    base = dataclasses.replace(base, secrets_dir=run_dir / "secrets",
-                               scorer_registry=run_dir / "secrets" / "scorers.json",
-                               stack_kafka_cluster_port=free_pair())
-    settings = control.local_settings(base, nodes=3)
-    try:
-        control.up(settings, NODES, say=lambda _: None)
-        provision.init_kafka(settings, lambda _: None)
-        yield settings
-    finally:
-        control.down(settings, NODES)
+def brokers(nodes3: MultiNode) -> Settings:
+    return nodes3.settings
 
 
 def test_every_topic_has_three_replicas_and_needs_two_in_sync(brokers: Settings) -> None:

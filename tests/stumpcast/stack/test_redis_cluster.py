@@ -2,8 +2,8 @@
 the single node's ACL users, and the view commit and the ingest claim run on it through the
 client factory (``runtime.redisconn``) as the services' own users.
 
-The six nodes run in a run folder of this module (ports from STUMPCAST_STACK_REDIS_CLUSTER_PORT)
-and are stopped at the end; forming the cluster takes ~5 s.
+The six nodes are the session's `stack up --nodes 3` (the ``nodes3`` fixture, shared with the
+other multi-node tests); the test that kills a master brings it back.
 """
 
 from __future__ import annotations
@@ -26,19 +26,15 @@ from schemas.viewcommit import Position, Status, ViewCommitter, ViewWrite
 from stumpcast.stack import control
 from stumpcast.stack.procs import ProcRecord
 from stumpcast.stack.redis_cluster import NODE_TYPES, cluster_ok, form, info
-from tests import redis_cluster
+from tests.multinode import MultiNode
 
 pytestmark = [pytest.mark.stack]
 NODES = list(NODE_TYPES)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = redis_cluster.start(tmp_path_factory.mktemp("cluster") / "run")
-    try:
-        yield settings
-    finally:
-        redis_cluster.stop(settings)
+def cluster(nodes3: MultiNode) -> Settings:
+    return nodes3.settings
 
 
 @pytest.fixture
