@@ -108,19 +108,25 @@ def _notes(sink: FakeSink) -> list[bytes]:
     return [orjson.dumps(m) for m in sink.messages() if m["type"] == "note"]
 
 
+def flag_subscribers(feed: FlagFeed, n: int) -> list[FakeSink]:
+    """``n`` clients of one region and platform, each its own session, on ``feed``'s flags."""
+    from schemas.flags import Context
+
+    sinks = []
+    for i in range(n):
+        sink = FakeSink()
+        feed.subscribe(Client(sink), None, Context("north", "web", f"s{i}"))
+        sinks.append(sink)
+    return sinks
+
+
 def test_a_flags_push_lets_other_work_in_between_its_slices() -> None:
     """A flag (or level) change to 1,000 clients of a process: a score update arriving
     meanwhile waits for one slice, not for the whole push; every client still gets it."""
     from gateway.flags import SLICE as FLAG_SLICE
-    from schemas.flags import Context
 
-    hub = Hub(Limits())
-    feed = FlagFeed(None, hub)
-    sinks = []
-    for i in range(1000):
-        sink = FakeSink()
-        feed.subscribe(Client(sink), None, Context("north", "web", f"s{i}"))
-        sinks.append(sink)
+    feed = FlagFeed(None, Hub(Limits()))
+    sinks = flag_subscribers(feed, 1000)
 
     async def main() -> list[int]:
         seen: list[int] = []
@@ -167,16 +173,11 @@ def test_a_level_change_is_not_held_behind_a_flags_push_in_flight() -> None:
     level now takes effect when read; the newer push supersedes the one in flight."""
     from test_flags_core import FakeRedis, change
 
-    from schemas.flags import LEVEL_FLAG, Context, FlagState
+    from schemas.flags import LEVEL_FLAG, FlagState
 
-    hub = Hub(Limits())
     redis = FakeRedis([])
-    feed = FlagFeed(redis, hub)
-    sinks = []
-    for i in range(2000):
-        sink = FakeSink()
-        feed.subscribe(Client(sink), None, Context("north", "web", f"s{i}"))
-        sinks.append(sink)
+    feed = FlagFeed(redis, Hub(Limits()))
+    sinks = flag_subscribers(feed, 2000)
 
     def versions(sink: FakeSink) -> list[int]:
         return [m["version"] for m in sink.messages() if m["type"] == "flags"]
