@@ -136,7 +136,8 @@ class Notifier:
     async def _serve(self) -> None:
         c = self.config
         intake = asyncio.create_task(supervised("intake", self._consume, log, self.throttle))
-        loops = [asyncio.create_task(periodic(what, every, step, log, self.throttle))
+        loops = [asyncio.create_task(periodic(what, every, step, log, self.throttle,
+                                              on_fault=self._count_fault))
                  for what, every, step in (
                      ("subscriptions", c.refresh_s, self.load_subscriptions),
                      ("spoiler hold", c.hold_tick_s, self.release_held),
@@ -383,9 +384,14 @@ class Notifier:
                 await call()
                 return
             except Exception as exc:
-                if report(log, what, exc, self.throttle) is Fault.BUG:
+                kind = report(log, what, exc, self.throttle)
+                self._count_fault(kind)
+                if kind is Fault.BUG:
                     raise
                 await asyncio.sleep(backoff.next(self.rand()))
+
+    def _count_fault(self, kind: Fault) -> None:
+        self.metrics.errors.labels(str(kind)).inc()
 
     async def _sleep_owned(self, job: Job, seconds: float) -> bool:
         """Sleep; False as soon as the job's partition is not this process's any more."""

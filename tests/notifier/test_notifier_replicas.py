@@ -35,6 +35,7 @@ from tests.kafka_access import admin_config, granted, service_access
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 SECRET = "replica-secret"
 N_MATCHES, PER_MATCH, BATCHES = 6, 32, 4
+DEPENDENCY_FAULTS = 'stumpcast_notifier_errors_total{kind="dependency"}'
 
 
 class Receiver:
@@ -185,9 +186,14 @@ def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_
         b = Replica("notifier-b", args, "STUMPCAST_NOTIFIER_METRICS_PORT", tmp_path, env)
         b.wait_ready()                   # joined while the first had a backlog: a rebalance
         produce(1)
-        proxy.cut()                      # Redis gone for both replicas
+        proxy.cut()                      # Redis gone for both replicas ...
+        cut_at = time.monotonic()
         produce(2)
-        time.sleep(3)
+        # ... until the surviving replica has met it (its subscriptions refresh every 2 s:
+        # without the wait a replica that had no job in those seconds, and whose Redis
+        # client retried across the gap, may never see the outage at all), and 3 s at least
+        _wait(lambda: b.metric(DEPENDENCY_FAULTS) > 0, 30, "replica b to meet the outage")
+        time.sleep(max(0.0, 3 - (time.monotonic() - cut_at)))
         proxy.restore()
         _wait(lambda: receiver.count() >= 0.6 * sum(want.values()), 60,
               "deliveries after the outage")
@@ -202,7 +208,7 @@ def test_every_webhook_gets_each_notification_once_across_rebalances_outage_and_
         _wait(lambda: receiver.accepted.keys() >= want.keys(), 60, "every delivery")
         time.sleep(2)                    # room for a late duplicate
         assert b.alive(), f"the surviving replica exited: see {b.log}"
-        dependency_faults = b.metric('stumpcast_notifier_errors_total{kind="dependency"}')
+        dependency_faults = b.metric(DEPENDENCY_FAULTS)
         bugs = b.metric('stumpcast_notifier_errors_total{kind="bug"}')
     finally:
         for rep in (a, b):
