@@ -196,6 +196,23 @@ def card_problems(where: str, expected: Mapping[str, Any], got: Mapping[str, Any
     return out
 
 
+def client_card_problems(expected: Mapping[str, Any],
+                         held: Iterable[tuple[str, Any, int]]) -> list[str]:
+    """Every load client's card (``held``: match, card, clients holding it, from each client
+    process) against the fold: one line per match with clients whose card is not it (a card
+    of ``None``: the client has none, or a gap broke it)."""
+    wrong: dict[str, tuple[int, int, str]] = {}
+    for m, card, n in held:
+        bad, total, first = wrong.get(m, (0, 0, ""))
+        if card != expected.get(m):
+            bad, first = bad + n, first or ("no card" if card is None else
+                                            _card_diff(expected.get(m), card))
+        wrong[m] = (bad, total + n, first)
+    return [f"load clients: {bad} of {total} clients of {m} hold a card that is not the fold "
+            f"of its events ({first})" for m, (bad, total, first) in sorted(wrong.items())
+            if bad]
+
+
 def _card_diff(want: Any, got: Any) -> str:
     if isinstance(want, dict) and isinstance(got, dict):
         keys = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))

@@ -71,6 +71,58 @@ class Heads:
         return hit
 
 
+class Cards:
+    """The card each client holds (``stumpcast chaos``), built from the bytes it received: the
+    last snapshot, then each update's patch (or card) applied in order, as a viewer's app
+    does. ``patch.apply`` is pure, so two clients holding the same card that receive the same
+    bytes hold the same card after: each step is computed once per process and shared by id,
+    while every client still follows its own chain (one that skipped, doubled or misapplied an
+    update ends on another card). State 0 is "no card" (none yet, or a gap broke it)."""
+
+    __slots__ = ("cards", "snapshots", "steps")
+
+    def __init__(self) -> None:
+        self.cards: list[Any] = [None]
+        self.snapshots: dict[bytes, int] = {}
+        self.steps: dict[tuple[int, bytes], int] = {}
+
+    def snapshot(self, payload: bytes) -> int:
+        state = self.snapshots.get(payload)
+        if state is None:
+            state = self.snapshots[payload] = self._new(orjson.loads(payload)["card"])
+        return state
+
+    def step(self, state: int, payload: bytes) -> int:
+        """The card after ``payload`` (an update) is applied to card ``state``."""
+        if not state:
+            return 0
+        nxt = self.steps.get((state, payload))
+        if nxt is None:
+            from schemas import patch
+
+            msg = orjson.loads(payload)
+            try:
+                card = msg["card"] if "card" in msg else patch.apply(self.cards[state],
+                                                                     msg["patch"])
+            except patch.PatchError:
+                nxt = 0
+            else:
+                nxt = self._new(card)
+            self.steps[(state, payload)] = nxt
+        return nxt
+
+    def _new(self, card: Any) -> int:
+        self.cards.append(card)
+        return len(self.cards) - 1
+
+    def held(self, conns: list[Conn]) -> list[tuple[str, Any, int]]:
+        """(match, card, clients holding it) for each distinct card the clients hold."""
+        count: dict[tuple[str, int], int] = {}
+        for c in conns:
+            count[(c.match, c.card)] = count.get((c.match, c.card), 0) + 1
+        return [(m, self.cards[state], n) for (m, state), n in count.items()]
+
+
 class Totals:
     def __init__(self) -> None:
         self.reset()
@@ -102,7 +154,7 @@ _READ = memoryview(bytearray(65536))  # every read lands here, then is copied ou
 
 class Conn(asyncio.BufferedProtocol):
     __slots__ = ("gen", "channel", "transport", "buf", "open", "pos", "epoch", "match",
-                 "retrying")
+                 "retrying", "card")
 
     def __init__(self, gen: Generator, match: str) -> None:
         self.gen = gen
@@ -114,6 +166,7 @@ class Conn(asyncio.BufferedProtocol):
         self.pos = 0
         self.epoch = 0
         self.retrying = False  # a reopen is scheduled: a second one would double the client
+        self.card = 0          # its card in ``Generator.cards`` (``track`` on)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -204,7 +257,8 @@ class Generator:
         self.heads = Heads()
         self.region: str | None = None  # set: every client also subscribes to its flags
         self.reconnect = False  # set: a lost connection is reopened and resumes by position
-        self.track = False      # set: receipt times per (match, seq) (``stumpcast chaos``)
+        self.track = False      # set: receipt times per (match, seq) and the card each
+        self.cards = Cards()    # client holds (``stumpcast chaos``)
 
     def on_flags_or_p2(self, payload: bytes, now: float) -> bool:
         """``bench flags``: a flags message's receipt time by version, P2 messages counted."""
@@ -232,6 +286,9 @@ class Generator:
                 if msg["seq"] <= conn.pos:
                     return
                 t.gaps += 1
+                conn.card = 0        # not the update that follows its card: the card is lost
+            elif self.track:
+                conn.card = self.cards.step(conn.card, payload)
             t.updates += 1
             t.covered += msg["seq"] - conn.pos
             conn.pos = msg["seq"]
@@ -240,6 +297,8 @@ class Generator:
             first = not conn.pos  # a subscribe snapshot is not a delivery of a new update
             t.covered += 0 if first else max(0, msg["seq"] - conn.pos)
             conn.pos, conn.epoch = msg["seq"], msg["epoch"]
+            if self.track:
+                conn.card = self.cards.snapshot(payload)
             if first:
                 return
         elif kind == "subscribed":
@@ -272,7 +331,8 @@ class Generator:
         out = {"recovered": t.recovered, "not_recovered": t.not_recovered, "drops": t.drops,
                "gaps": t.gaps, "snapshots": t.snapshots, "retries": t.retries,
                "rx_first": t.rx_first, "rx_last": t.rx_last,
-               "positions": [(c.match, c.pos, c.open) for c in self.conns]}
+               "positions": [(c.match, c.pos, c.open) for c in self.conns],
+               "cards": self.cards.held(self.conns) if self.track else []}
         t.rx_first, t.rx_last = {}, {}
         return out
 

@@ -19,7 +19,7 @@ from schemas.settings import Settings
 SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus", "alertmanager", "ops", "cdn-a",
                 "cdn-b", *(f"kafka-{i}" for i in range(1, 4)),
                 *(f"cassandra-{i}" for i in range(1, 4)),
-                *(f"redis-{i}" for i in range(1, 7)), "lb")
+                *(f"redis-{i}" for i in range(1, 7)), "lb", "lb-2")
 CORE = SERVER_NAMES[:3]
 EDGES = SERVER_NAMES[6:8]
 Handler = Callable[[argparse.Namespace, Settings], int]

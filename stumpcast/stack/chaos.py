@@ -5,8 +5,9 @@ A round: the replay runs; the fault is injected; the killed or paused thing is b
 after its hold (as a supervisor would); play goes on to the end of the window; then the replay
 pauses (a checkpoint), the suite waits until every view settles and checks that
 
-* every card in Redis, in Cassandra (the events read at QUORUM, folded) and at the card clients
-  (one full WebSocket client per match) equals the pure fold of the events produced so far;
+* every card in Redis, in Cassandra (the events read at QUORUM, folded), at the card clients
+  (one ``gateway.client`` per match) and at every load client (the snapshot it got and each
+  update it got, applied in order) equals the pure fold of the events produced so far;
 * every notification derived from those events is on Kafka exactly once;
 * every load client is connected and at the final position of its match;
 * the dead-letter topic got nothing.
@@ -206,6 +207,7 @@ def _checkpoint(r: Run, clients: Clients, cards: CardClients,
     problems += core.card_problems("cassandra (QUORUM)", folds, {
         m: replay_state(m, ev, ScorecardFolder()).doc for m, ev in stored.items()})
     problems += core.card_problems("websocket card client", folds, cards.cards())
+    problems += core.client_card_problems(folds, [c for rep in r.reports for c in rep["cards"]])
     want = {m: [n.id for n in all_notes(st)] for m, st in states.items()}
     problems += _notes(r, want, since)
     dlq = read_since(r.settings, MATCH_EVENTS_DLQ.name, since[MATCH_EVENTS_DLQ.name])

@@ -3,9 +3,9 @@
 
 Beside the stack it uses (it kills and restarts the stack's own nodes through the launcher),
 in the top layer, like ``stumpcast.stack.bench``. Everything else it starts itself and stops
-at the end: 3 streams workers (static member ids), 2 gateway nodes behind HAProxy (`stack up
---only lb`, on /readyz), 2 analytics workers and 2 notifiers, all on Kafka x3, Cassandra x3
-(LOCAL_QUORUM) and the Redis Cluster.
+at the end: 3 streams workers (static member ids), 2 gateway nodes behind two HAProxy
+processes on one port (`stack up --only lb,lb-2`, on /readyz), 2 analytics workers and 2
+notifiers, all on Kafka x3, Cassandra x3 (LOCAL_QUORUM) and the Redis Cluster.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from stumpcast.stack import control, redis_cluster
 from stumpcast.stack.cassandra_cluster import NODE_TYPES as CASSANDRA_NODES
 from stumpcast.stack.kafka_cluster import NODE_TYPES as KAFKA_NODES
 from stumpcast.stack.kafka_cluster import active_controller
+from stumpcast.stack.lb_server import LB_TYPES
 from stumpcast.stack.procs import ProcRecord
 from stumpcast.stack.redis_cluster import NODE_TYPES as REDIS_NODES
 
@@ -50,20 +51,22 @@ def check_stack(settings: Settings) -> None:
 
 
 def check_capacity(connections: int) -> None:
-    """HAProxy holds two descriptors per proxied connection, within the file limit this
-    process can give it (raised first, as far as it may go)."""
+    """Each HAProxy process holds two descriptors per proxied connection, within the file
+    limit this process can give it (raised first, as far as it may go); the kernel spreads
+    the clients over the two processes, and either may get a few more than half."""
     from gateway.workers import raise_fd_limit
-    from stumpcast.stack.lb_server import max_connections
+    from stumpcast.stack.lb_server import LB_TYPES, max_connections
 
     raise_fd_limit()
-    if connections > max_connections():
+    capacity = int(len(LB_TYPES) * max_connections() * 0.9)
+    if connections > capacity:
         import resource
 
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        raise ChaosError(f"--clients: HAProxy can proxy {max_connections()} connections under "
-                         f"this machine's open-files limit ({hard}), and {connections} are "
-                         "needed (the clients and one card client per match); run fewer or "
-                         "raise the hard limit (ulimit -Hn)")
+        raise ChaosError(f"--clients: the {len(LB_TYPES)} HAProxy processes can proxy about "
+                         f"{capacity} connections under this machine's open-files limit "
+                         f"({hard}), and {connections} are needed (the clients and one card "
+                         "client per match); run fewer or raise the hard limit (ulimit -Hn)")
 
 
 def pid_of(settings: Settings, name: str) -> int | None:
@@ -109,12 +112,11 @@ class Services:
     def wait_ready(self, timeout: float = 180) -> None:
         for r in self.all:
             r.wait_ready(timeout)
-        control.up(self.lb, ["lb"], say=lambda _: None)
+        control.up(self.lb, list(LB_TYPES), say=lambda _: None)
 
-    def socket_path(self) -> str:
-        from stumpcast.stack.lb_server import LoadBalancer
-
-        return LoadBalancer(self.lb, control.RunLayout.at(self.lb.run_dir)).socket_path
+    def socket_paths(self) -> list[str]:
+        layout = control.RunLayout.at(self.lb.run_dir)
+        return [kind(self.lb, layout).socket_path for kind in LB_TYPES.values()]
 
     def wait_lb(self, timeout: float = 30) -> None:
         """Until HAProxy counts both gateways up (its health checks, every second)."""
@@ -123,7 +125,7 @@ class Services:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if len(backend_sessions(self.socket_path())) == len(self.gateways):
+                if len(backend_sessions(*self.socket_paths())) == len(self.gateways):
                     return
             except OSError:
                 pass
@@ -132,7 +134,7 @@ class Services:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        control.down(self.lb, ["lb"])
+        control.down(self.lb, list(LB_TYPES))
         for r in self.all:
             r.stop()
 
@@ -270,7 +272,7 @@ def _gateway_kill(settings: Settings, services: Services, matches: list[str]) ->
     """The gateway node with the most sessions (HAProxy's count)."""
     from stumpcast.stack.lb_server import backend_sessions
 
-    sessions = backend_sessions(services.socket_path())
+    sessions = backend_sessions(*services.socket_paths())
     busiest = max(sessions, key=lambda k: sessions[k]) if sessions else "gw1"
     victim = services.gateways[int(busiest.removeprefix("gw")) - 1]
     return _replica_fault("gateway-kill", victim, signal.SIGKILL, DOWN_S)

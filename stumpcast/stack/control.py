@@ -36,7 +36,7 @@ from stumpcast.stack.kafka_cluster import NODE_TYPES as KAFKA_CLUSTER_TYPES
 from stumpcast.stack.kafka_cluster import bootstrap as kafka_cluster_bootstrap
 from stumpcast.stack.kafka_server import KafkaServer
 from stumpcast.stack.layout import RunLayout
-from stumpcast.stack.lb_server import LoadBalancer
+from stumpcast.stack.lb_server import LB_TYPES
 from stumpcast.stack.ops_server import OpsServer
 from stumpcast.stack.procs import ProcRecord, is_ours, launch, stop, tail
 from stumpcast.stack.prometheus_server import PrometheusServer
@@ -49,7 +49,7 @@ SERVER_TYPES: dict[str, type[Server]] = {
     "kafka": KafkaServer, "cassandra": CassandraServer, "redis": RedisServer,
     "prometheus": PrometheusServer, "alertmanager": AlertmanagerServer, "ops": OpsServer,
     "cdn-a": CdnA, "cdn-b": CdnB, **KAFKA_CLUSTER_TYPES, **CASSANDRA_CLUSTER_TYPES,
-    **REDIS_CLUSTER_TYPES, "lb": LoadBalancer,
+    **REDIS_CLUSTER_TYPES, **LB_TYPES,
 }
 SERVER_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 CORE_NAMES: tuple[str, ...] = ("kafka", "cassandra", "redis")
@@ -82,7 +82,7 @@ def servers(settings: Settings, only: Iterable[str] | None = None,
                          f"choose from {', '.join(SERVER_NAMES)}")
     if not only:
         extra = [*(OBSERVE_NAMES if observe else ()), *(EDGE_NAMES if edge else ())]
-        optional = (*OBSERVE_NAMES, *EDGE_NAMES, *CORE_NAMES, *MULTI_NODE_NAMES, "lb")
+        optional = (*OBSERVE_NAMES, *EDGE_NAMES, *CORE_NAMES, *MULTI_NODE_NAMES, *LB_TYPES)
         chosen += [n for n in optional if n not in chosen and (n in extra or (
             recorded and ProcRecord.load(layout.pid_record(n)) is not None))]
     return [SERVER_TYPES[n](settings, layout) for n in SERVER_NAMES if n in chosen]
@@ -252,7 +252,7 @@ def logged(exc: StackError, failed: Sequence[Server]) -> StackError:
 
 def check_ports(server: Server) -> None:
     for port in server.ports():
-        if not portcheck.is_free(port.number, port.host):
+        if not portcheck.is_free(port.number, port.host, port.shared):
             raise PortInUse(server.name, port.number, port.setting,
                             portcheck.holder(port.number), port.host)
 

@@ -9,15 +9,25 @@ HAProxy 2.6 configuration manual as summarised in cluster.md §6:
   (1 h) replaces the client/server timeouts, so an idle viewer is not cut;
   ``timeout client-fin`` closes half-closed sockets.
 * ``balance leastconn``: sessions last a whole match; round robin skews after a restart.
-* ``inter 1s fall 3 rise 2``, ``timeout check 3s`` and ``on-marked-down shutdown-sessions``:
-  a node that stops answering /readyz leaves rotation after ~3-10 s and its tunnels are
-  closed, so its clients reconnect (to the other node) and resume by position. A SIGKILLed
-  node's sockets are reset at once anyway; HAProxy never migrates a WebSocket. With a 1 s
-  check timeout and 2 falls, a gateway busy accepting a burst of thousands of clients missed
-  two checks, lost all its sessions to the other node, which then missed its own: a cascade
-  (`stumpcast chaos` with 10,000 clients).
-* ``monitor-uri /lb/healthz``: HAProxy's own health, answered without a backend (the launcher's
-  probe).
+* ``inter 1s fall 3 rise 2`` and ``timeout check 3s``: a node that stops answering /readyz
+  leaves rotation after ~3-10 s and gets no new clients. Its open tunnels stay: readiness
+  means "send no new traffic", as a Kubernetes readiness probe does. A SIGKILLed node's
+  sockets are reset at once, so its clients reconnect (to the other node) and resume by
+  position; HAProxy never migrates a WebSocket. ``on-marked-down shutdown-sessions`` was
+  tried and dropped. With it, a gateway that was briefly not ready (a Redis master failing
+  over, or the reconnect burst of the other node's 4,900 clients) lost every session at
+  once, and 4,900 or 9,800 clients reconnected when none needed to (`stumpcast chaos`). Before
+  that, with a 1 s check timeout and 2 falls, a busy node missed two checks, lost its
+  sessions to the other node, which then missed its own: a cascade.
+* ``monitor-uri /lb/healthz``: HAProxy's own health, answered without a backend.
+
+Two HAProxy processes, ``lb`` and ``lb-2``, share the port: HAProxy binds with SO_REUSEPORT (its
+default on Linux), so the kernel spreads new connections over both listeners, and when one
+process dies the other takes every new connection on the same address. The load balancer is
+then no single point of failure, and each process holds half the connections within its own
+open-files limit (two descriptors per proxied connection: one process here tops out near
+10,000 under a hard limit of 20,000). Each has its own admin socket; the launcher's probe asks
+that socket (``show info``), since the shared port would answer for either process.
 """
 
 from __future__ import annotations
@@ -70,7 +80,7 @@ backend gateways
     option httpchk
     http-check send meth GET uri /readyz
     http-check expect status 200
-    default-server inter 1s fall 3 rise 2 on-marked-down shutdown-sessions
+    default-server inter 1s fall 3 rise 2
 {servers}
 """
 
@@ -92,7 +102,8 @@ class LoadBalancer(Server):
     stop_grace = 10.0
 
     def ports(self) -> list[Port]:
-        return [Port(self.settings.stack_lb_port, "STUMPCAST_STACK_LB_PORT", "http")]
+        return [Port(self.settings.stack_lb_port, "STUMPCAST_STACK_LB_PORT", "http",
+                     shared=True)]
 
     @property
     def url(self) -> str:
@@ -103,7 +114,13 @@ class LoadBalancer(Server):
         return str(self.layout.conf(self.name) / "haproxy.sock")
 
     def probe(self, timeout: float = 5.0) -> bool:
-        return http_ready(self.url + HEALTH_URI, min(timeout, 2.0))
+        """This process answers on its admin socket and the shared port serves HAProxy's own
+        health (from this process or its twin: the kernel picks)."""
+        try:
+            info = admin_command(self.socket_path, "show info", min(timeout, 2.0))
+        except OSError:
+            return False
+        return "Name: HAProxy" in info and http_ready(self.url + HEALTH_URI, min(timeout, 2.0))
 
     def prepare(self, ctx: StartContext) -> list[str]:
         binary = shutil.which("haproxy")
@@ -119,18 +136,41 @@ class LoadBalancer(Server):
         return [binary, "-db", "-f", str(conf)]
 
 
-def backend_sessions(socket_path: str) -> dict[str, int]:
-    """Current sessions per gateway node (``show stat`` on the admin socket)."""
+class SecondLoadBalancer(LoadBalancer):
+    """The twin on the same port (``stack up --only lb,lb-2``)."""
+
+    name = "lb-2"
+
+
+LB_TYPES: dict[str, type[LoadBalancer]] = {"lb": LoadBalancer, "lb-2": SecondLoadBalancer}
+
+
+def admin_command(socket_path: str, command: str, timeout: float = 2.0) -> str:
+    """One command on an HAProxy admin socket, its whole answer."""
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2)
+        sock.settimeout(timeout)
         sock.connect(socket_path)
-        sock.sendall(b"show stat\n")
+        sock.sendall(command.encode() + b"\n")
         raw = b""
         while chunk := sock.recv(65536):
             raw += chunk
-    lines = raw.decode().splitlines()
+    return raw.decode()
+
+
+def backend_sessions(*socket_paths: str) -> dict[str, int]:
+    """Current sessions per gateway node (``show stat`` on the admin sockets, summed over
+    the load balancer processes named)."""
+    out: dict[str, int] = {}
+    for path in socket_paths:
+        for name, n in _sessions(admin_command(path, "show stat")).items():
+            out[name] = out.get(name, 0) + n
+    return out
+
+
+def _sessions(raw: str) -> dict[str, int]:
+    lines = raw.splitlines()
     header = lines[0].lstrip("# ").split(",")
     out: dict[str, int] = {}
     for line in lines[1:]:

@@ -9,10 +9,14 @@ import socket
 from pathlib import Path
 
 
-def is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True if we could bind ``host:port`` now (SO_REUSEADDR: TIME_WAIT does not count)."""
+def is_free(port: int, host: str = "127.0.0.1", shared: bool = False) -> bool:
+    """True if we could bind ``host:port`` now (SO_REUSEADDR: TIME_WAIT does not count).
+    ``shared``: with SO_REUSEPORT too, so a port held only by listeners that share it (the
+    other HAProxy process) counts as free, and one held by anything else does not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

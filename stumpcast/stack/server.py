@@ -19,6 +19,7 @@ class Port:
     setting: str    # the STUMPCAST_* variable that changes it
     role: str       # "broker", "controller", "cql", ...
     host: str = "127.0.0.1"  # the loopback address it binds (multi-node: 127.0.0.1-3)
+    shared: bool = False     # bound with SO_REUSEPORT by twins (the two HAProxy processes)
 
 
 class StartContext:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from bench.gateway.loadclient import Conn, Generator, head
 from gateway.hub import text_frame
 from schemas import protocol as p
@@ -95,3 +97,47 @@ async def test_a_client_that_cannot_connect_keeps_trying_when_reconnecting(
         gen.retry = later.append  # type: ignore[method-assign]
         await gen._open(asyncio.get_running_loop(), Conn(gen, "m"))
         assert gen.totals.retries == 40 and len(later) == retried
+
+
+def test_every_client_keeps_the_card_and_a_broken_chain_is_seen() -> None:
+    """``stumpcast chaos`` compares the card at every load client with the fold: each client
+    applies what it received to its own card (steps shared between clients that hold the same
+    card and get the same bytes). Thirty balls of a real match (Cricsheet, cricsheet.org,
+    ODC-BY): a client that got every update, one that resumed after a drop with a fresh
+    snapshot and got a duplicate, and one that missed an update."""
+    from bench import chaos_core as core
+    from streams.pipeline import ScorecardFolder, replay_state
+    from tests.streams.cricsheet_data import events, match_files
+
+    evs = events(match_files()[0].stem)[:30]
+    cards = [replay_state(evs[0].match_id, evs[:n], ScorecardFolder()).doc
+             for n in range(len(evs) + 1)]
+    assert cards[-1] != cards[-2] and cards[-1] is not None
+    ts = "2026-11-23T12:00:00.000000Z"
+    ups = [make_update("m", 1, n, n - 1, ts, cards[n - 1], cards[n]).encode()
+           for n in range(2, len(cards))]
+    snap = {n: p.snapshot("m", 1, n, ts, orjson.dumps(cards[n])) for n in (1, 15)}
+    gen = Generator(0)
+    gen.track = True
+    every, resumed, missed = (Conn(gen, "m") for _ in range(3))
+    gen.conns = [every, resumed, missed]
+    for conn in gen.conns:
+        conn.transport, conn.open = FakeTransport(), True
+        conn.data_received(text_frame(snap[1]))
+    for n, raw in enumerate(ups, start=2):
+        every.data_received(text_frame(raw))
+        if n != 9:
+            missed.data_received(text_frame(raw))
+        if n < 10 or n > 15:
+            resumed.data_received(text_frame(raw))
+        if n == 15:   # dropped at 9, back with a snapshot at 15, then 15 again
+            resumed.data_received(text_frame(snap[15]) + text_frame(raw))
+    assert [c.pos for c in gen.conns] == [len(evs)] * 3
+    held = gen.counts()["cards"]
+    final = cards[-1]
+    assert sum(n for _, card, n in held if card == final) == 2
+    assert [(n, card) for _, card, n in held if card != final] == [(1, None)]
+    assert core.client_card_problems({"m": final}, held) == [
+        "load clients: 1 of 3 clients of m hold a card that is not the fold of its events "
+        "(no card)"]
+    assert len(gen.cards.cards) < 2 * len(cards)        # each step computed once, shared

@@ -1,7 +1,8 @@
-"""Two gateway nodes (real `stumpcast gateway serve` processes) behind the stack's HAProxy
-(`stack up --only lb`, health-checked through /readyz): a client of the node that is SIGKILLed
-reconnects through the load balancer to the other node and resumes by position, with every
-update once and no second snapshot."""
+"""Two gateway nodes (real `stumpcast gateway serve` processes) behind the stack's two HAProxy
+processes on one port (`stack up --only lb,lb-2`, health-checked through /readyz): a client of
+the node that is SIGKILLed reconnects through the load balancer to the other node and resumes
+by position, with every update once and no second snapshot; an HAProxy process that is
+SIGKILLed leaves the port served by its twin."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pytest
 from gateway.client import GatewayClient
 from schemas.settings import Settings
 from stumpcast.stack import control
-from stumpcast.stack.lb_server import LoadBalancer, backend_sessions
+from stumpcast.stack.lb_server import LB_TYPES, LoadBalancer, admin_command, backend_sessions
+from stumpcast.stack.procs import ProcRecord
 from tests.replicas import Replica, free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -52,7 +54,7 @@ def lb(settings: Settings, redis: object, tmp_path: Path
     try:
         for g in gws:
             g.wait_ready(60)
-        control.up(lb_settings, ["lb"], say=lambda _: None)
+        control.up(lb_settings, list(LB_TYPES), say=lambda _: None)
         sock = LoadBalancer(lb_settings, control.RunLayout.at(lb_settings.run_dir)).socket_path
         deadline = time.monotonic() + 20
         while not (_lb_ready(lb_settings.stack_lb_port) and len(backend_sessions(sock)) == 2):
@@ -60,7 +62,7 @@ def lb(settings: Settings, redis: object, tmp_path: Path
             time.sleep(0.2)
         yield lb_settings, gws
     finally:
-        control.down(lb_settings, ["lb"])
+        control.down(lb_settings, list(LB_TYPES))
         for g in gws:
             g.stop()
 
@@ -104,3 +106,32 @@ async def test_a_client_of_a_killed_gateway_resumes_through_the_lb(lb, writer, m
     assert seen == list(range(1, 22))           # every update, once, in order
     assert kinds.count("snapshot") == 1          # resumed by position, not a fresh snapshot
     assert client.state.channels[f"match:{match_id}"].card == {"runs": 20}
+
+
+def test_the_port_stays_served_when_one_haproxy_dies(lb):
+    """Both HAProxy processes listen on the port (the kernel spreads new connections); with
+    one SIGKILLed every new connection goes to the other, and `stack up` brings it back."""
+    settings, _ = lb
+    layout = control.RunLayout.at(settings.run_dir)
+    socks = [kind(settings, layout).socket_path for kind in LB_TYPES.values()]
+    pids = {int(line.split(": ")[1]) for sock in socks
+            for line in admin_command(sock, "show info").splitlines() if line.startswith("Pid:")}
+    assert len(pids) == 2                               # two processes, one port
+    record = ProcRecord.load(layout.pid_record("lb-2"))
+    assert record is not None and record.pid in pids
+    os.kill(record.pid, 9)
+    deadline = time.monotonic() + 5
+    while _alive(record.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert all(_lb_ready(settings.stack_lb_port) for _ in range(20))   # each one answered
+    control.up(settings, ["lb-2"], say=lambda _: None)
+    assert LB_TYPES["lb-2"](settings, layout).probe()
+
+
+def _alive(pid: int) -> bool:
+    try:   # a zombie ("Z") until its parent reaps it counts as dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
