@@ -13,6 +13,10 @@ const V = 1;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_CAP_MS = 8000;
 const PING_MS = 15000;
+// Nothing heard for this long, not even the pong of the last ping: the gateway is hung (paused,
+// or its host gone without a reset). The load balancer keeps a tunnel open to a node that fails
+// its health checks (it only sends it no new clients), so the page leaves by itself.
+const SILENT_MS = 2 * PING_MS;
 const UNKNOWN_MATCH_RETRY_MS = 1000;
 
 // Close codes (schemas/protocol.py): 4000-4099 reconnect and resume; 4100-4199 terminal.
@@ -55,9 +59,13 @@ export class MatchConnection {
       this.subscribeMatch(true);
       this.subscribeNotes();
       this.subscribeFlags();
-      this.pingTimer = setInterval(() => this.send({ type: "ping", id: "p" }), PING_MS);
+      this.heardAt = Date.now();
+      this.pingTimer = setInterval(() => this.keepAlive(ws), PING_MS);
     };
-    ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
+    ws.onmessage = (ev) => {
+      this.heardAt = Date.now();
+      this.receive(JSON.parse(ev.data));
+    };
     ws.onclose = (ev) => this.closed(ws, ev.code, ev.reason);
   }
 
@@ -75,6 +83,14 @@ export class MatchConnection {
     this.attempt += 1;
     this.status(`reconnecting in ${(delay / 1000).toFixed(1)} s`, "reconnecting");
     this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  keepAlive(ws) {
+    if (Date.now() - this.heardAt < SILENT_MS) return this.send({ type: "ping", id: "p" });
+    // A close handshake with a hung peer would wait for it: let go now and reconnect.
+    ws.onclose = null;
+    ws.close(4000, "gateway silent");
+    return this.closed(ws, 4000, "gateway silent");
   }
 
   send(msg) {
