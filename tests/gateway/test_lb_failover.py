@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,15 +22,13 @@ from stumpcast.stack import control
 from stumpcast.stack.lb_server import LB_TYPES, LoadBalancer, admin_command, backend_sessions
 from stumpcast.stack.procs import ProcRecord
 from tests.replicas import Replica, free_port
+from tests.tools import require_tool
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
 def _haproxy() -> None:
-    if shutil.which("haproxy") is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("haproxy is not installed (apt-get install haproxy)")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    require_tool("haproxy", "apt-get install haproxy")
 
 
 def _lb_ready(port: int) -> bool:

@@ -3,7 +3,6 @@ every metric they read registered by a service (or recorded by another rule)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,17 +12,13 @@ import yaml
 
 from stumpcast.ops import catalog, rules
 from tests.ops.promql import BUILTIN, metric_names
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "compose" / "prometheus" / "rules.yml"
 TESTS = RULES.with_name("tests.yml")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("CI=true and promtool is missing (apt-get install prometheus)")
-        pytest.skip("promtool is missing (make setup installs the prometheus package)")
-    return path
+    return require_tool("promtool", "make setup installs the prometheus package")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from schemas.settings import Settings
+from tests.tools import require_tool
 
 PORT_VARS = ("STUMPCAST_STACK_KAFKA_PORT", "STUMPCAST_STACK_KAFKA_CONTROLLER_PORT",
              "STUMPCAST_STACK_CASSANDRA_PORT", "STUMPCAST_STACK_CASSANDRA_STORAGE_PORT",
@@ -71,9 +71,4 @@ def private_stack(tmp_path: Path) -> Iterator[PrivateStack]:
 
 @pytest.fixture
 def redis_binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return binary
+    return require_tool("redis-server", "apt-get install redis-server")

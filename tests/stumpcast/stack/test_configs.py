@@ -13,6 +13,7 @@ from stumpcast.stack.cassandra_server import CassandraServer, jpms_flags
 from stumpcast.stack.errors import PortInUse, ServerDied, ToolMissing
 from stumpcast.stack.kafka_server import KafkaServer, cluster_id
 from stumpcast.stack.layout import RunLayout
+from tests.tools import require_tool
 
 
 def _props(text: str) -> dict[str, str]:
@@ -181,17 +182,11 @@ def test_cassandra_nodes_get_their_address_the_seed_and_spread_tokens() -> None:
 
 def test_the_load_balancer_config_is_valid_for_haproxy(tmp_path: Path) -> None:
     """`haproxy -c` checks the rendered config offline (no port is bound)."""
-    import os
-    import shutil
     import subprocess
 
     from stumpcast.stack.lb_server import haproxy_cfg
 
-    binary = shutil.which("haproxy")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("haproxy is not installed (make system-deps)")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    binary = require_tool("haproxy", "apt-get install haproxy")
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(haproxy_cfg(port=18000, backends=("127.0.0.1:8101", "127.0.0.1:8102"),
                                socket_path=str(tmp_path / "s.sock")))

@@ -6,9 +6,7 @@ CI=true). The behaviour of a running edge is in ``test_edge_stack.py``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,16 +24,11 @@ from stumpcast.stack.edge_server import (
 )
 from stumpcast.stack.errors import StackError
 from stumpcast.stack.layout import RunLayout
+from tests.tools import require_tool
 
 
 def nginx() -> str:
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file()
-                                       else None)
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("nginx is not installed (make setup installs it)")
-        pytest.skip("nginx is not installed (apt-get install nginx)")
-    return binary
+    return require_tool("nginx", "apt-get install nginx", "/usr/sbin/nginx")
 
 
 def configs(tmp_path: Path) -> list[EdgeConfig]:

@@ -8,8 +8,6 @@ stays up); own run folder, own free ports.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +19,7 @@ import yaml
 from runtime import discovery
 from runtime.endpoints import Health, serve_in_thread
 from stumpcast.stack.observe_configs import alertmanager_yml, prometheus_yml
+from tests.tools import require_tool
 
 if TYPE_CHECKING:
     from conftest import PrivateStack
@@ -30,10 +29,7 @@ OBSERVERS = "prometheus,alertmanager,ops"
 
 def _tools() -> None:
     for tool in ("prometheus", "prometheus-alertmanager"):
-        if shutil.which(tool) is None:
-            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-                pytest.fail(f"CI=true and {tool} is not installed (make setup)")
-            pytest.skip(f"{tool} is not installed (make setup)")
+        require_tool(tool, "make setup")
 
 
 def _get(url: str) -> Any:
