@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.eventloop import raise_if_cancelled
+
 
 class Fault(enum.StrEnum):
     DEPENDENCY = "dependency"
@@ -155,6 +157,7 @@ async def periodic(what: str, interval_s: float, step: Callable[[], Awaitable[No
     throttle = throttle or Throttle()
     backoff = Backoff(base_s=min(interval_s, 0.2), cap_s=max(interval_s, 5.0))
     while True:
+        raise_if_cancelled()  # a stop's cancel lost in a step's Redis call (runtime.eventloop)
         try:
             await step()
         except asyncio.CancelledError:
@@ -176,6 +179,7 @@ async def supervised(what: str, run: Callable[[], Awaitable[None]], log: logging
     throttle = throttle or Throttle()
     backoff = Backoff()
     while True:
+        raise_if_cancelled()  # lost in ``run`` before it failed: do not start it again
         started = time.monotonic()
         try:
             await run()

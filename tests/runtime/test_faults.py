@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -126,3 +127,33 @@ async def test_a_supervised_loop_is_started_again_after_it_raises():
 
     await asyncio.wait_for(supervised("intake", run, logging.getLogger("test.faults")), 10)
     assert len(runs) == 3
+
+
+async def test_a_cancel_lost_inside_a_step_still_ends_the_timer_and_the_supervisor():
+    """A stop's one cancel, swallowed below (Python 3.11's ``wait_for`` inside every redis-py
+    command, runtime.eventloop), ended neither loop: the notifier's and the analytics worker's
+    timers ran on after their stop."""
+    log = logging.getLogger("test")
+    rounds = {"periodic": 0, "supervised": 0}
+
+    async def lossy(name: str) -> None:
+        rounds[name] += 1
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:   # a library that loses the first one ...
+            if rounds[name] > 1:
+                raise
+            if name == "supervised":
+                raise RuntimeError("... and then fails") from None
+
+    for name, loop in (("periodic", periodic("timer", 0.01, lambda: lossy("periodic"), log)),
+                       ("supervised", supervised("run", lambda: lossy("supervised"), log))):
+        task = asyncio.create_task(loop)
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.wait({task}, timeout=2)   # not wait_for: it would wait for ever too
+        ran_on = not task.done()
+        task.cancel()                           # a second cancel gets through, whatever
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not ran_on and rounds[name] == 1, f"{name} ran on after its cancel"
