@@ -284,8 +284,9 @@ class Settings:
         "127.0.0.i at this port, its KRaft controller one above.")
     stack_lb_port: int = _env(
         "STUMPCAST_STACK_LB_PORT", "18000", _port,
-        "The load balancer in front of the gateway nodes (HAProxy, `stack up --only lb`): "
-        "WebSocket and HTTP on this port, its own health at /lb/healthz.")
+        "The load balancer in front of the gateway nodes (two HAProxy processes sharing the "
+        "port, `stack up --only lb,lb-2`): WebSocket and HTTP on this port, its own health at "
+        "/lb/healthz.")
     stack_lb_gateways: tuple[str, ...] = _env(
         "STUMPCAST_STACK_LB_GATEWAYS", "", _optional_host_ports,
         "Gateway nodes behind the load balancer, host:port, comma separated; each is "

@@ -19,7 +19,7 @@ import pytest
 from gateway.client import GatewayClient
 from schemas.settings import Settings
 from stumpcast.stack import control
-from stumpcast.stack.lb_server import LB_TYPES, LoadBalancer, admin_command, backend_sessions
+from stumpcast.stack.lb_server import LB_TYPES, admin_command, backend_sessions
 from stumpcast.stack.procs import ProcRecord
 from tests.replicas import Replica, free_port
 from tests.tools import require_tool
@@ -52,9 +52,9 @@ def lb(settings: Settings, redis: object, tmp_path: Path
         for g in gws:
             g.wait_ready(60)
         control.up(lb_settings, list(LB_TYPES), say=lambda _: None)
-        sock = LoadBalancer(lb_settings, control.RunLayout.at(lb_settings.run_dir)).socket_path
+        socks = _sockets(lb_settings)
         deadline = time.monotonic() + 20
-        while not (_lb_ready(lb_settings.stack_lb_port) and len(backend_sessions(sock)) == 2):
+        while not (_lb_ready(lb_settings.stack_lb_port) and len(backend_sessions(*socks)) == 2):
             assert time.monotonic() < deadline, "the load balancer saw no ready gateway"
             time.sleep(0.2)
         yield lb_settings, gws
@@ -66,7 +66,7 @@ def lb(settings: Settings, redis: object, tmp_path: Path
 
 async def test_a_client_of_a_killed_gateway_resumes_through_the_lb(lb, writer, match_id):
     settings, gws = lb
-    sock = LoadBalancer(settings, control.RunLayout.at(settings.run_dir)).socket_path
+    socks = _sockets(settings)   # the client's session is on either HAProxy process
     await writer.publish(match_id, {"runs": 0})
     client = GatewayClient(f"ws://127.0.0.1:{settings.stack_lb_port}/ws",
                            [f"match:{match_id}"], base=0.05, cap=0.5)
@@ -86,10 +86,10 @@ async def test_a_client_of_a_killed_gateway_resumes_through_the_lb(lb, writer, m
         await asyncio.sleep(0.1)
         await writer.publish(match_id, {"runs": runs})
     deadline = time.monotonic() + 10
-    while not any(backend_sessions(sock).values()):
+    while not any(backend_sessions(*socks).values()):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
-    sessions = backend_sessions(sock)
+    sessions = backend_sessions(*socks)
     victim = gws[int(max(sessions, key=lambda k: sessions[k]).removeprefix("gw")) - 1]
     victim.kill()
     killed = time.monotonic()
@@ -110,7 +110,7 @@ def test_the_port_stays_served_when_one_haproxy_dies(lb):
     one SIGKILLed every new connection goes to the other, and `stack up` brings it back."""
     settings, _ = lb
     layout = control.RunLayout.at(settings.run_dir)
-    socks = [kind(settings, layout).socket_path for kind in LB_TYPES.values()]
+    socks = _sockets(settings)
     pids = {int(line.split(": ")[1]) for sock in socks
             for line in admin_command(sock, "show info").splitlines() if line.startswith("Pid:")}
     assert len(pids) == 2                               # two processes, one port
@@ -124,6 +124,11 @@ def test_the_port_stays_served_when_one_haproxy_dies(lb):
     assert all(_lb_ready(settings.stack_lb_port) for _ in range(20))   # each one answered
     control.up(settings, ["lb-2"], say=lambda _: None)
     assert LB_TYPES["lb-2"](settings, layout).probe()
+
+
+def _sockets(settings: Settings) -> list[str]:
+    layout = control.RunLayout.at(settings.run_dir)
+    return [kind(settings, layout).socket_path for kind in LB_TYPES.values()]
 
 
 def _alive(pid: int) -> bool:

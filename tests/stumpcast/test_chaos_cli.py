@@ -69,6 +69,6 @@ def test_more_clients_than_haproxy_can_hold_is_refused() -> None:
     from bench.chaos_core import ChaosError
     from stumpcast.stack.chaos_faults import check_capacity
 
-    with pytest.raises(ChaosError, match="HAProxy can proxy .* connections under"):
+    with pytest.raises(ChaosError, match="HAProxy processes can proxy about .* connections"):
         check_capacity(10_000_000)
     check_capacity(300)
