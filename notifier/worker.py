@@ -53,6 +53,7 @@ from notifier.spoiler import Held, SpoilerHold
 from notifier.subscriptions import Subscription, load_all
 from notifier.targets import BlockedTarget, check_url, guarded_resolver, parse_allow
 from notifier.tracker import OffsetTracker, Ownership
+from runtime.eventloop import raise_if_cancelled
 from runtime.faults import Backoff, Fault, Throttle, periodic, report, supervised
 from runtime.kafka import aiokafka_config
 from schemas.access import Principal
@@ -380,6 +381,7 @@ class Notifier:
         down (the POST is not repeated). A bug raises."""
         backoff = Backoff()
         while True:
+            raise_if_cancelled()  # a stop's cancel lost in the failed call (runtime.eventloop)
             try:
                 await call()
                 return

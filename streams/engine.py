@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from runtime.eventloop import raise_if_cancelled
 from runtime.scorers import RegistryFile
 from schemas.deadletter import Reason
 from schemas.events import Event
@@ -296,6 +297,7 @@ class Engine:
         revoked (``Abandoned``). Any other exception goes to the caller."""
         backoff, told = Backoff(), False
         while True:
+            raise_if_cancelled()  # a stop's cancel lost in the failed call (runtime.eventloop)
             self._check(t, proc)
             try:
                 return await step()

@@ -8,6 +8,7 @@ Each test says what the code before #14 did. The real-stack versions are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 from collections.abc import AsyncIterator
@@ -483,3 +484,39 @@ async def test_a_gap_fill_trusts_the_store_which_holds_verified_events_only() ->
     assert [d["reason"] for d in w.sink.dlq] == ["bad_signature"]
     assert stored[21].body == codec.encode(ev[20])  # the real one, not the forged bytes
     w.task.cancel()
+
+
+class LossyViews(FlakyViews):
+    """Redis that is down, and whose client loses a cancel on its way out (Python 3.11's
+    ``wait_for`` inside redis-py, runtime.eventloop): the caller sees the error, not the
+    cancel."""
+
+    async def _run(self, mode: str, w: Any) -> Any:
+        self.calls += 1
+        try:
+            await asyncio.sleep(10)                # a command that hangs until its timeout
+        except asyncio.CancelledError:
+            if self.calls > 1:
+                raise                              # only the first cancel is lost
+        raise ViewStoreError("redis down")
+
+
+async def test_a_stop_ends_a_match_waiting_for_redis_even_if_the_cancel_is_lost() -> None:
+    """Old code: the retry loop went on retrying a Redis that was down after the worker's
+    stop had cancelled it, since the one cancel was lost below: the stop hung."""
+    w = worker()
+    ev = match_events()
+    await w.feed(ev[:5])
+    w.engine.views = views = LossyViews()
+    views.calls = 0
+    handling = asyncio.create_task(w.engine.handle(codec.encode(ev[5]), ack=w.ack(6)))
+    await asyncio.sleep(0.2)                       # in its first Redis call
+    handling.cancel()
+    await asyncio.wait({handling}, timeout=2)
+    hung = not handling.done()
+    handling.cancel()                              # a second cancel, so the test ends anyway
+    with contextlib.suppress(asyncio.CancelledError):
+        await handling
+    w.task.cancel()
+    await w.engine.relay.close()
+    assert not hung and 6 not in w.acked
