@@ -111,8 +111,9 @@ def _scenarios(raw: str) -> list[str]:
     names = [x.strip() for x in raw.split(",") if x.strip()]
     unknown = [x for x in names if x not in SCENARIOS]
     if not names or unknown:
-        raise argparse.ArgumentTypeError(f"unknown scenario {', '.join(unknown) or raw!r} "
-                                         f"(known: {', '.join(SCENARIOS)})")
+        which = ", ".join(unknown) if unknown else repr(raw)
+        raise argparse.ArgumentTypeError(f"unknown scenario {which} (known: "
+                                         f"{', '.join(SCENARIOS)})")
     return list(dict.fromkeys(names))
 
 
