@@ -256,9 +256,12 @@ async def spread(rig: Rig, server: Server, channels: list[str], n: int, seconds:
 
 async def lockstep(rig: Rig, server: Server, channel: str, n: int, updates: int,
                    fig: Figures) -> Rows:
-    for _ in range(2):  # warm-up: every client holds a position
+    rig.call_all("measure", False)  # counts from 0, not measured
+    for k in (1, 2):  # warm-up: every client holds a position, no fanout still running after
         await server.publish(channel)
-        await asyncio.sleep(0.5)
+        if not wait_progress(rig, k * n, 30.0):
+            raise RuntimeError(f"lockstep, {server.name}: a warm-up update did not reach all "
+                               f"{n} clients within 30 s")
     rig.call_all("measure", True)
     pids = server.pids()
     before, t0 = cpu_sample(pids), time.monotonic()

@@ -51,7 +51,10 @@ def register(sub: Any, bench: Any) -> None:
                          description="Start the gateway (and the broadcast() and floor "
                          "baselines) in N worker processes, open many client connections from "
                          "separate processes, drive updates into Redis, and report delivery "
-                         "latency, deliveries/s, CPU, RSS per connection and a reconnect storm.")
+                         "latency, deliveries/s, CPU, RSS per connection and a reconnect storm. "
+                         "With --scenarios, issue #21's scenarios instead (idle, spread, "
+                         "lockstep) against the gateway in each --workers count and its floor, "
+                         "and with --peer against Centrifugo in the same run, with ratios.")
     b.add_argument("--connections", type=_count, default=None, help="client connections "
                    "(default 20,000; with --scenarios: 19,800 for idle and spread, 10,000 for "
                    "lockstep)")
