@@ -187,8 +187,12 @@ def connect(rig: Rig, server: Server, channels: list[str], n: int) -> Rows:
         why = "; ".join({r["last_error"] for r in errors if r["last_error"]}) or "no error reply"
         raise RuntimeError(f"{server.name}: {ready} of {n} clients subscribed after "
                            f"{took:.0f} s ({why})")
-    return [(f"{server.name}: clients subscribed", f"{n} over {len(channels)} channels in "
-             f"{took:.1f} s")]
+    return [(f"{server.name}: clients subscribed", f"{n} over {plural(len(channels), 'channel')} "
+             f"in {took:.1f} s")]
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else ('es' if word.endswith('s') else 's')}"
 
 
 def drop_clients(rig: Rig) -> None:
@@ -274,9 +278,11 @@ async def lockstep(rig: Rig, server: Server, channel: str, n: int, updates: int,
     reps = rig.reports()
     deliveries = total(reps, "updates")
     fig.cpu_us = cpu_per_delivery_us(before, after, deliveries)
+    ticks = sum(after[p] - before[p] for p in before)  # the resolution: 1 tick = 1/CLK_TCK s
     return [(f"lockstep: server CPU per delivery, {server.name}",
              f"{fig.cpu_us:.1f} µs ({deliveries} deliveries: {updates} updates to {n} clients "
-             f"in {took:.1f} s; {len(pids)} processes; gaps {total(reps, 'gaps')})")]
+             f"in {took:.1f} s; {ticks} ticks of {os.sysconf('SC_CLK_TCK')} Hz over "
+             f"{plural(len(pids), 'process')}; gaps {total(reps, 'gaps')})")]
 
 
 def wait_progress(rig: Rig, expected: int, timeout: float) -> bool:
