@@ -9,6 +9,11 @@ gateway under test. Every update's latency
 is measured from its ``ts`` (set by the driver just before the commit to Redis) to receipt, and
 every client checks continuity (``prev_seq``), so lost updates are counted, not assumed. The
 parent drives it over a pipe with small commands.
+
+A generator speaks one protocol: the gateway's (``stumpcast``) or, against the peer of
+``--peer centrifugo``, Centrifugo's (``centrifugo_frames``); a publication's data is our update
+record, counted by the same accounting. Under ``--compete`` it keeps the default scheduling
+policy, as a real process competing for the cores would (``scheduling``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from array import array
 from typing import Any
 
 import orjson
+
+from bench.gateway import centrifugo_frames as peer
+from bench.gateway.clientcards import Cards
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -71,58 +79,6 @@ class Heads:
         return hit
 
 
-class Cards:
-    """The card each client holds (``stumpcast chaos``), built from the bytes it received: the
-    last snapshot, then each update's patch (or card) applied in order, as a viewer's app
-    does. ``patch.apply`` is pure, so two clients holding the same card that receive the same
-    bytes hold the same card after: each step is computed once per process and shared by id,
-    while every client still follows its own chain (one that skipped, doubled or misapplied an
-    update ends on another card). State 0 is "no card" (none yet, or a gap broke it)."""
-
-    __slots__ = ("cards", "snapshots", "steps")
-
-    def __init__(self) -> None:
-        self.cards: list[Any] = [None]
-        self.snapshots: dict[bytes, int] = {}
-        self.steps: dict[tuple[int, bytes], int] = {}
-
-    def snapshot(self, payload: bytes) -> int:
-        state = self.snapshots.get(payload)
-        if state is None:
-            state = self.snapshots[payload] = self._new(orjson.loads(payload)["card"])
-        return state
-
-    def step(self, state: int, payload: bytes) -> int:
-        """The card after ``payload`` (an update) is applied to card ``state``."""
-        if not state:
-            return 0
-        nxt = self.steps.get((state, payload))
-        if nxt is None:
-            from schemas import patch
-
-            msg = orjson.loads(payload)
-            try:
-                card = msg["card"] if "card" in msg else patch.apply(self.cards[state],
-                                                                     msg["patch"])
-            except patch.PatchError:
-                nxt = 0
-            else:
-                nxt = self._new(card)
-            self.steps[(state, payload)] = nxt
-        return nxt
-
-    def _new(self, card: Any) -> int:
-        self.cards.append(card)
-        return len(self.cards) - 1
-
-    def held(self, conns: list[Conn]) -> list[tuple[str, Any, int]]:
-        """(match, card, clients holding it) for each distinct card the clients hold."""
-        count: dict[tuple[str, int], int] = {}
-        for c in conns:
-            count[(c.match, c.card)] = count.get((c.match, c.card), 0) + 1
-        return [(m, self.cards[state], n) for (m, state), n in count.items()]
-
-
 class Totals:
     def __init__(self) -> None:
         self.reset()
@@ -136,6 +92,8 @@ class Totals:
         self.recovered = 0
         self.not_recovered = 0
         self.retries = 0
+        self.pings = 0             # Centrifugo's pings answered (``{}`` back)
+        self.peer_errors = 0       # Centrifugo's error replies (connect or subscribe refused)
         self.last_rx = 0.0
         self.latency = array("f")  # ms
         self.last: dict[tuple[str, int], float] = {}  # (match, seq) -> latest receipt latency
@@ -154,12 +112,14 @@ _READ = memoryview(bytearray(65536))  # every read lands here, then is copied ou
 
 class Conn(asyncio.BufferedProtocol):
     __slots__ = ("gen", "channel", "transport", "buf", "open", "pos", "epoch", "match",
-                 "retrying", "card")
+                 "retrying", "card", "ready")
 
     def __init__(self, gen: Generator, match: str) -> None:
         self.gen = gen
         self.match = match
-        self.channel = f"match:{match}".encode()
+        name = peer.peer_channel(match) if gen.protocol == "centrifugo" else f"match:{match}"
+        self.channel = name.encode()
+        self.ready = False     # its subscription was confirmed (``subscribed`` / the reply)
         self.transport: Any = None
         self.buf = b""
         self.open = False
@@ -172,8 +132,8 @@ class Conn(asyncio.BufferedProtocol):
         self.transport = transport
         self.retrying = False
         key = base64.b64encode(os.urandom(16))
-        transport.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+        transport.write(b"GET " + self.gen.path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                         b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
     def subscribe(self, resume: bool) -> None:
@@ -211,7 +171,10 @@ class Conn(asyncio.BufferedProtocol):
                 return
             self.open = True
             buf = buf[end + 4:]
-            self.subscribe(resume=True)
+            if self.gen.protocol == "centrifugo":  # subscribes once the connect is answered
+                self.send(peer.connect_command())
+            else:
+                self.subscribe(resume=True)
             if self.gen.region is not None:  # bench flags: this client's flags and notes too
                 self.send(orjson.dumps({"type": "subscribe", "v": 1, "channel": "flags",
                                         "context": {"region": self.gen.region}}))
@@ -249,8 +212,12 @@ class Conn(asyncio.BufferedProtocol):
 
 
 class Generator:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, protocol: str = "stumpcast", path: bytes = b"/ws") -> None:
         self.port = port
+        self.protocol = protocol  # "stumpcast" (the gateway) or "centrifugo" (the peer)
+        self.path = path
+        self.pushes = peer.Pushes(ts_seconds)
+        self.last_error = ""      # the last error reply of the peer (shown in the report)
         self.conns: list[Conn] = []
         self.totals = Totals()
         self.measure = False
@@ -277,21 +244,16 @@ class Generator:
         t = self.totals
         t.frames += 1
         now = t.last_rx = time.time()
+        if self.protocol == "centrifugo":
+            self.on_peer(conn, payload, now)
+            return
         if self.region is not None and self.on_flags_or_p2(payload, now):
             return
         msg, sent = self.heads.get(payload)
         kind = msg.get("type")
         if kind == "update":
-            if msg["prev_seq"] != conn.pos or msg["epoch"] != conn.epoch:
-                if msg["seq"] <= conn.pos:
-                    return
-                t.gaps += 1
-                conn.card = 0        # not the update that follows its card: the card is lost
-            elif self.track:
-                conn.card = self.cards.step(conn.card, payload)
-            t.updates += 1
-            t.covered += msg["seq"] - conn.pos
-            conn.pos = msg["seq"]
+            if not self._update(conn, msg, payload):
+                return
         elif kind == "snapshot":
             t.snapshots += 1
             first = not conn.pos  # a subscribe snapshot is not a delivery of a new update
@@ -302,6 +264,7 @@ class Generator:
             if first:
                 return
         elif kind == "subscribed":
+            conn.ready = True
             if msg["recovered"]:
                 t.recovered += 1
             else:
@@ -309,14 +272,69 @@ class Generator:
             return
         else:
             return
+        self._receipt(conn, msg["seq"], sent, now)
+
+    def _update(self, conn: Conn, msg: dict[str, Any], payload: bytes | None) -> bool:
+        """Continuity of one update at ``conn``; False when it is a duplicate (ignored)."""
+        t = self.totals
+        if msg["prev_seq"] != conn.pos or msg["epoch"] != conn.epoch:
+            if msg["seq"] <= conn.pos:
+                return False
+            t.gaps += 1
+            conn.card = 0        # not the update that follows its card: the card is lost
+        elif self.track and payload is not None:
+            conn.card = self.cards.step(conn.card, payload)
+        t.updates += 1
+        t.covered += msg["seq"] - conn.pos
+        conn.pos = msg["seq"]
+        return True
+
+    def _receipt(self, conn: Conn, seq: int, sent: float, now: float) -> None:
+        t = self.totals
         if self.track:
             self._track(conn.match, conn.pos, now)
         if self.measure and sent:
             lat = (now - sent) * 1000
             t.latency.append(lat)
-            key = (conn.match, msg["seq"])
+            key = (conn.match, seq)
             if lat > t.last.get(key, 0.0):
                 t.last[key] = lat
+
+    def on_peer(self, conn: Conn, payload: bytes, now: float) -> None:
+        """A Centrifugo frame: its replies, one per line; a publication of an update record
+        goes through the same continuity and latency accounting as the gateway's updates."""
+        for line in peer.lines(payload):
+            if line.startswith(b'{"push"'):
+                hit = self.pushes.get(line)
+            elif line == peer.PING:
+                conn.send(peer.PONG)
+                self.totals.pings += 1
+                continue
+            else:
+                hit = self._peer_reply(conn, line)
+            if hit is None:
+                continue
+            msg, sent = hit
+            if not conn.pos and not conn.epoch:
+                # no history and no snapshot on the peer: its first publication is where this
+                # client starts, and every one after must follow it
+                conn.pos, conn.epoch = msg["prev_seq"], msg["epoch"]
+            if self._update(conn, msg, None):
+                self._receipt(conn, msg["seq"], sent, now)
+
+    def _peer_reply(self, conn: Conn, line: bytes) -> tuple[dict[str, Any], float] | None:
+        kind, value = peer.classify(line)
+        if kind == "connect":
+            conn.send(peer.subscribe_command(conn.channel.decode()))
+        elif kind == "subscribe":
+            conn.ready = True
+        elif kind == "error":
+            self.totals.peer_errors += 1
+            self.last_error = f"reply to command {value[0]}: {value[1]}"
+        elif kind == "other" and "push" in value:  # a push laid out otherwise: decode it here
+            data = peer.publication(value)
+            return None if data is None else (data[0], ts_seconds(data[1]) if data[1] else 0.0)
+        return None
 
     def _track(self, match: str, seq: int, now: float) -> None:
         key = (match, seq)
@@ -401,17 +419,25 @@ class Generator:
                 "snapshots": t.snapshots, "gaps": t.gaps, "recovered": t.recovered,
                 "not_recovered": t.not_recovered, "retries": t.retries, "behind": behind,
                 "open": sum(1 for c in self.conns if c.open), "last_rx": t.last_rx,
-                "latency": t.latency.tobytes(), "last": t.last}
+                "latency": t.latency.tobytes(), "last": t.last, "pings": t.pings,
+                "errors": t.peer_errors, "last_error": self.last_error}
 
 
-def main(pipe: Any, port: int, settings: Any) -> None:
+def main(pipe: Any, port: int, settings: Any, compete: bool = False) -> None:
     from gateway.workers import raise_fd_limit
     from runtime.eventloop import run_loop
 
     raise_fd_limit()
-    batch_scheduling()
+    scheduling(compete)
     # the same loop as the gateway workers (uvloop)
     run_loop(_serve(pipe, port, settings.lag_log_dir), settings.event_loop)
+
+
+def scheduling(compete: bool) -> None:
+    """``--compete``: the default policy, as a real process on the gateway's machine would
+    run (issue #21 measured the tail under that), else ``SCHED_BATCH``."""
+    if not compete:
+        batch_scheduling()
 
 
 def batch_scheduling() -> None:
@@ -450,6 +476,11 @@ async def _serve(pipe: Any, port: int, lag_log_dir: Any) -> None:
             reply = True
         elif cmd == "progress":
             reply = gen.totals.covered
+        elif cmd == "target":  # the server the next connects go to, and its protocol
+            gen.port, gen.protocol, gen.path = arg["port"], arg["protocol"], arg["path"]
+            reply = True
+        elif cmd == "ready":   # clients whose subscription the server confirmed
+            reply = sum(1 for c in gen.conns if c.ready and c.open)
         elif cmd == "settled":
             reply = gen.settled(arg)
         elif cmd == "report":

@@ -76,7 +76,10 @@ class Rig:
 
     # -- gateway -------------------------------------------------------------------------------
 
-    def start_gateway(self, mode: str) -> None:
+    def start_gateway(self, mode: str, workers: int | None = None) -> None:
+        """The gateway (``mode`` "hub") or a baseline hub, in ``workers`` processes (default
+        ``--workers``)."""
+        workers = workers or self.args.workers
         for f in self.stats_dir.glob("*.json"):
             f.unlink()
         env = {**os.environ, "STUMPCAST_GATEWAY_STATS_DIR": str(self.stats_dir),
@@ -92,10 +95,10 @@ class Rig:
         command = (["-m", "stumpcast", "gateway", "serve"] if mode == "hub"
                    else ["-m", "bench.gateway.serve", "--mode", mode])
         self.gateway = subprocess.Popen(
-            [sys.executable, *command, "--workers", str(self.args.workers), "--port",
+            [sys.executable, *command, "--workers", str(workers), "--port",
              str(self.args.port)], env=env)
         deadline = time.monotonic() + 30
-        while len(self.worker_stats()) < self.args.workers:
+        while len(self.worker_stats()) < workers:
             if time.monotonic() > deadline or self.gateway.poll() is not None:
                 raise RuntimeError("the gateway did not start")
             time.sleep(0.2)
@@ -147,6 +150,13 @@ class Rig:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
 
+    def server_pids(self) -> list[int]:
+        """The gateway's processes: its workers and the parent that started them."""
+        pids = [int(s["pid"]) for s in self.worker_stats()]
+        if self.gateway is not None and self.gateway.pid not in pids:
+            pids.append(self.gateway.pid)
+        return pids
+
     def rss_bytes(self) -> int:
         total = 0
         for s in self.worker_stats():
@@ -164,8 +174,10 @@ class Rig:
         ctx = multiprocessing.get_context("spawn")
         for _ in range(self.args.client_procs):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=loadclient.main, args=(child, self.args.port, self.settings),
-                               daemon=True)
+            # --compete (the scenarios' default): normal priority, like a real competing process
+            compete = bool(getattr(self.args, "compete", False))
+            proc = ctx.Process(target=loadclient.main,
+                               args=(child, self.args.port, self.settings, compete), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
@@ -184,6 +196,22 @@ class Rig:
         while self.stat_sum("subscriptions") < n and time.monotonic() < deadline:
             time.sleep(0.2)
         return time.monotonic() - start
+
+    def connect_ready(self, spread: list[str], n: int, timeout: float = 90.0) -> tuple[float, int]:
+        """``n`` clients over the channels of ``spread`` (round robin) on the current target
+        (``target`` command): the time until the server confirmed every subscription (or
+        ``timeout``) and how many it confirmed."""
+        k = len(self.pipes)
+        shares = [[spread[i % len(spread)] for i in range(j, n, k)] for j in range(k)]
+        start = time.monotonic()
+        self.call_all("connect", None, [{"matches": s, "rate": 1500.0} for s in shares])
+        ready, deadline = 0, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = sum(self.call_all("ready", None))
+            if ready >= n:
+                break
+            time.sleep(0.2)
+        return time.monotonic() - start, ready
 
     def wait_covered(self, expected: int, timeout: float) -> bool:
         """Until the clients hold ``expected`` updates (work completed), or ``timeout``."""

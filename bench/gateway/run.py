@@ -13,7 +13,9 @@ socket in a tight loop) and the burst against ``websockets.broadcast()``, same p
 (``baselines``: the gateway on another hub, ``python -m bench.gateway.serve``).
 
 ``rig`` holds the processes and the driver, ``phases`` measures, this module puts it together
-and adds the delta-size figures over real matches.
+and adds the delta-size figures over real matches. With ``--scenarios`` it runs issue #21's
+scenarios instead (``scenarios``: idle, spread, lockstep; the gateway in each ``--workers``
+count, its floor, and with ``--peer`` Centrifugo in the same run).
 """
 
 from __future__ import annotations
@@ -77,24 +79,61 @@ def delta_rows(cards: list[dict[str, Any]], data_dir: Path) -> list[tuple[str, s
 
 
 def run_bench(args: Any, settings: Any, cards: list[dict[str, Any]]) -> int:
+    if getattr(args, "scenarios", None):
+        return run_scenarios(args, settings, cards)
     raise_fd_limit()
     rig = Rig(args, settings, cards)
     rig.start_redis()
     try:
         rows, notes = asyncio.run(run_all(rig))
     finally:
-        rig.stop_gateway() if rig.gateway is not None else None
-        for pipe in rig.pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(("quit", None))
-        for proc in rig.procs:
-            proc.join(5)
-        rig.stop_redis()
-        shutil.rmtree(rig.stats_dir, ignore_errors=True)  # the workers' counters
+        close(rig)
     rows += delta_rows(cards, args.match_file.parent)
     for name, value in rows:
         print(f"{name:60s} {value}")
     if not getattr(args, "no_record", False):
         record(f"gateway fanout, {args.connections} connections, {args.workers} workers",
                rows, notes)
+    return 0
+
+
+def close(rig: Rig) -> None:
+    """Every process the run started: the gateway, the load clients, the private Redis."""
+    rig.stop_gateway() if rig.gateway is not None else None
+    for pipe in rig.pipes:
+        with contextlib.suppress(OSError):
+            pipe.send(("quit", None))
+    for proc in rig.procs:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+    rig.stop_redis()
+    shutil.rmtree(rig.stats_dir, ignore_errors=True)  # the workers' counters
+
+
+def run_scenarios(args: Any, settings: Any, cards: list[dict[str, Any]]) -> int:
+    """``--scenarios``: issue #21's scenarios, recorded as one section."""
+    from bench.gateway.rig import free_port
+    from bench.gateway.scenarios import Plan, make_peer, run_plan
+
+    raise_fd_limit()
+    plan = Plan(args.scenarios, args.workers, args.peer, args.connections, args.duration,
+                args.lockstep_updates)
+    rig = Rig(args, settings, cards)
+    peer = (make_peer(args.peer, Path(settings.run_dir) / "bench-centrifugo", free_port(), cards)
+            if args.peer else None)
+    rig.start_redis()
+    try:
+        rows, notes = asyncio.run(run_plan(rig, plan, peer))
+    finally:
+        if peer is not None:
+            with contextlib.suppress(Exception):  # stopped already unless a scenario failed
+                peer.stop()
+        close(rig)
+    for name, value in rows:
+        print(f"{name:60s} {value}")
+    if not getattr(args, "no_record", False):
+        workers = ",".join(map(str, args.workers))
+        record(f"gateway scenarios ({', '.join(plan.scenarios)}), workers {workers}"
+               + (f", peer {args.peer}" if args.peer else ""), rows, notes)
     return 0

@@ -51,11 +51,18 @@ def register(sub: Any, bench: Any) -> None:
                          description="Start the gateway (and the broadcast() and floor "
                          "baselines) in N worker processes, open many client connections from "
                          "separate processes, drive updates into Redis, and report delivery "
-                         "latency, deliveries/s, CPU, RSS per connection and a reconnect storm.")
-    b.add_argument("--connections", type=int, default=20_000, help="client connections")
-    b.add_argument("--matches", type=int, default=10, help="matches the clients spread over")
-    b.add_argument("--workers", type=int, default=2, help="gateway processes")
-    b.add_argument("--client-procs", type=int, default=4, help="load-generator processes")
+                         "latency, deliveries/s, CPU, RSS per connection and a reconnect storm. "
+                         "With --scenarios, issue #21's scenarios instead (idle, spread, "
+                         "lockstep) against the gateway in each --workers count and its floor, "
+                         "and with --peer against Centrifugo in the same run, with ratios.")
+    b.add_argument("--connections", type=_count, default=None, help="client connections "
+                   "(default 20,000; with --scenarios: 19,800 for idle and spread, 10,000 for "
+                   "lockstep)")
+    b.add_argument("--matches", type=_count, default=10, help="matches the clients spread over")
+    b.add_argument("--workers", type=_worker_counts, default=None,
+                   help="gateway processes (default 2); with --scenarios a comma-separated "
+                   "list, each run in turn (default 1,2)")
+    b.add_argument("--client-procs", type=_count, default=4, help="load-generator processes")
     b.add_argument("--updates", type=int, default=60, help="updates per match per latency window")
     b.add_argument("--windows", type=int, default=3,
                    help="latency windows, measured one after another (median p99 reported)")
@@ -65,8 +72,81 @@ def register(sub: Any, bench: Any) -> None:
     b.add_argument("--port", type=int, default=18180, help="port for the benchmark gateway")
     b.add_argument("--skip", default="", help="phases to skip, comma separated "
                    "(hot,throughput,storm,baseline)")
+    b.add_argument("--scenarios", type=_scenarios, default=None,
+                   help="instead of the phases above, issue #21's scenarios, comma separated: "
+                   "idle (RSS per idle subscribed connection), spread (latency, 2 updates/s on "
+                   "each of --matches channels), lockstep (server CPU per delivery on one "
+                   "channel, and the floor's)")
+    b.add_argument("--peer", choices=["centrifugo"], default=None,
+                   help="with --scenarios: also run them against this server in the same run "
+                   "and report the ratios (Centrifugo v6.9.1, built from the Go module proxy)")
+    b.add_argument("--compete", action=argparse.BooleanOptionalAction, default=None,
+                   help="load clients at normal priority, competing for the cores like a real "
+                   "process (default with --scenarios), or under SCHED_BATCH (default without)")
+    b.add_argument("--duration", type=_seconds, default=30.0,
+                   help="with --scenarios: seconds spread measures (default 30)")
+    b.add_argument("--lockstep-updates", type=_count, default=20,
+                   help="with --scenarios: updates lockstep measures (default 20)")
     benchlog.add_no_record(b)
     b.set_defaults(func=cmd_bench)
+
+
+def _count(raw: str) -> int:
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw}: at least 1")
+    return value
+
+
+def _worker_counts(raw: str) -> list[int]:
+    counts = [_count(x) for x in raw.split(",")]
+    if len(set(counts)) != len(counts) or max(counts) > 16:
+        raise argparse.ArgumentTypeError(f"{raw}: distinct process counts from 1 to 16")
+    return counts
+
+
+def _scenarios(raw: str) -> list[str]:
+    from bench.gateway.scenarios import SCENARIOS
+
+    names = [x.strip() for x in raw.split(",") if x.strip()]
+    unknown = [x for x in names if x not in SCENARIOS]
+    if not names or unknown:
+        which = ", ".join(unknown) if unknown else repr(raw)
+        raise argparse.ArgumentTypeError(f"unknown scenario {which} (known: "
+                                         f"{', '.join(SCENARIOS)})")
+    return list(dict.fromkeys(names))
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 1 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"{raw}: 1 to 600 seconds")
+    return value
+
+
+def bench_args_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a combination of arguments (each alone parsed already), or None;
+    fills in the defaults that depend on ``--scenarios``."""
+    if args.scenarios is None:
+        if args.peer is not None:
+            return "--peer runs the scenarios against a peer: give --scenarios too"
+        if args.workers is not None and len(args.workers) > 1:
+            return "several --workers counts need --scenarios (the phases run one gateway)"
+        args.workers = (args.workers or [2])[0]
+        args.connections = args.connections or 20_000
+        args.compete = bool(args.compete)
+        return None
+    if args.skip:
+        return "--skip names phases; --scenarios runs scenarios only"
+    args.workers = args.workers or [1, 2]
+    args.compete = True if args.compete is None else args.compete
+    return None
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,6 +173,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench.gateway.cards import match_cards
     from bench.gateway.run import run_bench
 
+    problem = bench_args_problem(args)
+    if problem is not None:
+        print(f"stumpcast bench gateway: {problem}", file=sys.stderr)
+        return 2
     args.match_file = args.match_file or settings.cricsheet_dir / BENCH_MATCH
     try:
         cards = match_cards(args.match_file)
