@@ -45,6 +45,11 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
+def listeners(port: int) -> int:
+    """How many sockets listen on ``port`` (several when they share it with SO_REUSEPORT)."""
+    return len(_listening_inodes(port))
+
+
 def holder(port: int) -> str | None:
     """``pid 1234 (redis-server ...)`` of the process listening on ``port``, if visible to us."""
     inodes = {f"socket:[{i}]" for i in _listening_inodes(port)}
