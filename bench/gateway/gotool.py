@@ -87,7 +87,8 @@ def go_env(work_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
         "GOBIN": str(work_dir / "bin"),
         "GOENV": str(work_dir / "go.env"),
         "GOFLAGS": "-mod=mod",
-        "GOPROXY": f"{GOPROXY},direct",  # the go command's default, set in case the shell changed it
+        # the go command's default, set in case the shell changed it
+        "GOPROXY": f"{GOPROXY},direct",
         "GOTOOLCHAIN": "local",
         "GOWORK": "off",
         "CGO_ENABLED": "0",
@@ -129,7 +130,8 @@ def sum_line_hash(lookup: str, module: str, version: str) -> str:
 
 
 def toolchain_version(versions: list[str], required: Version, goos: str, arch: str) -> str:
-    """The newest ``v0.0.1-go1.X.Y.<os>-<arch>`` of the required minor release, at least required."""
+    """The newest ``v0.0.1-go1.X.Y.<os>-<arch>`` of the required minor release, at least
+    ``required``."""
     pattern = re.compile(rf"^v0\.0\.1-go(\d+)\.(\d+)\.(\d+)\.{goos}-{arch}$")
     fit = []
     for v in versions:
@@ -198,7 +200,8 @@ def fetch_toolchain(work_dir: Path, required: Version, say: Callable[[str], None
     say(f"downloading {TOOLCHAIN_MODULE}@{version}")
     archive.write_bytes(_get(f"{GOPROXY}/{TOOLCHAIN_MODULE}/@v/{version}.zip", timeout=600))
     if archive.stat().st_size < MIN_TOOLCHAIN_BYTES:
-        raise GoToolError(f"{archive}: {archive.stat().st_size} bytes is too small for a Go release")
+        raise GoToolError(f"{archive}: {archive.stat().st_size} bytes is too small for a Go "
+                          "release")
     # The lookup answer is trusted through TLS to sum.golang.org; its signed tree note is not
     # verified here (the go command would), which is enough for a benchmark's build tool.
     lookup = _get(f"{SUMDB}/lookup/{TOOLCHAIN_MODULE}@{version}").decode()

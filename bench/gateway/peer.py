@@ -43,6 +43,7 @@ WS_PATH = "/connection/websocket"  # WebSocket.HandlerPrefix default (types.go)
 API_PATH = "/api/publish"  # HttpAPI.HandlerPrefix "/api" + the publish route
 BUILD_LIMIT = 45 * 60  # seconds; a cold build is minutes on 2 cores
 STOP_GRACE = 10.0
+REPLY_TIMEOUT = 10.0  # seconds for a publish answer, as the blocking publish()
 
 
 class PeerError(RuntimeError):
@@ -204,7 +205,8 @@ class Centrifugo:
             try:
                 s.bind(("127.0.0.1", self.port))
             except OSError as exc:
-                raise PeerError(f"port {self.port} is taken: Centrifugo cannot listen there") from exc
+                raise PeerError(f"port {self.port} is taken: Centrifugo cannot listen "
+                                "there") from exc
         config = self.work_dir / "centrifugo.json"
         config.write_bytes(orjson.dumps(config_document(self.port, self.api_key),
                                         option=orjson.OPT_INDENT_2))
@@ -229,10 +231,10 @@ class Centrifugo:
             if (code := self._proc.poll()) is not None:
                 tail = " | ".join(log.read_text(errors="replace").splitlines()[-5:])
                 raise PeerError(f"Centrifugo exited with {code} at start: {tail} (log {log})")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (loopback)
-                    if r.status == 200:
-                        return
+            with (contextlib.suppress(OSError, urllib.error.URLError),
+                  urllib.request.urlopen(url, timeout=1) as r):  # noqa: S310 (loopback)
+                if r.status == 200:
+                    return
             time.sleep(0.1)
         raise PeerError(f"Centrifugo did not answer {url} within {timeout} s (log {log})")
 
@@ -301,7 +303,7 @@ class Centrifugo:
             try:
                 status, payload = await self._exchange(request)
                 break
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
                 if not reused or attempt:
                     raise PeerError(f"publish to {channel}: {exc!r}") from exc
         check_reply(channel, status, payload)
@@ -314,7 +316,8 @@ class Centrifugo:
         keep = False
         try:
             writer.write(request)
-            status, payload, keep = await read_response(reader)
+            async with asyncio.timeout(REPLY_TIMEOUT):  # a stuck server fails the run, not hangs it
+                status, payload, keep = await read_response(reader)
         finally:
             if keep:
                 self._idle.append((reader, writer))

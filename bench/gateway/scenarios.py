@@ -121,7 +121,7 @@ def make_peer(kind: str, work_dir: Path, port: int, cards: list[dict[str, Any]])
     """The peer named by ``--peer`` (imported here: part of the bench only in peer mode)."""
     if kind != "centrifugo":
         raise ValueError(f"unknown peer {kind!r} (known: centrifugo)")
-    from bench.gateway.peer import Centrifugo  # type: ignore[import-not-found,unused-ignore]
+    from bench.gateway.peer import Centrifugo
 
     return PeerServer(Centrifugo(work_dir, port, say=print), port, cards)
 

@@ -253,7 +253,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.reply(b'{{"result":{{}}}}' if ok else b'{{"error":{{"code":401}}}}')
     def log_message(self, *a):
         pass
-http.server.HTTPServer(("127.0.0.1", cfg["http_server"]["port"]), H).serve_forever()
+# threads, as Centrifugo serves connections concurrently: publish() keeps its connection alive
+http.server.ThreadingHTTPServer(("127.0.0.1", cfg["http_server"]["port"]), H).serve_forever()
 """
 
 
