@@ -4,6 +4,10 @@ Same processes, same sockets, same feed as the hub; only the fanout differs:
 
 * ``FloorHub``: one pre-encoded frame written to every socket in a tight loop, no queues, no
   conflation, no positions: the least a delivery can cost in this process shape;
+* ``SyscallHub``: the syscall floor (issue #21): the same frame handed to the kernel with one
+  ``os.write`` per socket, past the event loop's transport (which is used only when it still
+  holds bytes of that socket, so the stream stays in order): what a send loop in native code
+  would cost, the kernel's share of a delivery;
 * ``BroadcastHub``: ``websockets.broadcast()``, the library's own fanout (it encodes once, has
   no backpressure and skips connections that are not open).
 
@@ -12,9 +16,14 @@ They replace only the publishing of scores and notes; joins, replies and closes 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from websockets.protocol import State
+
 from gateway.hub import Client, Hub, Sub, text_frame
+
+OPEN = State.OPEN
 
 
 class FloorHub(Hub):
@@ -36,6 +45,40 @@ class FloorHub(Hub):
         self.stats.messages_out += len(payloads) * len(subs)
 
 
+class SyscallHub(FloorHub):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fds: dict[Client, int] = {}
+
+    def _fan(self, subs: dict[Client, Sub] | None, payloads: list[bytes]) -> None:
+        if not subs or not payloads:
+            return
+        for x in payloads:
+            frame = text_frame(x)
+            for c in subs:
+                sink: Any = c.sink  # the gateway's WsSink
+                transport = sink.transport
+                if sink.protocol.state is not OPEN or transport.is_closing():
+                    continue  # after a close frame no data frame (as WsSink.write)
+                if transport.get_write_buffer_size():
+                    transport.write(frame)  # behind bytes the loop still holds: keep the order
+                    continue
+                fd = self._fds.get(c)
+                if fd is None:
+                    fd = self._fds[c] = transport.get_extra_info("socket").fileno()
+                try:
+                    sent = os.write(fd, frame)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(frame):
+                    transport.write(frame[sent:])
+        self.stats.messages_out += len(payloads) * len(subs)
+
+    def drop(self, client: Client) -> None:
+        self._fds.pop(client, None)
+        super().drop(client)
+
+
 class BroadcastHub(FloorHub):
     def _fan(self, subs: dict[Client, Sub] | None, payloads: list[bytes]) -> None:
         if not subs or not payloads:
@@ -48,4 +91,5 @@ class BroadcastHub(FloorHub):
         self.stats.messages_out += len(payloads) * len(subs)
 
 
-BASELINES: dict[str, type[Hub]] = {"floor": FloorHub, "broadcast": BroadcastHub}
+BASELINES: dict[str, type[Hub]] = {"floor": FloorHub, "syscall": SyscallHub,
+                                   "broadcast": BroadcastHub}

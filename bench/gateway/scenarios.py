@@ -1,7 +1,8 @@
 """The scenarios of issue #21 in `stumpcast bench gateway --scenarios ...`, against a target.
 
-A target is our gateway in W processes (``--workers 1,2``), the floor (the same gateway on
-``baselines.FloorHub``), or the peer (``--peer centrifugo``: ``bench/gateway/peer.py``). The
+A target is our gateway in W processes (``--workers 1,2``), its two floors (the same gateway on
+``baselines.FloorHub``, the Python floor, and on ``baselines.SyscallHub``, one ``os.write`` per
+socket: the syscall floor), or the peer (``--peer centrifugo``: ``bench/gateway/peer.py``). The
 same load clients (``loadclient``, speaking the target's protocol) and the same update records
 (real cards, ~416 bytes) are used for all of them:
 
@@ -11,7 +12,7 @@ same load clients (``loadclient``, speaking the target's protocol) and the same 
   skipped): delivery latency percentiles, from the record's ``ts`` to receipt;
 * ``lockstep``: N clients on one channel, one update in flight at a time (publish, wait until
   every client holds it, next): server CPU (utime + stime of every server process, from
-  ``/proc/<pid>/stat``) per delivery, and the floor's in the same run.
+  ``/proc/<pid>/stat``) per delivery, and the floors' in the same run.
 
 ``Server`` is what a scenario needs of a target; ``plan`` runs them and makes the rows.
 """
@@ -53,14 +54,14 @@ class Server(Protocol):
 
 
 class GatewayServer:
-    """Our gateway (``mode`` "hub") or the floor ("floor"), in ``workers`` processes, fed
+    """Our gateway (``mode`` "hub") or a floor ("floor", "syscall"), in ``workers`` processes, fed
     through the private Redis as every gateway phase is (``Rig.publish_round``)."""
 
     protocol, path = "stumpcast", b"/ws"
 
     def __init__(self, rig: Rig, mode: str, workers: int) -> None:
         self.rig, self.mode, self.workers = rig, mode, workers
-        self.name = f"{'gateway' if mode == 'hub' else mode} ×{workers}"
+        self.name = f"{'gateway' if mode == 'hub' else mode + ' floor'} ×{workers}"
         self.port = rig.args.port
 
     def start(self) -> None:
@@ -342,9 +343,12 @@ def channels_of(rig: Rig, scenario: str) -> list[str]:
     return [rig.hot] if scenario == "lockstep" else rig.matches
 
 
+FLOORS = {"floor": "the Python floor", "syscall": "the syscall floor"}  # baselines.BASELINES
+
+
 async def run_plan(rig: Rig, plan: Plan, peer: PeerServer | None) -> tuple[Rows, str]:
     """The peer first (a build or start that fails, fails before the long part), then the
-    gateway in each process count, each followed by the floor in as many processes when
+    gateway in each process count, each followed by its floors in as many processes when
     ``lockstep`` runs."""
     await rig.setup_redis()
     rig.start_clients()
@@ -355,22 +359,26 @@ async def run_plan(rig: Rig, plan: Plan, peer: PeerServer | None) -> tuple[Rows,
     for w in plan.workers:
         fig = await run_target(rig, GatewayServer(rig, "hub", w), plan)
         rows += fig.rows
-        floor = None
+        floors: dict[str, Figures] = {}
         if "lockstep" in plan.scenarios:
-            floor = await run_target(rig, GatewayServer(rig, "floor", w),
-                                     Plan(["lockstep"], [w], None, plan.connections,
-                                          plan.seconds, plan.lockstep_updates))
-            rows += floor.rows
-        rows += show(ratio_rows(f"gateway ×{w}", fig, floor, peer_fig))
+            for mode in FLOORS:
+                floors[mode] = await run_target(
+                    rig, GatewayServer(rig, mode, w),
+                    Plan(["lockstep"], [w], None, plan.connections, plan.seconds,
+                         plan.lockstep_updates))
+                rows += floors[mode].rows
+        rows += show(ratio_rows(f"gateway ×{w}", fig, floors, peer_fig))
     return rows, notes(rig, plan)
 
 
-def ratio_rows(name: str, fig: Figures, floor: Figures | None, peer: Figures | None) -> Rows:
+def ratio_rows(name: str, fig: Figures, floors: dict[str, Figures],
+               peer: Figures | None) -> Rows:
     rows: Rows = []
-    if floor is not None and fig.cpu_us and floor.cpu_us:
-        rows.append((f"lockstep: CPU per delivery, {name} / its floor",
-                     f"{fig.cpu_us / floor.cpu_us:.2f}× ({fig.cpu_us:.1f} against "
-                     f"{floor.cpu_us:.1f} µs)"))
+    for mode, floor in floors.items():
+        if fig.cpu_us and floor.cpu_us:
+            rows.append((f"lockstep: CPU per delivery, {name} / {FLOORS[mode]}",
+                         f"{fig.cpu_us / floor.cpu_us:.2f}× ({fig.cpu_us:.1f} against "
+                         f"{floor.cpu_us:.1f} µs)"))
     if peer is None:
         return rows
     if fig.cpu_us and peer.cpu_us:

@@ -123,14 +123,16 @@ def test_a_publisher_keeps_its_schedule_and_counts_late_publishes() -> None:
 
 
 def test_ratio_rows() -> None:
-    gw, floor, peer = (Figures(rss_per_conn=8192, p99=40.0, cpu_us=9.0), Figures(cpu_us=3.0),
-                       Figures(rss_per_conn=49152, p99=160.0, cpu_us=18.0))
-    rows = dict(ratio_rows("gateway ×1", gw, floor, peer))
-    assert rows["lockstep: CPU per delivery, gateway ×1 / its floor"].startswith("3.00×")
+    gw, peer = (Figures(rss_per_conn=8192, p99=40.0, cpu_us=9.0),
+                Figures(rss_per_conn=49152, p99=160.0, cpu_us=18.0))
+    floors = {"floor": Figures(cpu_us=3.0), "syscall": Figures(cpu_us=6.0)}
+    rows = dict(ratio_rows("gateway ×1", gw, floors, peer))
+    assert rows["lockstep: CPU per delivery, gateway ×1 / the Python floor"].startswith("3.00×")
+    assert rows["lockstep: CPU per delivery, gateway ×1 / the syscall floor"].startswith("1.50×")
     assert rows["lockstep: CPU per delivery, gateway ×1 / centrifugo"].startswith("0.50×")
     assert rows["spread: p99 delivery latency, gateway ×1 / centrifugo"].startswith("0.25×")
     assert rows["idle: RSS per connection, gateway ×1 / centrifugo"] == "0.17×"
-    assert ratio_rows("gateway ×2", Figures(), None, None) == []
+    assert ratio_rows("gateway ×2", Figures(), {}, None) == []
 
 
 @pytest.mark.parametrize("argv, says", [
