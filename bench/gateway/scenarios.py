@@ -61,7 +61,8 @@ class GatewayServer:
 
     def __init__(self, rig: Rig, mode: str, workers: int) -> None:
         self.rig, self.mode, self.workers = rig, mode, workers
-        self.name = f"{'gateway' if mode == 'hub' else mode + ' floor'} ×{workers}"
+        what = "gateway" if mode == "hub" else FLOORS[mode].removeprefix("the ")
+        self.name = f"{what} ×{workers}"
         self.port = rig.args.port
 
     def start(self) -> None:
