@@ -38,11 +38,15 @@ class FloorHub(Hub):
     def _fan(self, subs: dict[Client, Sub] | None, payloads: list[bytes]) -> None:
         if not subs or not payloads:
             return
+        send = self._send
         for x in payloads:
             frame = text_frame(x)
             for c in subs:
-                c.sink.write(frame)
+                send(c, frame)
         self.stats.messages_out += len(payloads) * len(subs)
+
+    def _send(self, c: Client, frame: bytes) -> None:
+        c.sink.write(frame)
 
 
 class SyscallHub(FloorHub):
@@ -50,29 +54,23 @@ class SyscallHub(FloorHub):
         super().__init__(*args, **kwargs)
         self._fds: dict[Client, int] = {}
 
-    def _fan(self, subs: dict[Client, Sub] | None, payloads: list[bytes]) -> None:
-        if not subs or not payloads:
+    def _send(self, c: Client, frame: bytes) -> None:
+        sink: Any = c.sink  # the gateway's WsSink
+        transport = sink.transport
+        if sink.protocol.state is not OPEN or transport.is_closing():
+            return  # after a close frame no data frame (as WsSink.write)
+        if transport.get_write_buffer_size():
+            transport.write(frame)  # behind bytes the loop still holds: keep the order
             return
-        for x in payloads:
-            frame = text_frame(x)
-            for c in subs:
-                sink: Any = c.sink  # the gateway's WsSink
-                transport = sink.transport
-                if sink.protocol.state is not OPEN or transport.is_closing():
-                    continue  # after a close frame no data frame (as WsSink.write)
-                if transport.get_write_buffer_size():
-                    transport.write(frame)  # behind bytes the loop still holds: keep the order
-                    continue
-                fd = self._fds.get(c)
-                if fd is None:
-                    fd = self._fds[c] = transport.get_extra_info("socket").fileno()
-                try:
-                    sent = os.write(fd, frame)
-                except BlockingIOError:
-                    sent = 0
-                if sent < len(frame):
-                    transport.write(frame[sent:])
-        self.stats.messages_out += len(payloads) * len(subs)
+        fd = self._fds.get(c)
+        if fd is None:
+            fd = self._fds[c] = transport.get_extra_info("socket").fileno()
+        try:
+            sent = os.write(fd, frame)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(frame):
+            transport.write(frame[sent:])
 
     def drop(self, client: Client) -> None:
         self._fds.pop(client, None)

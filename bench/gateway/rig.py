@@ -213,13 +213,13 @@ class Rig:
             time.sleep(0.2)
         return time.monotonic() - start, ready
 
-    def wait_covered(self, expected: int, timeout: float) -> bool:
+    def wait_covered(self, expected: int, timeout: float, poll: float = 0.25) -> bool:
         """Until the clients hold ``expected`` updates (work completed), or ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if sum(self.call_all("progress", None)) >= expected:
                 return True
-            time.sleep(0.25)
+            time.sleep(poll)
         return False
 
     def reports(self) -> list[dict[str, Any]]:

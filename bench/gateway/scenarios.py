@@ -288,13 +288,9 @@ async def lockstep(rig: Rig, server: Server, channel: str, n: int, updates: int,
 
 
 def wait_progress(rig: Rig, expected: int, timeout: float) -> bool:
-    """Until the clients hold ``expected`` updates since ``measure`` (polled every 20 ms)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(rig.call_all("progress", None)) >= expected:
-            return True
-        time.sleep(0.02)
-    return False
+    """Until the clients hold ``expected`` updates since ``measure``: polled every 20 ms, so
+    lockstep's next publish follows the last delivery closely."""
+    return rig.wait_covered(expected, timeout, poll=0.02)
 
 
 # -- the plan: targets, scenarios, ratios -----------------------------------------------------
