@@ -167,13 +167,39 @@ class EdgeServer(Server):
         check_conf(nginx_binary(), cfg.conf_dir / "nginx.conf")
         os.kill(pid, signal.SIGHUP)  # graceful reload: old workers finish what they serve
         want = f"{self.name} fault=" + (f"{kind} {value}" if kind else "none")
+        workers = _worker_processes((cfg.conf_dir / "nginx.conf").read_text())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.health() == want:
+            # One answer in the new state is not enough: until the master has told the old
+            # workers to stop, they still accept connections and serve the old config.
+            if self.health() == want and len(accepting_workers(pid)) <= workers:
                 return want
             time.sleep(0.1)
         raise StackError(f"{self.name} did not report {want!r} {timeout:.0f} s after the "
                          f"reload; see {self.log_path}")
+
+
+def _worker_processes(conf: str) -> int:
+    m = re.search(r"^\s*worker_processes\s+(\d+)\s*;", conf, re.MULTILINE)
+    return int(m[1]) if m else 1
+
+
+def accepting_workers(master: int) -> list[int]:
+    """The nginx worker processes of ``master`` that still accept connections: not those
+    told to stop by a reload (their title then says "shutting down"; they have closed their
+    listening sockets and only finish the requests they hold)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == master and "worker process" in title and "shutting down" not in title:
+            found.append(int(entry.name))
+    return found
 
 
 class CdnA(EdgeServer):

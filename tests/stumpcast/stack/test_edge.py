@@ -6,6 +6,7 @@ CI=true). The behaviour of a running edge is in ``test_edge_stack.py``.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -89,3 +90,28 @@ def test_fault_files_check_what_they_are_given() -> None:
                         ("status", "5xx"), ("latency", "1s")):
         with pytest.raises(ValueError):
             fault_files(kind, value)
+
+
+def test_a_reload_is_done_when_only_new_workers_accept(tmp_path: Path) -> None:
+    """After a reload, workers not yet told to stop still serve the old config: they count
+    until their title says "shutting down" (nginx's own process titles)."""
+    import subprocess
+    import time
+
+    from stumpcast.stack.edge_server import _worker_processes, accepting_workers
+
+    assert _worker_processes("user x;\nworker_processes 2;\n") == 2
+    assert _worker_processes("events {}\n") == 1
+    titles = ["nginx: worker process", "nginx: worker process is shutting down",
+              "nginx: cache manager process"]
+    kids = [subprocess.Popen(["bash", "-c", f'exec -a "{t}" sleep 30']) for t in titles]
+    try:
+        deadline = time.monotonic() + 5
+        while len(accepting_workers(os.getpid())) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until bash has exec'd
+        time.sleep(0.2)
+        assert accepting_workers(os.getpid()) == [kids[0].pid]
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
