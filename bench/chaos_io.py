@@ -106,14 +106,25 @@ def kafka_admin_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return {**client_config(settings, Principal.ADMIN), **extra}
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
+def end_offsets(settings: Settings, topic: str, attempts: int = 10) -> dict[int, int]:
+    """The end offset of each partition. A leader that moved (a broker paused by the last
+    round) answers NOT_LEADER until the client's metadata catches up: asked again, 1 s on."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+    moved = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
     c = Consumer(kafka_admin_config(settings, **{"group.id": "unused"}))
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in parts}
+        for attempt in range(1, attempts + 1):
+            try:
+                return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        for p in parts}
+            except KafkaException as exc:
+                err = exc.args[0]
+                if attempt == attempts or not (err.retriable() or err.code() in moved):
+                    raise
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
     finally:
         c.close()
 

@@ -66,9 +66,21 @@ def aiokafka_config(settings: Settings, principal: str) -> dict[str, Any]:
     return config
 
 
+# aiokafka 0.14 retries a failed position reset (ListOffsets answered NotLeaderForPartition)
+# against the leader it already knows, without refreshing metadata (consumer/fetcher.py,
+# ``_update_fetch_positions``). After a broker was paused and fenced, a partition newly
+# assigned to a worker then waited for the periodic refresh, every 5 minutes by default: its
+# match froze (found by `stumpcast chaos`, broker SIGSTOP). A 5 s refresh bounds that wait;
+# it costs one metadata request per client every 5 s.
+METADATA_MAX_AGE_MS = 5_000
+
+
 def faust_config(settings: Settings, principal: str) -> dict[str, Any]:
-    """``faust.App`` keyword arguments: the broker URLs and ``broker_credentials``."""
-    config: dict[str, Any] = {"broker": [f"kafka://{hp}" for hp in settings.kafka_bootstrap]}
+    """``faust.App`` keyword arguments: the broker URLs, ``broker_credentials`` and the
+    metadata refresh period (``METADATA_MAX_AGE_MS``)."""
+    config: dict[str, Any] = {"broker": [f"kafka://{hp}" for hp in settings.kafka_bootstrap],
+                              "consumer_metadata_max_age_ms": METADATA_MAX_AGE_MS,
+                              "producer_metadata_max_age_ms": METADATA_MAX_AGE_MS}
     creds = credentials(settings, principal)
     if creds is not None:
         from faust import SASLCredentials
