@@ -187,11 +187,17 @@ class Rig:
             pipe.send((cmd, per_proc[i] if per_proc is not None else arg))
         return [pipe.recv() for pipe in self.pipes]
 
-    def connect(self, spread: list[str]) -> float:
-        n, k = self.args.connections, len(self.pipes)
+    def _open(self, spread: list[str], n: int) -> float:
+        """Ask the load processes for ``n`` clients over ``spread`` (round robin); the start."""
+        k = len(self.pipes)
         shares = [[spread[i % len(spread)] for i in range(j, n, k)] for j in range(k)]
         start = time.monotonic()
         self.call_all("connect", None, [{"matches": s, "rate": 1500.0} for s in shares])
+        return start
+
+    def connect(self, spread: list[str]) -> float:
+        n = self.args.connections
+        start = self._open(spread, n)
         deadline = time.monotonic() + 60
         while self.stat_sum("subscriptions") < n and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -201,10 +207,7 @@ class Rig:
         """``n`` clients over the channels of ``spread`` (round robin) on the current target
         (``target`` command): the time until the server confirmed every subscription (or
         ``timeout``) and how many it confirmed."""
-        k = len(self.pipes)
-        shares = [[spread[i % len(spread)] for i in range(j, n, k)] for j in range(k)]
-        start = time.monotonic()
-        self.call_all("connect", None, [{"matches": s, "rate": 1500.0} for s in shares])
+        start = self._open(spread, n)
         ready, deadline = 0, time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready = sum(self.call_all("ready", None))
