@@ -38,6 +38,7 @@ class GatewayConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0  # unanswered this long after a ping: the peer is gone
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
+    send_threads: int = 2             # threads of the native send loop (gateway.sendall)
     hub: Callable[[Limits], Hub] = Hub  # the fanout; the bench passes its baselines here
     worker: str = "0"
     kafka: Mapping[str, Any] | None = None  # heartbeats' producer settings; None: refused
@@ -78,6 +79,7 @@ def config_from_settings(settings: Any, **overrides: Any) -> GatewayConfig:
         auth=auth, panic_dir=settings.gateway_panic_dir,
         panic_flag=settings.gateway_panic_flag, max_lag=settings.gateway_max_lag,
         kafka=_heartbeat_kafka(settings), admin_port=settings.gateway_admin_port,
+        send_threads=settings.gateway_send_threads,
         admin_host=settings.gateway_admin_host, session_key=_session_key(settings),
         conflate_seconds=settings.degrade_conflate_seconds,
         heartbeat_sample=settings.degrade_heartbeat_sample,

@@ -1,4 +1,4 @@
-"""The HTTP API served on the WebSocket port (through websockets' ``process_request``).
+"""The HTTP API served on the WebSocket port (``Gateway.admit`` routes its paths here).
 
 ``GET /v1/matches/{id}/scorecard`` carries an ETag (the position) and a short max-age with
 stale-while-revalidate, so a CDN absorbs the read load; ``If-None-Match`` gets a 304. In panic

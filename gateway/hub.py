@@ -10,7 +10,10 @@ dropping links). Notifications are never dropped. A client whose queue still exc
 bound, or that accepts nothing for ``write_timeout``, is closed with ``CloseCode.SLOW`` and
 resumes by position.
 
-``Sink`` is the seam to the socket, so this module is tested with fakes.
+``Sink`` is the seam to the socket, so this module is tested with fakes. A hub may be given
+``send_many``, a batch writer of one frame to many sockets (``gateway.sendall``: a native loop
+with the GIL released); a large fanout then hands the kernel every socket whose transport holds
+nothing in one call, and only what the kernel did not take goes through the transport.
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ class Sink(Protocol):
         """Write ``data`` if fewer than ``high_water`` bytes are buffered; False if not.
 
         The fanout loop's one call per client (``buffered`` then ``write`` costs two)."""
+        ...
+
+    def direct(self) -> int:
+        """The socket's descriptor if bytes may go straight to it now (open, not closing,
+        nothing buffered in user space, so the stream stays in order), else -1."""
+        ...
+
+    def rest(self, data: bytes, sent: int) -> None:
+        """After a direct write that the kernel took ``sent`` bytes of (negative: an error),
+        hand the rest to the transport: it buffers it, or meets the error and closes."""
         ...
 
 
@@ -85,6 +98,8 @@ class Client:
 
 
 SnapshotFn = Callable[[], bytes]
+SendMany = Callable[[list[int], bytes], list[tuple[int, int]]]  # failures: (index, sent)
+BATCH_MIN = 64  # subscribers below which the per-socket path is as cheap as a batch
 
 
 class Hub:
@@ -93,6 +108,7 @@ class Hub:
         self.channels: dict[str, dict[Client, Sub]] = {}
         self.backlog: set[Client] = set()
         self.stats = Stats()
+        self.send_many: SendMany | None = None
 
     # -- membership ----------------------------------------------------------------------------
 
@@ -154,16 +170,43 @@ class Hub:
         first, last, n = items[0][0], items[-1][0], len(items)
         joined = b"".join(text_frame(x) for _, x in items)
         hwm, late = self.limits.write_high_water, []
-        for client, sub in subs.items():
-            if sub.pos < first and not client.queued and client.sink.offer(joined, hwm):
-                sub.pos = last
-            else:
-                late.append(sub)
+        if self.send_many is not None and len(subs) >= BATCH_MIN:
+            late = self._batch(subs, first, last, joined)
+        else:
+            for client, sub in subs.items():
+                if sub.pos < first and not client.queued and client.sink.offer(joined, hwm):
+                    sub.pos = last
+                else:
+                    late.append(sub)
         self.stats.messages_out += n * (len(subs) - len(late))
         self.stats.bytes_out += len(joined) * (len(subs) - len(late))
         self.stats.writes += len(subs) - len(late)
         for sub in late:
             self._late_scores(key, sub, items, snapshot, now)
+
+    def _batch(self, subs: dict[Client, Sub], first: int, last: int,
+               joined: bytes) -> list[Sub]:
+        """``publish_scores``'s loop with one batch write for every idle socket."""
+        assert self.send_many is not None
+        hwm, late, batch, fds = self.limits.write_high_water, [], [], []
+        for client, sub in subs.items():
+            if sub.pos < first and not client.queued:
+                sink = client.sink
+                fd = sink.direct()
+                if fd >= 0:
+                    batch.append(sub)
+                    fds.append(fd)
+                    continue
+                if sink.offer(joined, hwm):
+                    sub.pos = last
+                    continue
+            late.append(sub)
+        for sub in batch:
+            sub.pos = last
+        if fds:
+            for i, sent in self.send_many(fds, joined):
+                batch[i].client.sink.rest(joined, sent)
+        return late
 
     def _late_scores(self, key: str, sub: Sub, items: list[tuple[int, bytes]],
                      snapshot: SnapshotFn, now: float) -> None:

@@ -1,8 +1,9 @@
-"""The shell: websockets server, HTTP endpoints on the same port, background loops, workers.
+"""The shell: the listening socket, HTTP endpoints on the same port, background loops, workers.
 
 Everything that decides lives elsewhere: ``Session`` (what a client frame means), ``Hub`` (who
-gets which bytes), ``Feed`` (what Redis says). This module reads frames, passes them in with
-the time, and carries out the answers. Several processes share one port with ``SO_REUSEPORT``
+gets which bytes), ``Feed`` (what Redis says), ``wire`` (what bytes on the socket mean). Each
+socket is a ``Connection`` (the gateway's own lean WebSocket protocol); this module admits its
+request, passes its messages in with the time, and carries out the answers. Several processes share one port with ``SO_REUSEPORT``
 (``serve_workers``), so every core serves connections; each process has its own feed and cache.
 """
 
@@ -10,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import logging
 import os
-import socket
 import time
-import weakref
 from typing import Any
 
 from gateway.auth import (
@@ -27,11 +25,13 @@ from gateway.auth import (
     verify_token,
 )
 from gateway.beats import HeartbeatForwarder
+from gateway.connection import Connection
 from gateway.config import GatewayConfig, config_from_settings
-from gateway.errors import AuthFailed, FeedUnavailable, GatewayError
+from gateway.errors import AuthFailed, FeedUnavailable
 from gateway.feed import Feed, UnknownMatch
 from gateway.flags import FlagFeed
 from gateway.housekeeping import P2Rate, WorstPerSecond, dump_stats, tame_gc
+from gateway import wire
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client
 from gateway.limits import PerAddress, TokenBucket
@@ -53,40 +53,6 @@ HTTP_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")  # /metrics: a 404 p
 KEEPALIVE_SLICES = 20
 
 
-class WsSink:
-    """The hub's view of one socket: raw frame writes, buffer size, close."""
-
-    __slots__ = ("conn", "protocol", "transport", "gateway")
-
-    def __init__(self, conn: Any, gateway: Gateway) -> None:
-        self.conn = conn
-        self.protocol = conn.protocol
-        self.transport = conn.transport
-        self.gateway = gateway
-
-    def write(self, data: bytes) -> None:
-        # After a close frame (state CLOSING) no data frame may follow (RFC 6455 §5.5.1).
-        if self.protocol.state is _OPEN and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def offer(self, data: bytes, high_water: int) -> bool:
-        transport = self.transport
-        if transport.get_write_buffer_size() >= high_water:
-            return False
-        if self.protocol.state is _OPEN and not transport.is_closing():
-            transport.write(data)
-        return True
-
-    def buffered(self) -> int:
-        return int(self.transport.get_write_buffer_size())
-
-    def close(self, code: int, reason: str) -> None:
-        self.gateway.spawn(self.conn.close(code, reason[:120]))
-
-
-_OPEN: Any = None
-
-
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -100,10 +66,7 @@ class Gateway:
         self.rejected = 0
         self.pong_timeouts = 0
         self.sampled_out = 0  # heartbeats not forwarded while P2 is shed (a sticky sample is)
-        # Claims (or the auth error) from the upgrade until the handler takes them. Kept off
-        # the connection object: a new attribute there un-shares its __dict__ (~1.5 KB each).
-        self._auth: weakref.WeakKeyDictionary[Any, tuple[Claims | AuthFailed, str]] = (
-            weakref.WeakKeyDictionary())
+        self.conns: set[Connection] = set()  # every socket, from accept to close
         self._tasks: set[asyncio.Task[Any]] = set()
         self.p2_rate = P2Rate(time.monotonic())  # P2 offered a second (the controller)
         self.worst = WorstPerSecond(time.monotonic())  # commit to written, worst a second
@@ -116,11 +79,6 @@ class Gateway:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        global _OPEN
-        from websockets.asyncio.server import serve
-        from websockets.protocol import State
-
-        _OPEN = State.OPEN
         cfg = self.config
         redis = redisconn.connect(cfg.redis_url, cfg.redis_auth, asyncio=True,
                                   cluster=cfg.redis_cluster, socket_connect_timeout=2,
@@ -145,12 +103,11 @@ class Gateway:
 
             self.admin = await serve_admin(application(self.api.health), cfg.admin_port,
                                            cfg.admin_host, reuse_port=True)
-        self.server = await serve(
-            self.handle, cfg.host, cfg.port, process_request=self.process_request,
-            compression=None, max_size=cfg.limits.hard_max_frame_bytes, max_queue=4,
-            ping_interval=None, ping_timeout=None,  # one process-wide sweep, not a task each
-            close_timeout=2, reuse_port=True, backlog=4096, server_header=None)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: Connection(self), cfg.host, cfg.port,
+                                               reuse_port=True, backlog=4096)
         self.port = self.server.sockets[0].getsockname()[1]
+        self.hub.send_many = _send_many(cfg.send_threads)
         self.flags = FlagFeed(redis, self.hub)
         self.flags.on_level = self._on_level
         self.feed.shed_p2 = lambda: self.flags.shed_p2
@@ -170,9 +127,16 @@ class Gateway:
 
     async def stop(self) -> None:
         if self.server is not None:
-            self.server.close(close_connections=True)
+            self.server.close()  # no new connections; the open ones are told to go away
+            for conn in list(self.conns):
+                conn.close(p.CloseCode.GOING_AWAY, "server shutting down")
+            deadline = time.monotonic() + STOP_WAIT_S
+            while self.conns and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            for conn in list(self.conns):
+                conn.abort()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 5)
+                await asyncio.wait_for(self.server.wait_closed(), 1)
         # Bounded: a rolling restart must not hang on a task that does not take its
         # cancellation, or on a Redis client whose close waits for a cancelled blocking read.
         tasks = list(self._tasks)
@@ -218,10 +182,10 @@ class Gateway:
     async def _keepalive(self) -> None:
         """Ping every connection from one loop, and drop peers that stopped answering.
 
-        websockets' own keepalive costs a task per connection (~2 KB each); this sweep uses
-        its ``ping()`` (a waiter in ``pending_pings`` until the pong) from one task instead. A
-        connection whose oldest ping is unanswered after ``ping_timeout`` is aborted: a
-        vanished peer (no FIN, no RST) would otherwise hold its socket and subscriptions.
+        One task for every connection, not a timer each: a connection only remembers when its
+        unanswered ping went out (``ping_at``). A connection whose ping is unanswered after
+        ``ping_timeout`` is aborted: a vanished peer (no FIN, no RST) would otherwise hold its
+        socket and subscriptions.
         """
         interval = self.config.ping_interval
         if not interval:
@@ -240,26 +204,23 @@ class Gateway:
                          parts: int = 1) -> int:
         """Keepalive for slice ``part`` of ``parts`` of the connections; returns how many
         were aborted."""
-        from websockets.exceptions import ConnectionClosed
+        from gateway.connection import OPEN
 
-        dead = 0
-        for i, conn in enumerate(list(self.server.connections)[part::parts]):
-            if conn.protocol.state is not _OPEN:
+        dead, hwm = 0, self.config.limits.write_high_water
+        for i, conn in enumerate(list(self.conns)[part::parts]):
+            if conn.state != OPEN:
                 continue
-            pending = conn.pending_pings
-            if pending:
-                oldest = min(stamp for _, stamp in pending.values())
-                if now - oldest >= timeout:
+            if conn.ping_at:
+                if now - conn.ping_at >= timeout:
                     dead += 1
                     self.pong_timeouts += 1
-                    conn.transport.abort()  # the handler ends and the hub drops the client
+                    conn.abort()  # connection_lost ends its session and the hub drops it
                 continue  # still within the timeout: one ping in flight is enough
-            if conn.transport.get_write_buffer_size() >= self.config.limits.write_high_water:
+            if conn.buffered() >= hwm:
                 continue  # a slow reader is the hub's business (write timeout, SLOW close)
-            with contextlib.suppress(ConnectionClosed):
-                await conn.ping()
-            if i % 250 == 249:
-                await asyncio.sleep(0)  # let deliveries through (~5 ms slices) during a sweep
+            conn.ping(now)
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # let deliveries through during a large sweep
         return dead
 
     async def _save_panic_copies(self) -> None:
@@ -296,17 +257,23 @@ class Gateway:
 
     # -- the upgrade: HTTP API, origin, accept rate, auth --------------------------------------
 
-    async def process_request(self, conn: Any, request: Any) -> Any:
-        path = request.path
+    def admit(self, conn: Connection, request: wire.Request) -> Any:
+        """What a request head gets: an HTTP response (bytes), an HTTP answer still to be
+        read (a coroutine giving bytes), or (claims or the auth error, session id) to upgrade.
+
+        Rate limits come before the token check, so a flood is refused before it costs a
+        signature verification; a bad token is answered after the upgrade (4001), so browsers
+        see the code."""
+        path, headers = request.path, request.headers
         if path.startswith(HTTP_PREFIXES):
-            return _response(await self.api.handle("GET", path, request.headers))
-        if web_static.is_static(path, request.headers):  # the live page (issue 8)
+            return self._api(path, headers)
+        if web_static.is_static(path, headers):  # the live page (issue 8)
             return _response(web_static.serve(path))
-        if not origin_allowed(request.headers.get("Origin"), self.config.auth):
+        if not origin_allowed(headers.get("Origin"), self.config.auth):
             self.rejected += 1
             return _response(json_error(403, "origin_not_allowed", "this origin may not "
                                         "connect; see STUMPCAST_GATEWAY_ALLOWED_ORIGINS"))
-        why = self.per_ip.admit(_peer_ip(conn), time.monotonic())
+        why = self.per_ip.admit(conn.ip, time.monotonic())
         if why is not None:  # checked first: one address must not use up the budget below
             self.rejected += 1
             return _response(json_error(429, "address_rate_limited", f"{why}; retry with "
@@ -317,50 +284,38 @@ class Gateway:
                                         " retry with backoff", (("Retry-After", "1"),)))
         claims: Claims | AuthFailed
         try:
-            claims = verify_token(token_from_request(path, request.headers), self.config.auth,
+            claims = verify_token(token_from_request(path, headers), self.config.auth,
                                   time.time())
-        except AuthFailed as exc:  # answered after the upgrade, so browsers see the code
+        except AuthFailed as exc:
             self.rejected += 1
             claims = exc
-        self._auth[conn] = (claims, self.session_ids.issue(session_from_request(path)))
-        return None
+        return claims, self.session_ids.issue(session_from_request(path))
+
+    async def _api(self, path: str, headers: Any) -> bytes:
+        return _response(await self.api.handle("GET", path, headers))
 
     # -- one connection ------------------------------------------------------------------------
 
-    async def handle(self, conn: Any) -> None:
-        claims, session_id = self._auth.pop(conn, (None, ""))
-        _forget_handshake(conn)
+    def opened(self, conn: Connection, admitted: tuple[Claims | AuthFailed, str]) -> None:
+        """The upgrade is done: a session for good claims, a close with the code for bad."""
+        claims, session_id = admitted
         if not isinstance(claims, Claims):
-            exc = claims if isinstance(claims, AuthFailed) else AuthFailed("no credentials")
-            await conn.close(exc.close_code or p.CloseCode.UNAUTHORIZED, str(exc)[:120])
+            conn.close(claims.close_code or p.CloseCode.UNAUTHORIZED, str(claims)[:120])
             return
-        if self.config.socket_send_buffer:
-            sock = conn.transport.get_extra_info("socket")
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer)
-        client = Client(WsSink(conn, self))
-        session = Session(claims, self.config.limits, time.time(), session_id)
-        expiry = self._expire_at(claims, client, session)
-        ip = _peer_ip(conn)
-        self.per_ip.opened(ip)
+        conn.client = Client(conn)
+        conn.session = session = Session(claims, self.config.limits, time.time(), session_id)
+        conn.expiry = self._expire_at(claims, conn.client, session)
+        self.per_ip.opened(conn.ip)
         self.connections += 1
-        try:
-            async for raw in conn:
-                for out in session.receive(raw, time.time()):
-                    await self._carry_out(client, session, out)
-        except GatewayError as exc:
-            log.debug("connection ended", extra={"error": str(exc)})
-        except Exception as exc:  # noqa: BLE001 - a bug must not leak to other clients
-            if not _is_closed(exc):
-                log.exception("connection handler failed")
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            self.per_ip.closed(ip)
-            self.connections -= 1
-            self.closed_since_gc += 1
-            client.closed = True
-            self.hub.drop(client)
+
+    def closed(self, conn: Connection) -> None:
+        client = conn.client
+        assert client is not None
+        self.per_ip.closed(conn.ip)
+        self.connections -= 1
+        self.closed_since_gc += 1
+        client.closed = True
+        self.hub.drop(client)
 
     def _expire_at(self, claims: Claims, client: Client, session: Session) -> Any:
         """Close the connection (4001) when its token expires, whether or not the client
@@ -377,12 +332,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         return loop.call_later(max(0.0, claims.exp - time.time()) + 0.01, expire)
 
-    async def _carry_out(self, client: Client, session: Session, out: Any) -> None:
+    def carry_out(self, client: Client, session: Session, out: Any) -> None:
+        """What a message asks, but a join (``join``: it may read Redis)."""
         now = time.monotonic()
         if isinstance(out, Send):
             self.hub.send(client, [out.data], now)
-        elif isinstance(out, Join):
-            await self._join(client, session, out)
         elif isinstance(out, Leave):
             self.hub.detach(client, out.channel.key)
             self.hub.send(client, [p.unsubscribed(out.req_id, out.channel.key)], now)
@@ -395,7 +349,7 @@ class Gateway:
             reason = "heartbeats are not accepted here" if not self.beats.enabled else "busy"
             self.hub.send(client, [p.error(p.ErrorCode.UNAVAILABLE, reason)], now)
 
-    async def _join(self, client: Client, session: Session, join: Join) -> None:
+    async def join(self, client: Client, session: Session, join: Join) -> None:
         key, match_id = join.channel.key, join.channel.match_id
         if join.channel.kind == p.FLAGS:
             region, platform = join.context or ("unknown", "unknown")
@@ -445,36 +399,18 @@ class Gateway:
         return catch, (catch.position.seq, catch.position.k)
 
 
-def _forget_handshake(conn: Any) -> None:
-    """Drop the upgrade's headers once the connection is open (~2 KB per idle connection).
+def _send_many(threads: int) -> Any:
+    """The hub's batch writer: the native send loop (``gateway.sendall``), on ``threads``."""
+    from gateway import sendall
 
-    websockets keeps the request for the connection's lifetime (``conn.request`` and a local of
-    the protocol's parser generator) and the response; nothing reads their headers after the
-    handshake, so they are emptied in place (``Headers.clear()``) rather than detached.
-    """
-    for message in (conn.request, conn.response):
-        if message is not None:
-            message.headers.clear()
+    def send_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
+        return sendall.send_all_failures(fds, data, threads)
+
+    return send_many
 
 
-def _peer_ip(conn: Any) -> str:
-    address = getattr(conn, "remote_address", None)
-    return str(address[0]) if address else "?"
-
-
-def _is_closed(exc: Exception) -> bool:
-    from websockets.exceptions import ConnectionClosed
-
-    return isinstance(exc, ConnectionClosed)
-
-
-def _response(resp: HttpResponse) -> Any:
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
-
-    headers = Headers([("Content-Type", resp.content_type),
-                       ("Content-Length", str(len(resp.body))), *resp.headers])
-    return Response(resp.status, http.HTTPStatus(resp.status).phrase, headers, resp.body)
+def _response(resp: HttpResponse) -> bytes:
+    return wire.http_response(resp.status, resp.body, resp.content_type, resp.headers)
 
 
 async def serve(config: GatewayConfig, ready: asyncio.Event | None = None) -> None:

@@ -36,6 +36,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _send_threads(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 4:
+        raise ValueError("must be 1 to 4 threads")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -300,6 +307,11 @@ class Settings:
     gateway_workers: int = _env(
         "STUMPCAST_GATEWAY_WORKERS", "1", _positive_int,
         "Gateway processes sharing the port (SO_REUSEPORT); one per core.")
+    gateway_send_threads: int = _env(
+        "STUMPCAST_GATEWAY_SEND_THREADS", "2", _send_threads,
+        "Threads of a gateway process's native send loop (1 to 4): a fanout to many sockets "
+        "is split over them, the GIL released, so one process uses every core for its "
+        "system calls.")
     gateway_jwt_secret: str = _env(
         "STUMPCAST_GATEWAY_JWT_SECRET", "", str,
         "HS256 secret for connection tokens. With this or the public key set, tokens are "

@@ -6,10 +6,11 @@ Same processes, same sockets, same feed as the hub; only the fanout differs:
   conflation, no positions: the least a delivery can cost in this process shape;
 * ``SyscallHub``: the syscall floor (issue #21): the same frame handed to the kernel with one
   ``os.write`` per socket, past the event loop's transport (which is used only when it still
-  holds bytes of that socket, so the stream stays in order): what a send loop in native code
-  would cost, the kernel's share of a delivery;
-* ``BroadcastHub``: ``websockets.broadcast()``, the library's own fanout (it encodes once, has
-  no backpressure and skips connections that are not open).
+  holds bytes of that socket, so the stream stays in order): the kernel's share of a
+  delivery, plus one Python call.
+
+(The gateway ran on the websockets library until issue #21, and a third baseline was its
+``broadcast()``; the gateway now frames and writes itself, so that reference is gone.)
 
 They replace only the publishing of scores and notes; joins, replies and closes stay the hub's.
 """
@@ -19,11 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from websockets.protocol import State
-
 from gateway.hub import Client, Hub, Sub, text_frame
-
-OPEN = State.OPEN
 
 
 class FloorHub(Hub):
@@ -50,44 +47,20 @@ class FloorHub(Hub):
 
 
 class SyscallHub(FloorHub):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._fds: dict[Client, int] = {}
-
     def _send(self, c: Client, frame: bytes) -> None:
-        sink: Any = c.sink  # the gateway's WsSink
-        transport = sink.transport
-        if sink.protocol.state is not OPEN or transport.is_closing():
-            return  # after a close frame no data frame (as WsSink.write)
-        if transport.get_write_buffer_size():
-            transport.write(frame)  # behind bytes the loop still holds: keep the order
+        sink: Any = c.sink  # the gateway's Connection
+        fd = sink.direct()
+        if fd < 0:
+            sink.write(frame)  # behind bytes the loop still holds (or closing): keep the order
             return
-        fd = self._fds.get(c)
-        if fd is None:
-            fd = self._fds[c] = transport.get_extra_info("socket").fileno()
         try:
             sent = os.write(fd, frame)
         except BlockingIOError:
             sent = 0
+        except OSError:
+            sent = -1
         if sent < len(frame):
-            transport.write(frame[sent:])
-
-    def drop(self, client: Client) -> None:
-        self._fds.pop(client, None)
-        super().drop(client)
+            sink.rest(frame, sent)
 
 
-class BroadcastHub(FloorHub):
-    def _fan(self, subs: dict[Client, Sub] | None, payloads: list[bytes]) -> None:
-        if not subs or not payloads:
-            return
-        import websockets
-
-        conns = [c.sink.conn for c in subs]  # type: ignore[attr-defined]  # gateway's WsSink
-        for x in payloads:
-            websockets.broadcast(conns, x.decode())
-        self.stats.messages_out += len(payloads) * len(subs)
-
-
-BASELINES: dict[str, type[Hub]] = {"floor": FloorHub, "syscall": SyscallHub,
-                                   "broadcast": BroadcastHub}
+BASELINES: dict[str, type[Hub]] = {"floor": FloorHub, "syscall": SyscallHub}

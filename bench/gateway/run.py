@@ -9,7 +9,7 @@ Redis through the reference writer (the view contract):
 4. reconnect storm: every client drops and resumes within 5 s while updates continue;
 5. hot match: all N on one match, time until the last client has each update;
 then the same hot phase against the "floor" server (one pre-encoded frame written to every
-socket in a tight loop) and the burst against ``websockets.broadcast()``, same process shape
+socket in a tight loop) and the burst against the syscall floor, same process shape
 (``baselines``: the gateway on another hub, ``python -m bench.gateway.serve``).
 
 ``rig`` holds the processes and the driver, ``phases`` measures, this module puts it together

@@ -1,4 +1,4 @@
-"""``python -m bench.gateway.serve --mode floor|broadcast``: the gateway on a baseline hub.
+"""``python -m bench.gateway.serve --mode floor|syscall``: the gateway on a baseline hub.
 
 What `stumpcast gateway serve` runs, with the fanout replaced by one of ``baselines`` (the
 gateway's own command has no such switch: the baselines are the benchmark's, not the gateway's).

@@ -48,7 +48,7 @@ def register(sub: Any, bench: Any) -> None:
     w.set_defaults(func=cmd_watch)
 
     b = bench.add_parser("gateway", help="fanout: latency, throughput, memory, reconnect storm",
-                         description="Start the gateway (and the broadcast() and floor "
+                         description="Start the gateway (and its floor "
                          "baselines) in N worker processes, open many client connections from "
                          "separate processes, drive updates into Redis, and report delivery "
                          "latency, deliveries/s, CPU, RSS per connection and a reconnect storm. "

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.gateway.baselines import BASELINES, OPEN, BroadcastHub, FloorHub, SyscallHub
+from bench.gateway.baselines import BASELINES, FloorHub, SyscallHub
 from gateway.hub import Client, Hub, text_frame
 from gateway.limits import Limits
 
@@ -17,7 +17,6 @@ LIMITS = Limits(write_high_water=1000, queue_bytes=4000, write_timeout=5.0)
 class FakeSink:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
-        self.conn = object()  # the gateway's WsSink carries its websockets connection
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
@@ -43,19 +42,8 @@ def test_floor_writes_each_frame_to_every_socket():
     assert hub.stats.messages_out == 4
 
 
-def test_broadcast_hands_the_connections_to_websockets(monkeypatch: pytest.MonkeyPatch):
-    import websockets
-
-    sent: list[tuple[list[Any], str]] = []
-    monkeypatch.setattr(websockets, "broadcast", lambda conns, msg: sent.append((conns, msg)))
-    hub, sink = BroadcastHub(LIMITS), FakeSink()
-    hub.attach(Client(sink), "notes:m", (0, 0))
-    hub.publish_notes("notes:m", [((0, 1), b'{"k":1}')], 0.0)
-    assert sent == [([sink.conn], '{"k":1}')] and sink.writes == []
-
-
 def test_every_baseline_is_a_hub():
-    assert set(BASELINES) == {"floor", "syscall", "broadcast"}
+    assert set(BASELINES) == {"floor", "syscall"}
     assert all(issubclass(h, Hub) for h in BASELINES.values())
 
 
@@ -79,10 +67,21 @@ class FakeTransport:
 
 
 class TransportSink(FakeSink):
+    """The gateway's Connection as the hub sees it: direct() and rest() over a transport."""
+
     def __init__(self, transport: FakeTransport) -> None:
         super().__init__()
         self.transport = transport
-        self.protocol = type("P", (), {"state": OPEN})()
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def direct(self) -> int:
+        t = self.transport
+        return -1 if t.get_write_buffer_size() else int(t.get_extra_info("socket").fileno())
+
+    def rest(self, data: bytes, sent: int) -> None:
+        self.transport.write(data[sent:] if sent > 0 else data)
 
 
 def test_the_syscall_floor_writes_to_the_socket_and_keeps_the_stream_in_order():

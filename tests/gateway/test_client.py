@@ -46,8 +46,8 @@ async def test_client_reconnects_and_resumes_without_loss(gateway, writer, match
     for runs in range(1, 6):
         await writer.publish(match_id, {"runs": runs})
     await asyncio.sleep(0.3)
-    for conn in list(gateway.server.connections):  # drop everyone, as a restart would
-        conn.transport.abort()
+    for conn in list(gateway.conns):  # drop everyone, as a restart would
+        conn.abort()
     for runs in range(6, 12):
         await writer.publish(match_id, {"runs": runs})
     await asyncio.wait_for(task, 10)
