@@ -278,7 +278,9 @@ def upgrade_response(request: Request) -> bytes:
 
 # -- plain HTTP answers ------------------------------------------------------------------------
 
-_NO_BODY = frozenset({204, 304})  # and 1xx: RFC 9110 8.6 forbids Content-Length on them
+# Answers without a body, besides 1xx. RFC 9110 8.6 forbids Content-Length on 1xx and 204; on
+# a 304 it would have to be the length of the 200 it stands for, which is not known here.
+_NO_BODY = frozenset({204, 304})
 _FORBIDDEN_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 

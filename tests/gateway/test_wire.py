@@ -756,6 +756,21 @@ def test_partial_state_is_released_when_the_message_completes() -> None:
     assert reader._buf is None and reader._frag is None
 
 
+def test_a_large_frame_in_tiny_pieces_is_appended_in_place() -> None:
+    """One buffer grows for a dribbled frame (amortized appends), never a copy per feed:
+    64 KiB one byte at a time must not cost 2 GB of copying."""
+    data = frame(0x2, os.urandom(65_000))
+    reader = FrameReader()
+    assert reader.feed(data[:3]) == []
+    buffer = reader._buf
+    for i in range(3, len(data) - 1):
+        assert reader.feed(data[i:i + 1]) == []
+    assert reader._buf is buffer
+    [event] = reader.feed(data[-1:])
+    assert isinstance(event, Binary) and len(event.data) == 65_000
+    assert reader.idle
+
+
 # -- properties --------------------------------------------------------------------------------
 
 messages: st.SearchStrategy[list[Event]] = st.lists(
