@@ -76,7 +76,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         state = self.state
-        if state == OPEN or state == CLOSING:
+        if state in (OPEN, CLOSING):
             self._frames(data)
         elif state == HANDSHAKE:
             self._request(data)

@@ -18,26 +18,17 @@ nothing in one call, and only what the kernel did not take goes through the tran
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.limits import Limits
+from gateway.wire import text_frame
 from schemas.protocol import CloseCode
 
 SCORE, NOTE, CONTROL = 0, 1, 2
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented server-to-client text frame (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
+__all__ = ["Client", "Hub", "Sink", "Stats", "Sub", "text_frame"]
 
 
 class Sink(Protocol):

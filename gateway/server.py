@@ -3,8 +3,9 @@
 Everything that decides lives elsewhere: ``Session`` (what a client frame means), ``Hub`` (who
 gets which bytes), ``Feed`` (what Redis says), ``wire`` (what bytes on the socket mean). Each
 socket is a ``Connection`` (the gateway's own lean WebSocket protocol); this module admits its
-request, passes its messages in with the time, and carries out the answers. Several processes share one port with ``SO_REUSEPORT``
-(``serve_workers``), so every core serves connections; each process has its own feed and cache.
+request, passes its messages in with the time, and carries out the answers. Several processes
+share one port with ``SO_REUSEPORT`` (``serve_workers``), so every core serves connections; each
+process has its own feed and cache.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import time
 from typing import Any
 
+from gateway import wire
 from gateway.auth import (
     Claims,
     SessionIds,
@@ -25,13 +27,12 @@ from gateway.auth import (
     verify_token,
 )
 from gateway.beats import HeartbeatForwarder
-from gateway.connection import Connection
 from gateway.config import GatewayConfig, config_from_settings
+from gateway.connection import Connection
 from gateway.errors import AuthFailed, FeedUnavailable
 from gateway.feed import Feed, UnknownMatch
 from gateway.flags import FlagFeed
 from gateway.housekeeping import P2Rate, WorstPerSecond, dump_stats, tame_gc
-from gateway import wire
 from gateway.http import HttpApi, HttpResponse, json_error
 from gateway.hub import Client
 from gateway.limits import PerAddress, TokenBucket
