@@ -39,7 +39,8 @@ system-deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# setup.py and the C source too: pip builds the extension gateway._sendall at install time.
+$(VENV)/.installed: pyproject.toml setup.py gateway/_sendall.c
 	$(call step,Python virtualenv and packages ($(VENV)),test -x $(PY) || python3 -m venv $(VENV); \
 	  $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]')
 	@touch $@
