@@ -180,7 +180,17 @@ class Connection(asyncio.Protocol):
     def _answer(self, response: bytes) -> None:
         self.state = HTTP
         self.transport.write(response)
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Our last bytes, then our half of the connection closed; the peer's bytes still in
+        flight are read and dropped until it closes too (or ``CLOSE_TIMEOUT``). Closing at once
+        would answer them with a reset, which can destroy our last bytes at the peer unread."""
+        with contextlib.suppress(OSError, RuntimeError):
+            self.transport.write_eof()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     async def _answer_later(self, response: Any) -> None:
         try:
@@ -222,8 +232,8 @@ class Connection(asyncio.Protocol):
         """Fail the connection (RFC 6455 §7.1.7): a close frame saying why, then the socket."""
         if self.state == OPEN:
             self.transport.write(wire.close_frame(code, reason))
-        self.state = CLOSED
-        self.transport.close()
+        self.state = CLOSING  # the reader is spent: what still arrives is dropped
+        self._linger()
 
     # -- messages, in order --------------------------------------------------------------------
 

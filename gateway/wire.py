@@ -159,6 +159,7 @@ class Request:
     method: str
     path: str
     headers: Headers
+    version: str = "HTTP/1.1"  # or HTTP/1.0: load balancers' health checks still send it
 
 
 # RFC 9110 5.6.2: token = 1*tchar. Targets: visible ASCII only (RFC 3986 characters are a
@@ -172,16 +173,18 @@ _DIGITS = re.compile(r"[0-9]+")
 _TOKEN = re.compile(f"{_TCHAR}+")
 
 
-def _request_line(line: str) -> tuple[str, str]:
-    """(method, target) of a request line, or 400. Checked as soon as the line is complete,
-    so a client that speaks something else (TLS, HTTP/2 preface) is refused at once."""
+def _request_line(line: str) -> tuple[str, str, str]:
+    """(method, target, version) of a request line, or 400. Checked as soon as the line is
+    complete, so a client that speaks something else (TLS, HTTP/2 preface) is refused at once.
+    HTTP/1.0 is accepted for plain requests (HAProxy's ``http-check`` sends it by default);
+    ``upgrade_response`` requires HTTP/1.1."""
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         raise HandshakeError(400, "malformed request line")
     method, target, version = match.groups()
-    if version != "HTTP/1.1":
-        raise HandshakeError(400, "HTTP/1.1 only")
-    return method, target
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise HandshakeError(400, "HTTP/1.1 or HTTP/1.0 only")
+    return method, target, version
 
 
 def parse_request(buf: bytes | bytearray, max_bytes: int = 8192,
@@ -205,7 +208,7 @@ def parse_request(buf: bytes | bytearray, max_bytes: int = 8192,
             raise HandshakeError(431, f"request head larger than {max_bytes} bytes")
         return None
     lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    method, target = _request_line(lines[0])
+    method, target, version = _request_line(lines[0])
     if len(lines) - 1 > max_headers:
         raise HandshakeError(431, f"more than {max_headers} headers")
     pairs = []
@@ -224,7 +227,7 @@ def parse_request(buf: bytes | bytearray, max_bytes: int = 8192,
     for length in headers.get_all("Content-Length"):
         if not _DIGITS.fullmatch(length) or int(length) != 0:
             raise HandshakeError(400, "a request body is not accepted")
-    return Request(method, target, headers), end + 4
+    return Request(method, target, headers, version), end + 4
 
 
 # -- the upgrade -------------------------------------------------------------------------------
@@ -254,6 +257,8 @@ def upgrade_response(request: Request) -> bytes:
     allows), and no Server header is sent: it only tells scanners what to try.
     """
     headers = request.headers
+    if request.version != "HTTP/1.1":
+        raise HandshakeError(400, "a WebSocket upgrade needs HTTP/1.1")
     if "websocket" not in _tokens(headers.get_all("Upgrade")):
         raise HandshakeError(426, "Upgrade: websocket required", _UPGRADE_REQUIRED)
     if "upgrade" not in _tokens(headers.get_all("Connection")):

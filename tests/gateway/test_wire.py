@@ -231,7 +231,6 @@ def refused(raw: bytes, **limits: int) -> HandshakeError:
     b"GET /caf\xe9 HTTP/1.1\r\n\r\n",
     b"GET /\x7f HTTP/1.1\r\n\r\n",
     b"G\x00T /ws HTTP/1.1\r\n\r\n",
-    b"GET /ws HTTP/1.0\r\n\r\n",
     b"GET /ws HTTP/2.0\r\n\r\n",
     b"GET /ws http/1.1\r\n\r\n",
     b"\r\nGET /ws HTTP/1.1\r\n\r\n",
@@ -920,3 +919,17 @@ def test_header_pairs_round_trip(pairs: list[tuple[str, str]]) -> None:
     parsed = parse_request(head.encode())
     assert parsed is not None
     assert list(parsed[0].headers.items()) == pairs
+
+
+def test_http_1_0_is_answered_but_never_upgraded():
+    """HAProxy's ``http-check`` asks /readyz in HTTP/1.0 unless told otherwise."""
+    parsed = parse_request(b"GET /readyz HTTP/1.0\r\n\r\n")
+    assert parsed is not None and parsed[0].version == "HTTP/1.0"
+    head = (b"GET /ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + base64.b64encode(b"k" * 16) + b"\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n")
+    parsed = parse_request(head)
+    assert parsed is not None
+    with pytest.raises(HandshakeError) as info:
+        upgrade_response(parsed[0])
+    assert info.value.status == 400
