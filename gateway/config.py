@@ -38,7 +38,7 @@ class GatewayConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0  # unanswered this long after a ping: the peer is gone
     socket_send_buffer: int = 0       # 0: kernel default (autotuned)
-    send_threads: int = 2             # threads of the native send loop (gateway.sendall)
+    send_threads: int = 1             # threads of the native send loop (gateway.sendall)
     hub: Callable[[Limits], Hub] = Hub  # the fanout; the bench passes its baselines here
     worker: str = "0"
     kafka: Mapping[str, Any] | None = None  # heartbeats' producer settings; None: refused

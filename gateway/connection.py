@@ -20,14 +20,15 @@ import logging
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import wire
 from gateway.session import Join
 
 if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
     from gateway.hub import Client
-    from gateway.server import Gateway
     from gateway.session import Session
 
 log = logging.getLogger("stumpcast.gateway")
@@ -39,11 +40,25 @@ MAX_PENDING = 4      # messages held while one waits (a join reading Redis); the
 PING = wire.ping_frame()
 
 
+class Host(Protocol):
+    """What a connection asks of its gateway (``gateway.server.Gateway``)."""
+
+    config: GatewayConfig
+    conns: set[Connection]
+
+    def admit(self, conn: Connection, request: wire.Request) -> Any: ...
+    def opened(self, conn: Connection, admitted: Any) -> None: ...
+    def closed(self, conn: Connection) -> None: ...
+    def carry_out(self, client: Client, session: Session, out: Any) -> None: ...
+    async def join(self, client: Client, session: Session, join: Join) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
 class Connection(asyncio.Protocol):
     __slots__ = ("gw", "transport", "fd", "ip", "state", "buf", "reader", "client", "session",
                  "pending", "paused", "ping_at", "timer", "expiry")
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: Host) -> None:
         self.gw = gw
         self.transport: Any = None
         self.fd = -1

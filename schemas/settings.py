@@ -308,10 +308,11 @@ class Settings:
         "STUMPCAST_GATEWAY_WORKERS", "1", _positive_int,
         "Gateway processes sharing the port (SO_REUSEPORT); one per core.")
     gateway_send_threads: int = _env(
-        "STUMPCAST_GATEWAY_SEND_THREADS", "2", _send_threads,
-        "Threads of a gateway process's native send loop (1 to 4): a fanout to many sockets "
-        "is split over them, the GIL released, so one process uses every core for its "
-        "system calls.")
+        "STUMPCAST_GATEWAY_SEND_THREADS", "1", _send_threads,
+        "Threads of a gateway process's native send loop (1 to 4). With more than one, a "
+        "fanout to many sockets is split over them with the GIL released, so one process "
+        "can use several cores for its system calls; with one gateway process per core (the "
+        "usual shape) 1 costs the least CPU.")
     gateway_jwt_secret: str = _env(
         "STUMPCAST_GATEWAY_JWT_SECRET", "", str,
         "HS256 secret for connection tokens. With this or the public key set, tokens are "

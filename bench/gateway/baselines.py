@@ -7,7 +7,10 @@ Same processes, same sockets, same feed as the hub; only the fanout differs:
 * ``SyscallHub``: the syscall floor (issue #21): the same frame handed to the kernel with one
   ``os.write`` per socket, past the event loop's transport (which is used only when it still
   holds bytes of that socket, so the stream stays in order): the kernel's share of a
-  delivery, plus one Python call.
+  delivery, plus one Python call;
+* ``NativeHub``: the native floor: every socket of the channel in one call of the gateway's
+  native send loop (``gateway.sendall``, one thread), with no check of queues, positions or
+  buffers: the kernel's share and nothing else a process could drop.
 
 (The gateway ran on the websockets library until issue #21, and a third baseline was its
 ``broadcast()``; the gateway now frames and writes itself, so that reference is gone.)
@@ -63,4 +66,20 @@ class SyscallHub(FloorHub):
             sink.rest(frame, sent)
 
 
-BASELINES: dict[str, type[Hub]] = {"floor": FloorHub, "syscall": SyscallHub}
+class NativeHub(FloorHub):
+    def _fan(self, subs: dict[Client, Sub] | None, payloads: list[bytes]) -> None:
+        if not subs or not payloads:
+            return
+        from gateway import sendall
+
+        sinks: list[Any] = [c.sink for c in subs]
+        fds = [s.fd for s in sinks]  # the gateway's Connection
+        for x in payloads:
+            frame = text_frame(x)
+            for i, sent in sendall.send_all_failures(fds, frame, 1):
+                sinks[i].rest(frame, sent)  # in order: the transport holds the rest
+        self.stats.messages_out += len(payloads) * len(subs)
+
+
+BASELINES: dict[str, type[Hub]] = {"floor": FloorHub, "syscall": SyscallHub,
+                                   "native": NativeHub}

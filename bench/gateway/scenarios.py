@@ -1,8 +1,9 @@
 """The scenarios of issue #21 in `stumpcast bench gateway --scenarios ...`, against a target.
 
-A target is our gateway in W processes (``--workers 1,2``), its two floors (the same gateway on
-``baselines.FloorHub``, the Python floor, and on ``baselines.SyscallHub``, one ``os.write`` per
-socket: the syscall floor), or the peer (``--peer centrifugo``: ``bench/gateway/peer.py``). The
+A target is our gateway in W processes (``--workers 1,2``), its three floors (the same gateway
+on ``baselines.FloorHub``, the Python floor; on ``baselines.SyscallHub``, one ``os.write`` per
+socket: the syscall floor; on ``baselines.NativeHub``, every socket in one native call with no
+checks: the native floor), or the peer (``--peer centrifugo``: ``bench/gateway/peer.py``). The
 same load clients (``loadclient``, speaking the target's protocol) and the same update records
 (real cards, ~416 bytes) are used for all of them:
 
@@ -340,7 +341,8 @@ def channels_of(rig: Rig, scenario: str) -> list[str]:
     return [rig.hot] if scenario == "lockstep" else rig.matches
 
 
-FLOORS = {"floor": "the Python floor", "syscall": "the syscall floor"}  # baselines.BASELINES
+FLOORS = {"floor": "the Python floor", "syscall": "the syscall floor",
+          "native": "the native floor"}  # baselines.BASELINES
 
 
 async def run_plan(rig: Rig, plan: Plan, peer: PeerServer | None) -> tuple[Rows, str]:

@@ -43,7 +43,7 @@ def test_floor_writes_each_frame_to_every_socket():
 
 
 def test_every_baseline_is_a_hub():
-    assert set(BASELINES) == {"floor", "syscall"}
+    assert set(BASELINES) == {"floor", "syscall", "native"}
     assert all(issubclass(h, Hub) for h in BASELINES.values())
 
 
