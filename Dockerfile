@@ -1,8 +1,10 @@
 # Image for the stumpcast services in compose/ (not used on the development machines).
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
+# gcc builds the gateway's native send loop (gateway/_sendall.c).
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY schemas schemas
 COPY runtime runtime
 COPY streams streams

@@ -145,3 +145,63 @@ def test_reset_replaces_pending_scores_with_the_new_snapshot():
     slow.backed_up = 0
     hub.sweep(0.1)
     assert [(m["type"], m["epoch"]) for m in slow.messages()] == [("snapshot", 2)]
+
+
+class DirectSink(FakeSink):
+    """A socket the hub may write past its transport: ``fd`` while nothing is buffered."""
+
+    def __init__(self, fd: int, buffered: int = 0) -> None:
+        super().__init__(buffered)
+        self.fd, self.rests = fd, []  # type: ignore[var-annotated]
+
+    def direct(self) -> int:
+        return -1 if self.backed_up else self.fd
+
+    def rest(self, data: bytes, sent: int) -> None:
+        self.rests.append(sent)
+        self.write(data[sent:] if sent > 0 else data)
+
+
+def test_a_large_fanout_is_one_batch_and_only_the_refused_go_through_the_transport():
+    from gateway.hub import BATCH_MIN
+
+    hub = Hub(LIMITS)
+    kernel: dict[int, bytes] = {}
+    calls: list[list[int]] = []
+
+    def send_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
+        calls.append(fds)
+        fails = []
+        for i, fd in enumerate(fds):  # fd 1: 5 bytes taken; fd 2: none (full); fd 3: reset
+            sent = {1: 5, 2: 0, 3: -104}.get(fd, len(data))
+            kernel[fd] = data[:max(sent, 0)]
+            if sent != len(data):
+                fails.append((i, sent))
+        return fails
+
+    hub.send_many = send_many
+    sinks = [DirectSink(fd) for fd in range(BATCH_MIN + 10)]
+    behind = DirectSink(1000, buffered=10)        # bytes still in its transport: not direct
+    full = DirectSink(1001, buffered=LIMITS.write_high_water)  # over high water: queued
+    for s in [*sinks, behind, full]:
+        hub.attach(Client(s), "match:m", 0)
+    hub.publish_scores("match:m", [(1, update(1, 4))], snapshot_at(1, 4), 0.0)
+    frame = text_frame(update(1, 4))
+    assert calls == [list(range(BATCH_MIN + 10))]          # one call, every idle socket
+    assert all(kernel[s.fd] == frame for s in sinks if s.fd not in (1, 2, 3))
+    assert all(s.writes == [] for s in sinks if s.fd not in (1, 2, 3))
+    assert kernel[1] + sinks[1].writes[0] == frame and sinks[1].rests == [5]
+    assert sinks[2].writes == [frame] and sinks[3].writes == [frame]  # transport finds the error
+    assert behind.writes == [frame] and full.writes == []          # after its bytes / queued
+    assert hub.backlog == {next(c for c in hub.channels["match:m"] if c.sink is full)}
+    hub.publish_scores("match:m", [(1, update(1, 4))], snapshot_at(1, 4), 0.0)
+    assert len(calls) == 1, "a position already written is not sent again"
+
+
+def test_a_small_fanout_does_not_batch():
+    hub = Hub(LIMITS)
+    hub.send_many = lambda fds, data: (_ for _ in ()).throw(AssertionError("batched"))
+    sink = DirectSink(7)
+    hub.attach(Client(sink), "match:m", 0)
+    hub.publish_scores("match:m", [(1, update(1, 4))], snapshot_at(1, 4), 0.0)
+    assert sink.writes == [text_frame(update(1, 4))]
