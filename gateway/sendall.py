@@ -2,11 +2,12 @@
 
 Why: a fanout writes the same frame to thousands of sockets. On loopback one TCP send costs
 5-10 µs of kernel time on the 2-core VM (the receiver's TCP input runs inside the sender's
-system call: ~5 µs to idle peers, ~9-10 µs per delivery in `stumpcast bench gateway
---scenarios lockstep`, where 10,000 peers are awake and reading); a Python-level loop over the
-sockets adds about 1 µs per socket, with the GIL held throughout. ``gateway._sendall`` runs the loop in C with the GIL released, which removes the
-Python share, and with ``threads=2`` it splits the sockets over two threads, so one large fanout
-uses both cores and its last socket is written sooner.
+system call: ~5 µs to idle peers, 7-10 µs per delivery in `stumpcast bench gateway --scenarios
+lockstep`, where 10,000 peers are awake and reading). A Python loop of ``os.write`` over the
+sockets costs ~2 µs more per socket there (BENCHMARKS.md, "the syscall floor" against "the
+native floor"), with the GIL held throughout. ``gateway._sendall`` runs the loop in C with the
+GIL released, which removes the Python share, and with ``threads=2`` it splits the sockets over
+two threads, so one large fanout can use both cores and its last socket is written sooner.
 
 Semantics, the same for the extension and the pure-Python fallback: each fd (a non-blocking
 socket) gets exactly one send of ``data``. The result per fd is the number of bytes sent
