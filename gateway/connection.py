@@ -224,17 +224,16 @@ class Connection(asyncio.Protocol):
             self._fail(exc.code, exc.reason)
             return
         for event in events:
-            kind = type(event)
-            if kind is wire.Text or kind is wire.Binary:
+            if isinstance(event, wire.Text | wire.Binary):
                 if self.state == OPEN:
-                    self._message(event.data)  # type: ignore[union-attr]
-            elif kind is wire.Ping:
+                    self._message(event.data)
+            elif isinstance(event, wire.Ping):
                 if self.state == OPEN:
-                    self.transport.write(wire.pong_frame(event.data))  # type: ignore[union-attr]
-            elif kind is wire.Pong:
+                    self.transport.write(wire.pong_frame(event.data))
+            elif isinstance(event, wire.Pong):
                 self.ping_at = 0.0
-            elif kind is wire.Close:
-                self._peer_closed(event)  # type: ignore[arg-type]
+            else:  # wire.Close: the reader reads nothing after it
+                self._peer_closed(event)
                 return
 
     def _peer_closed(self, event: wire.Close) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
 from typing import Any
 
-from gateway import wire
+from gateway import sendall, wire
 from gateway.auth import (
     Claims,
     SessionIds,
@@ -28,7 +29,7 @@ from gateway.auth import (
 )
 from gateway.beats import HeartbeatForwarder
 from gateway.config import GatewayConfig, config_from_settings
-from gateway.connection import Connection
+from gateway.connection import OPEN, Connection
 from gateway.errors import AuthFailed, FeedUnavailable
 from gateway.feed import Feed, UnknownMatch
 from gateway.flags import FlagFeed
@@ -108,7 +109,9 @@ class Gateway:
         self.server = await loop.create_server(lambda: Connection(self), cfg.host, cfg.port,
                                                reuse_port=True, backlog=4096)
         self.port = self.server.sockets[0].getsockname()[1]
-        self.hub.send_many = _send_many(cfg.send_threads)
+        # The hub's batch writer: the native send loop, on the configured threads.
+        self.hub.send_many = functools.partial(sendall.send_all_failures,
+                                               threads=cfg.send_threads)
         self.flags = FlagFeed(redis, self.hub)
         self.flags.on_level = self._on_level
         self.feed.shed_p2 = lambda: self.flags.shed_p2
@@ -205,8 +208,6 @@ class Gateway:
                          parts: int = 1) -> int:
         """Keepalive for slice ``part`` of ``parts`` of the connections; returns how many
         were aborted."""
-        from gateway.connection import OPEN
-
         dead, hwm = 0, self.config.limits.write_high_water
         for i, conn in enumerate(list(self.conns)[part::parts]):
             if conn.state != OPEN:
@@ -398,16 +399,6 @@ class Gateway:
                 catch = CatchUp(True, notes.position, [f for _, f in rows] + newer)
         assert catch is not None
         return catch, (catch.position.seq, catch.position.k)
-
-
-def _send_many(threads: int) -> Any:
-    """The hub's batch writer: the native send loop (``gateway.sendall``), on ``threads``."""
-    from gateway import sendall
-
-    def send_many(fds: list[int], data: bytes) -> list[tuple[int, int]]:
-        return sendall.send_all_failures(fds, data, threads)
-
-    return send_many
 
 
 def _response(resp: HttpResponse) -> bytes:
